@@ -1,0 +1,79 @@
+// Package api holds the JSON conventions both binaries' HTTP APIs share:
+// every error is {"error": "..."} with a fitting status, and no error leaves
+// a handler without being turned into one.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Error is an error with the HTTP status and message a client should see.
+type Error struct {
+	Status     int
+	Message    string
+	RetryAfter int // seconds; sets Retry-After when > 0
+}
+
+func (e *Error) Error() string { return strconv.Itoa(e.Status) + " " + e.Message }
+
+// Errorf returns an *Error; handlers return it and ErrorHandler writes it.
+func Errorf(status int, msg string) *Error { return &Error{Status: status, Message: msg} }
+
+// Unavailable is a 503 that tells the client when to retry.
+func Unavailable(msg string, retryAfter int) *Error {
+	return &Error{Status: fiber.StatusServiceUnavailable, Message: msg, RetryAfter: retryAfter}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// Write sends e as the response.
+func Write(c *fiber.Ctx, e *Error) error {
+	if e.RetryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(e.RetryAfter))
+	}
+	return JSON(c, e.Status, errorBody{Error: e.Message})
+}
+
+// JSON sends v as a JSON response with status.
+func JSON(c *fiber.Ctx, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	return c.Send(b)
+}
+
+// ErrorHandler turns whatever a handler (or fasthttp itself: oversized
+// bodies, bad requests) returned into a JSON error. Server errors are
+// logged; client errors are logged once, at info.
+func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		var e *Error
+		var fe *fiber.Error
+		switch {
+		case errors.As(err, &e):
+		case errors.As(err, &fe):
+			e = &Error{Status: fe.Code, Message: fe.Message}
+			if fe.Code == fiber.StatusRequestEntityTooLarge {
+				e.Message = "request body too large"
+			}
+		default:
+			e = &Error{Status: fiber.StatusInternalServerError, Message: "internal error"}
+		}
+		if e.Status >= 500 {
+			log.Error("request failed", "method", c.Method(), "path", c.Path(), "status", e.Status, "err", err)
+		} else {
+			log.Info("request refused", "method", c.Method(), "path", c.Path(), "status", e.Status, "err", e.Message)
+		}
+		return Write(c, e)
+	}
+}

@@ -1,0 +1,311 @@
+// Package broker connects RIG-Go to NATS: the optional in-process server of
+// single-node mode, the client connection with its reconnect policy, and
+// the JetStream history stream every message for a user is stored in.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/rig"
+)
+
+// StreamName is the JetStream stream that keeps every user's recent messages.
+const StreamName = "RIG_HISTORY"
+
+// HeaderMsgID carries the event id (JetStream's de-duplication id).
+const HeaderMsgID = "Nats-Msg-Id"
+
+// attemptTimeout bounds one JetStream management call. On a fresh cluster,
+// of several processes creating the same stream at once one succeeds and the
+// others hang until their context ends; a short attempt and a retry fixes it.
+const attemptTimeout = 3 * time.Second
+
+// Broker is a connection to NATS with the history stream ensured.
+type Broker struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+
+	cfg      config.NATS
+	log      *slog.Logger
+	embedded *server.Server
+	stream   atomic.Bool  // history stream ensured
+	replicas atomic.Int32 // replicas the stream was ensured with
+	lastErr  atomic.Value // string: why not ready
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// Open starts the embedded server when configured, connects, and ensures
+// the history stream in the background (see Ready). Connecting does not wait
+// for NATS: a binary starts, reports not ready, and becomes ready when NATS is.
+func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, error) {
+	b := &Broker{cfg: cfg, log: log}
+	b.lastErr.Store("connecting to NATS")
+	urls := strings.Join(cfg.URLs, ",")
+	if cfg.Embedded {
+		ns, err := StartEmbedded(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		b.embedded = ns
+		urls = ns.ClientURL()
+	}
+	base := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("NATS error", "err", err, "subject", subject)
+		}),
+	}
+	nc, err := nats.Connect(urls, append(base, opts...)...)
+	if err != nil {
+		b.shutdownEmbedded()
+		return nil, fmt.Errorf("connect to NATS at %s: %w", urls, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		b.shutdownEmbedded()
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	b.NC, b.JS = nc, js
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.ensureStreamLoop(ctx)
+	}()
+	return b, nil
+}
+
+// Ready returns nil when NATS is connected and the history stream exists,
+// else an error saying what is missing.
+func (b *Broker) Ready() error {
+	if !b.NC.IsConnected() {
+		return fmt.Errorf("NATS not connected (%s)", b.NC.Status())
+	}
+	if !b.stream.Load() {
+		return errors.New(b.lastErr.Load().(string))
+	}
+	return nil
+}
+
+// Connected reports whether the NATS connection is up.
+func (b *Broker) Connected() bool { return b.NC.IsConnected() }
+
+// Replicas returns the replica count the history stream was set up with,
+// which other JetStream assets (the blacklist bucket) follow.
+func (b *Broker) Replicas() int { return int(b.replicas.Load()) }
+
+// WaitReady blocks until Ready returns nil or ctx ends.
+func (b *Broker) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := b.Ready()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Close drains nothing: it closes the connection and stops the embedded server.
+func (b *Broker) Close() {
+	b.cancel()
+	b.wg.Wait()
+	b.NC.Close()
+	b.shutdownEmbedded()
+}
+
+func (b *Broker) shutdownEmbedded() {
+	if b.embedded != nil {
+		b.embedded.Shutdown()
+		b.embedded.WaitForShutdown()
+	}
+}
+
+func (b *Broker) ensureStreamLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	logged := ""
+	for {
+		err := b.EnsureStream(ctx)
+		if err == nil {
+			b.stream.Store(true)
+			b.log.Info("history stream ready", "stream", StreamName, "replicas", b.Replicas(),
+				"max_age", b.cfg.MaxAge.String(), "max_per_user", b.cfg.MaxPerUser)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		msg := "history stream not ready: " + err.Error()
+		b.lastErr.Store(msg)
+		if msg != logged {
+			b.log.Warn("history stream not ready, retrying", "err", err)
+			logged = msg
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// StreamConfig is the history stream's configuration for a replica count.
+func StreamConfig(cfg config.NATS, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              StreamName,
+		Description:       "RIG-Go: recent messages per user, for resume",
+		Subjects:          []string{rig.SubjectPrefix + ">"},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            cfg.MaxAge,
+		MaxMsgsPerSubject: int64(cfg.MaxPerUser),
+		Duplicates:        min(cfg.MaxAge, 30*time.Second),
+		Replicas:          replicas,
+		AllowDirect:       true,
+	}
+}
+
+// EnsureStream creates or updates the history stream once, with the
+// replica count the cluster calls for (see replicasFor).
+func (b *Broker) EnsureStream(ctx context.Context) error {
+	if !b.NC.IsConnected() {
+		return fmt.Errorf("NATS not connected (%s)", b.NC.Status())
+	}
+	r, err := b.replicasFor(ctx)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	_, err = b.JS.CreateOrUpdateStream(actx, StreamConfig(b.cfg, r))
+	if err != nil && b.cfg.Replicas == 0 && r > 1 && insufficient(err) {
+		r = 1
+		_, err = b.JS.CreateOrUpdateStream(actx, StreamConfig(b.cfg, r))
+	}
+	if err != nil {
+		return fmt.Errorf("create or update stream %s (replicas %d): %w", StreamName, r, err)
+	}
+	b.replicas.Store(int32(r))
+	return nil
+}
+
+// replicasFor returns NATS_REPLICAS when set; else 1 on a server that is not
+// clustered, and 3 in a cluster (EnsureStream falls back to 1 when the
+// cluster has fewer than three JetStream servers).
+func (b *Broker) replicasFor(ctx context.Context) (int, error) {
+	if b.cfg.Replicas > 0 {
+		return b.cfg.Replicas, nil
+	}
+	if b.NC.ConnectedClusterName() == "" {
+		return 1, nil
+	}
+	// An existing stream keeps its replica count: every process of one
+	// deployment then agrees, whichever created it.
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	if s, err := b.JS.Stream(actx, StreamName); err == nil {
+		if r := s.CachedInfo().Config.Replicas; r > 0 {
+			return r, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, fmt.Errorf("look up stream %s: %w", StreamName, err)
+	}
+	return 3, nil
+}
+
+func insufficient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == 10023 || // insufficient resources
+			apiErr.ErrorCode == 10074 // replicas > 1 not supported in non-clustered mode
+	}
+	return strings.Contains(err.Error(), "insufficient resources")
+}
+
+// StartEmbedded runs an in-process NATS server with JetStream, listening on
+// cfg.Listen so other processes (ingest, back-ends, the nats CLI) can connect.
+func StartEmbedded(cfg config.NATS, log *slog.Logger) (*server.Server, error) {
+	host, portText, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("NATS_LISTEN=%q: %w", cfg.Listen, err)
+	}
+	port, _ := strconv.Atoi(portText)
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName:         "rig-embedded",
+		Host:               host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           cfg.StoreDir,
+		NoSigs:             true,
+		MaxPayload:         8 << 20,
+		MaxPending:         64 << 20,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.SetLoggerV2(&natsLogger{log: log.With("component", "nats-server")}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS did not start listening on %s (is the port in use?)", cfg.Listen)
+	}
+	log.Info("embedded NATS listening", "url", ns.ClientURL(), "store_dir", cfg.StoreDir)
+	return ns, nil
+}
+
+// natsLogger sends the embedded server's log lines to slog.
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Debugf(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Tracef(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }

@@ -1,0 +1,227 @@
+// Package client is one connected client below its transport: who it is,
+// its bounded queue of events, and the writer that drains that queue into
+// the transport. Transports (SSE, WebSocket, Phoenix, long-poll) only frame
+// events and read the wire; everything else about a connection lives here.
+package client
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rig-go/rig/internal/rig"
+)
+
+// Transport writes framed events to one client connection.
+type Transport interface {
+	// Write sends evs in order. It may coalesce them into a single write.
+	// An event whose kind ends the session (see Final) is the last one the
+	// transport is given; it may end the stream cleanly after writing it.
+	Write(evs []*rig.Event) error
+	// Close closes the connection at once, unblocking a Write in progress.
+	// It is called once.
+	Close() error
+}
+
+// Reasons a client is closed, as logged and counted.
+const (
+	ReasonClientGone    = "client closed the connection"
+	ReasonSlow          = "slow client: queue full"
+	ReasonWriteFailed   = "write failed"
+	ReasonSessionKilled = "session blacklisted"
+	ReasonTokenExpired  = "token expired"
+	ReasonDraining      = "edge draining"
+	ReasonShutdown      = "edge shutting down"
+)
+
+// ErrClosed is returned by Send after the client was closed.
+var ErrClosed = errors.New("client closed")
+
+// Final reports whether an event of kind k ends the connection after it is written.
+func Final(k rig.Kind) bool {
+	return k == rig.KindSessionKilled || k == rig.KindTokenExpired || k == rig.KindReconnect
+}
+
+// Client is one connection of a session, subscribed to some users' messages.
+type Client struct {
+	Session   *rig.Session
+	Users     []string
+	Transport string    // "sse", "websocket", "phoenix", "longpoll"
+	Since     time.Time // when it connected
+	// Handle is free for the owner (the edge keeps its hub handle here).
+	Handle any
+
+	max int
+
+	mu      sync.Mutex
+	t       Transport
+	queue   []*rig.Event
+	spare   []*rig.Event
+	writing bool
+	final   bool // a final event is queued: accept nothing more
+	closed  bool
+	reason  string
+	done    chan struct{}
+}
+
+// New returns a client that queues at most queueSize events. Events may be
+// delivered at once; they are written once Start binds a transport.
+func New(s *rig.Session, users []string, transport string, queueSize int) *Client {
+	return &Client{
+		Session:   s,
+		Users:     users,
+		Transport: transport,
+		Since:     time.Now(),
+		max:       queueSize,
+		done:      make(chan struct{}),
+	}
+}
+
+// Start binds the transport and begins writing what is queued.
+func (c *Client) Start(t Transport) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		t.Close()
+		return
+	}
+	c.t = t
+	c.kickLocked()
+	c.mu.Unlock()
+}
+
+// Deliver queues ev without blocking. A client whose queue is full is
+// closed: it stopped reading, and must not hold memory or stall others.
+func (c *Client) Deliver(ev *rig.Event) {
+	if err := c.Send(ev); errors.Is(err, errFull) {
+		c.Close(ReasonSlow)
+	}
+}
+
+var errFull = errors.New("client queue full")
+
+// Send queues ev, or reports why it cannot: the client is closed or its
+// queue is full. A final event (see Final) is always accepted while the
+// client is open, and nothing is accepted after it.
+func (c *Client) Send(ev *rig.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.final {
+		return ErrClosed
+	}
+	if Final(ev.Kind) {
+		c.final = true
+	} else if len(c.queue) >= c.max {
+		return errFull
+	}
+	c.queue = append(c.queue, ev)
+	c.kickLocked()
+	return nil
+}
+
+// Finish sends a final event (session_killed, token_expired, reconnect) and
+// closes the client once it is written, or at once if the client is stuck.
+func (c *Client) Finish(ev *rig.Event, reason string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = reason
+	}
+	c.mu.Unlock()
+	if err := c.Send(ev); err != nil && !errors.Is(err, ErrClosed) {
+		c.Close(reason)
+	}
+}
+
+func (c *Client) kickLocked() {
+	if c.writing || c.t == nil || len(c.queue) == 0 {
+		return
+	}
+	c.writing = true
+	go c.flush()
+}
+
+// flush runs while the queue is not empty. It exists only while there is
+// something to write, so an idle client costs no goroutine here.
+func (c *Client) flush() {
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = c.spare[:0]
+		c.spare = nil
+		t := c.t
+		c.mu.Unlock()
+
+		err := t.Write(batch)
+		last := batch[len(batch)-1]
+		clear(batch)
+
+		c.mu.Lock()
+		if c.spare == nil && cap(batch) <= 64 {
+			c.spare = batch[:0]
+		}
+		if err != nil || Final(last.Kind) || c.closed {
+			c.writing = false
+			c.mu.Unlock()
+			if err != nil {
+				c.Close(ReasonWriteFailed)
+			} else {
+				c.Close(c.reasonOr(ReasonShutdown))
+			}
+			return
+		}
+		if len(c.queue) == 0 {
+			c.writing = false
+			c.queue, c.spare = nil, nil // idle clients hold no buffers
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *Client) reasonOr(def string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason != "" {
+		return c.reason
+	}
+	return def
+}
+
+// Close closes the client's connection at once. The first reason given
+// (by Close or Finish) is kept. Safe to call more than once.
+func (c *Client) Close(reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	if c.reason == "" {
+		c.reason = reason
+	}
+	t := c.t
+	c.queue = nil
+	c.mu.Unlock()
+	if t != nil {
+		t.Close()
+	}
+	close(c.done)
+}
+
+// Done is closed when the client is closed.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Reason says why the client was closed; empty while it is open.
+func (c *Client) Reason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// Queued returns how many events wait to be written.
+func (c *Client) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}

@@ -1,0 +1,148 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// NATS is how a binary reaches NATS, shared by edge and ingest.
+type NATS struct {
+	URLs       []string      // NATS_URL
+	Embedded   bool          // NATS_EMBEDDED: run an in-process server
+	Listen     string        // NATS_LISTEN: where the embedded server listens
+	StoreDir   string        // NATS_STORE_DIR: JetStream store of the embedded server
+	Replicas   int           // NATS_REPLICAS: 0 = follow the cluster
+	MaxAge     time.Duration // HISTORY_MAX_AGE
+	MaxPerUser int           // HISTORY_MAX_PER_USER
+	Name       string        // NATS_CLIENT_NAME
+}
+
+// Log is how a binary logs.
+type Log struct {
+	Level  string // LOG_LEVEL
+	Format string // LOG_FORMAT
+}
+
+func (s *Set) nats(n *NATS, name string) {
+	s.List(&n.URLs, "NATS_URL", "nats://127.0.0.1:4222", "NATS server URL, or a comma-separated list of cluster members.")
+	s.Bool(&n.Embedded, "NATS_EMBEDDED", false, "Run an in-process NATS server with JetStream (single-node mode); NATS_URL is then ignored.")
+	s.HostPort(&n.Listen, "NATS_LISTEN", "127.0.0.1:4222", "Where the embedded NATS server listens for other processes (NATS_EMBEDDED only).")
+	s.String(&n.StoreDir, "NATS_STORE_DIR", filepath.Join(os.TempDir(), "rig-go", "jetstream"), "JetStream store directory of the embedded NATS server.")
+	s.Int(&n.Replicas, "NATS_REPLICAS", 0, 0, 5, "Replicas of the history stream and the blacklist bucket; 0 follows the cluster (3 with three or more JetStream servers, else 1).")
+	s.Duration(&n.MaxAge, "HISTORY_MAX_AGE", 5*time.Minute, time.Second, "How long messages stay in history for resume.")
+	s.Int(&n.MaxPerUser, "HISTORY_MAX_PER_USER", 1000, 1, 1_000_000, "How many messages per user stay in history for resume.")
+	s.String(&n.Name, "NATS_CLIENT_NAME", name, "Connection name shown by NATS monitoring.")
+}
+
+func (s *Set) log(l *Log) {
+	s.Enum(&l.Level, "LOG_LEVEL", "info", []string{"debug", "info", "warn", "error"}, "Lowest level logged.")
+	s.Enum(&l.Format, "LOG_FORMAT", "text", []string{"text", "json"}, "Log line format.")
+}
+
+// JWT is how tokens are verified.
+type JWT struct {
+	SecretKey       string   // JWT_SECRET_KEY
+	UserField       string   // JWT_USER_FIELD
+	RolesField      string   // JWT_ROLES_FIELD
+	PrivilegedRoles []string // PRIVILEGED_ROLES
+}
+
+func (s *Set) jwt(j *JWT) {
+	s.Secret(&j.SecretKey, "JWT_SECRET_KEY", "Shared secret for HS256/HS384/HS512 JWTs (required).")
+	s.String(&j.UserField, "JWT_USER_FIELD", "user", `JWT claim holding the user id; "sub" is used when it is absent.`)
+	s.String(&j.RolesField, "JWT_ROLES_FIELD", "roles", "JWT claim holding the list of roles.")
+	s.List(&j.PrivilegedRoles, "PRIVILEGED_ROLES", "", "Roles that may subscribe to any user's messages (comma-separated).")
+}
+
+var errNoSecret = errors.New("invalid JWT_SECRET_KEY=\"\": expected a secret of at least 8 bytes (set JWT_SECRET_KEY or --jwt-secret-key)")
+
+func requireSecret(j *JWT) func() error {
+	return func() error {
+		if len(j.SecretKey) == 0 {
+			return errNoSecret
+		}
+		if len(j.SecretKey) < 8 {
+			return &Error{Setting: "JWT_SECRET_KEY", Value: "(hidden)", Expected: "a secret of at least 8 bytes"}
+		}
+		return nil
+	}
+}
+
+// Edge is the edge binary's configuration.
+type Edge struct {
+	NATS NATS
+	Log  Log
+	JWT  JWT
+
+	InboundPort       int           // INBOUND_PORT
+	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL
+	QueueSize         int           // CLIENT_QUEUE_SIZE
+	WriteTimeout      time.Duration // CLIENT_WRITE_TIMEOUT
+	DrainTimeout      time.Duration // DRAIN_TIMEOUT
+	EdgeID            string        // EDGE_ID
+}
+
+// ParseEdge reads the edge's configuration.
+func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge, error) {
+	var c Edge
+	s := New("edge")
+	s.Port(&c.InboundPort, "INBOUND_PORT", 4000, "Public port: client connections (SSE, WebSocket, long-polling) and the API gateway.")
+	s.jwt(&c.JWT)
+	s.Duration(&c.HeartbeatInterval, "HEARTBEAT_INTERVAL", 10*time.Second, 100*time.Millisecond, "How often idle connections get a heartbeat.")
+	s.Int(&c.QueueSize, "CLIENT_QUEUE_SIZE", 1024, 8, 1_000_000, "Events queued per connection; a client that falls this far behind is disconnected.")
+	s.Duration(&c.WriteTimeout, "CLIENT_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long one write to a client may block before the client is disconnected.")
+	s.Duration(&c.DrainTimeout, "DRAIN_TIMEOUT", 10*time.Second, 0, "On SIGTERM, how long to wait for clients to leave before closing them.")
+	s.String(&c.EdgeID, "EDGE_ID", defaultEdgeID(), "This edge's id in presence and logs.")
+	s.nats(&c.NATS, "rig-edge")
+	s.log(&c.Log)
+	s.Check(requireSecret(&c.JWT))
+	if err := s.Parse(args, getenv, out); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Ingest is the ingest binary's configuration.
+type Ingest struct {
+	NATS NATS
+	Log  Log
+
+	APIPort          int           // API_PORT
+	MessageUserField string        // MESSAGE_USER_FIELD
+	MaxMessageSize   int           // MESSAGE_MAX_SIZE
+	PublishTimeout   time.Duration // PUBLISH_TIMEOUT
+}
+
+// ParseIngest reads the ingest binary's configuration.
+func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ingest, error) {
+	var c Ingest
+	s := New("ingest")
+	s.Port(&c.APIPort, "API_PORT", 4010, "Internal port of the back-end API.")
+	s.String(&c.MessageUserField, "MESSAGE_USER_FIELD", "user", "Field of a posted message that names the user to deliver it to.")
+	s.Size(&c.MaxMessageSize, "MESSAGE_MAX_SIZE", 64<<10, 64, 8<<20, "Largest accepted message body; larger ones get 413.")
+	s.Duration(&c.PublishTimeout, "PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, "How long to wait for JetStream to store a message before answering 503.")
+	s.nats(&c.NATS, "rig-ingest")
+	s.log(&c.Log)
+	s.Check(func() error {
+		if c.MessageUserField == "" {
+			return &Error{Setting: "MESSAGE_USER_FIELD", Value: "", Expected: "a field name"}
+		}
+		return nil
+	})
+	if err := s.Parse(args, getenv, out); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func defaultEdgeID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "edge"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}

@@ -1,0 +1,10 @@
+package edge
+
+// routes lists every endpoint of the public port.
+func (s *Server) routes() {
+	s.app.Get("/health", s.handleHealth)
+	s.app.Get("/health/ready", s.handleReady)
+	s.app.Get("/socket/sse", s.handleSSE)
+	s.app.Options("/socket/sse", s.handlePreflight)
+	s.app.Use(s.handleNotFound)
+}

@@ -1,0 +1,102 @@
+package edge
+
+import (
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/rig-go/rig/internal/client"
+	"github.com/rig-go/rig/internal/sse"
+)
+
+// handleSSE admits the request, then takes the connection over from
+// fasthttp: a hijacked connection sees the client leave at once, and it is
+// not subject to the server's write timeout or its shutdown wait.
+func (s *Server) handleSSE(c *fiber.Ctx) error {
+	a, err := s.admit(c)
+	if err != nil {
+		return err
+	}
+	extra := s.corsHeaders(c)
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(hc net.Conn) {
+		// Own the raw connection and return, so fasthttp frees the request
+		// context and read buffer instead of holding them for the stream.
+		go s.serveSSE(rawConn(hc), a, extra)
+	})
+	return nil
+}
+
+// rawConn unwraps fasthttp's hijacked connection. Bytes the client sent
+// after its request (there should be none on an SSE stream) are dropped.
+func rawConn(hc net.Conn) net.Conn {
+	if u, ok := hc.(interface{ UnsafeConn() net.Conn }); ok {
+		return u.UnsafeConn()
+	}
+	return hc
+}
+
+func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
+	cn, err := s.open(a, "sse")
+	if err != nil {
+		s.log.Warn("SSE connection refused after upgrade", "err", err)
+		writeRawError(nc, 503, "NATS is unreachable")
+		nc.Close()
+		return
+	}
+	// Spread reconnects of many clients over a few seconds.
+	retry := time.Second + rand.N(2*time.Second)
+	_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	if _, err := nc.Write(sse.Header(retry, extra)); err != nil {
+		s.close(cn, client.ReasonWriteFailed)
+		return
+	}
+	cn.Start(sse.NewConn(nc, s.cfg.WriteTimeout))
+	readUntilClosed(nc)
+	s.close(cn, client.ReasonClientGone)
+}
+
+// readUntilClosed returns when the peer closes the connection or the
+// connection is closed here. Anything the client sends is discarded.
+func readUntilClosed(nc net.Conn) {
+	var buf [64]byte
+	for {
+		if _, err := nc.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+func writeRawError(nc net.Conn, status int, msg string) {
+	body := `{"error":` + quote(msg) + `}`
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = nc.Write([]byte("HTTP/1.1 " + itoa(status) + " " + fiberStatus(status) + "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body))
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func fiberStatus(code int) string { return utils.StatusMessage(code) }
+
+// sanitizeHeader drops bytes that could end a header line early.
+func sanitizeHeader(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+}
+
+// corsHeaders returns the CORS response headers for an SSE request.
+func (s *Server) corsHeaders(c *fiber.Ctx) string {
+	origin := c.Get(fiber.HeaderOrigin)
+	if origin == "" {
+		return ""
+	}
+	return "Access-Control-Allow-Origin: " + sanitizeHeader(origin) + "\r\nVary: Origin\r\nAccess-Control-Allow-Credentials: true\r\n"
+}

@@ -1,0 +1,261 @@
+// Package hub is the edge's registry of connected clients, by user and by
+// session. It is plain data, split over lock shards, with no I/O of its own:
+// it asks a Subscriber for one NATS subscription per user when that user's
+// first client arrives, closes it when the last one leaves, and fans every
+// message out to the user's clients.
+package hub
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rig-go/rig/internal/rig"
+)
+
+const numShards = 64
+
+// Client receives events. Deliver must not block: it queues or drops.
+type Client interface {
+	Deliver(ev *rig.Event)
+}
+
+// Subscription is one open subscription to a user's subject.
+type Subscription interface {
+	Unsubscribe() error
+}
+
+// Subscriber opens the subscription for a user's messages. The hub calls it
+// with the user's shard locked, so it must be quick and must not call back
+// into the hub.
+type Subscriber interface {
+	Subscribe(user string) (Subscription, error)
+}
+
+// Handle is a registered client; keep it to unregister.
+type Handle struct {
+	Client  Client
+	Session string // jti, may be empty
+	Users   []string
+	id      uint64
+}
+
+type userEntry struct {
+	sub     Subscription
+	clients []*Handle
+}
+
+type userShard struct {
+	mu sync.RWMutex
+	m  map[string]*userEntry
+}
+
+type setShard struct {
+	mu sync.Mutex
+	m  map[string][]*Handle
+}
+
+type handleShard struct {
+	mu sync.Mutex
+	m  map[*Handle]struct{}
+}
+
+// Hub is safe for concurrent use. Its zero value is not usable; call New.
+type Hub struct {
+	subscriber Subscriber
+	seed       maphash.Seed
+	users      [numShards]userShard
+	sessions   [numShards]setShard
+	handles    [numShards]handleShard
+	nextID     atomic.Uint64
+	clients    atomic.Int64
+	userCount  atomic.Int64
+}
+
+// New returns an empty hub that opens subscriptions with s.
+func New(s Subscriber) *Hub {
+	h := &Hub{subscriber: s, seed: maphash.MakeSeed()}
+	for i := range numShards {
+		h.users[i].m = make(map[string]*userEntry)
+		h.sessions[i].m = make(map[string][]*Handle)
+		h.handles[i].m = make(map[*Handle]struct{})
+	}
+	return h
+}
+
+func (h *Hub) shard(key string) int {
+	return int(maphash.String(h.seed, key) % numShards)
+}
+
+// Register adds c for the given users, subscribing to each user that had
+// no client yet. On error nothing stays registered.
+func (h *Hub) Register(c Client, session string, users []string) (*Handle, error) {
+	hd := &Handle{Client: c, Session: session, Users: users, id: h.nextID.Add(1)}
+	for i, u := range users {
+		if err := h.addUser(u, hd); err != nil {
+			for _, done := range users[:i] {
+				h.removeUser(done, hd)
+			}
+			return nil, err
+		}
+	}
+	if session != "" {
+		s := &h.sessions[h.shard(session)]
+		s.mu.Lock()
+		s.m[session] = append(s.m[session], hd)
+		s.mu.Unlock()
+	}
+	hs := &h.handles[hd.id%numShards]
+	hs.mu.Lock()
+	hs.m[hd] = struct{}{}
+	hs.mu.Unlock()
+	h.clients.Add(1)
+	return hd, nil
+}
+
+func (h *Hub) addUser(user string, hd *Handle) error {
+	s := &h.users[h.shard(user)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[user]
+	if e == nil {
+		sub, err := h.subscriber.Subscribe(user)
+		if err != nil {
+			return err
+		}
+		e = &userEntry{sub: sub}
+		s.m[user] = e
+		h.userCount.Add(1)
+	}
+	e.clients = append(e.clients, hd)
+	return nil
+}
+
+func (h *Hub) removeUser(user string, hd *Handle) {
+	s := &h.users[h.shard(user)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[user]
+	if e == nil {
+		return
+	}
+	e.clients = removeHandle(e.clients, hd)
+	if len(e.clients) == 0 {
+		_ = e.sub.Unsubscribe() // fails only when NATS is closed, which drops it anyway
+		delete(s.m, user)
+		h.userCount.Add(-1)
+	}
+}
+
+func removeHandle(list []*Handle, hd *Handle) []*Handle {
+	for i, x := range list {
+		if x == hd {
+			last := len(list) - 1
+			list[i] = list[last]
+			list[last] = nil
+			return list[:last]
+		}
+	}
+	return list
+}
+
+// Unregister removes a handle; the last client of a user closes its
+// subscription. Unregistering twice is harmless.
+func (h *Hub) Unregister(hd *Handle) {
+	hs := &h.handles[hd.id%numShards]
+	hs.mu.Lock()
+	_, ok := hs.m[hd]
+	delete(hs.m, hd)
+	hs.mu.Unlock()
+	if !ok {
+		return
+	}
+	for _, u := range hd.Users {
+		h.removeUser(u, hd)
+	}
+	if hd.Session != "" {
+		s := &h.sessions[h.shard(hd.Session)]
+		s.mu.Lock()
+		if list := removeHandle(s.m[hd.Session], hd); len(list) == 0 {
+			delete(s.m, hd.Session)
+		} else {
+			s.m[hd.Session] = list
+		}
+		s.mu.Unlock()
+	}
+	h.clients.Add(-1)
+}
+
+// Publish delivers ev to every client of user and returns how many there were.
+func (h *Hub) Publish(user string, ev *rig.Event) int {
+	s := &h.users[h.shard(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := s.m[user]
+	if e == nil {
+		return 0
+	}
+	for _, hd := range e.clients {
+		hd.Client.Deliver(ev)
+	}
+	return len(e.clients)
+}
+
+// Session returns the clients registered with session id jti.
+func (h *Hub) Session(jti string) []Client {
+	s := &h.sessions[h.shard(jti)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.m[jti]
+	out := make([]Client, len(list))
+	for i, hd := range list {
+		out[i] = hd.Client
+	}
+	return out
+}
+
+// Each calls fn for every registered client, one shard at a time, without
+// holding a lock while fn runs.
+func (h *Hub) Each(fn func(Client)) {
+	var buf []Client
+	for i := range numShards {
+		hs := &h.handles[i]
+		hs.mu.Lock()
+		buf = buf[:0]
+		for hd := range hs.m {
+			buf = append(buf, hd.Client)
+		}
+		hs.mu.Unlock()
+		for _, c := range buf {
+			fn(c)
+		}
+	}
+}
+
+// Users returns the ids of users with at least one client.
+func (h *Hub) Users() []string {
+	var out []string
+	for i := range numShards {
+		s := &h.users[i]
+		s.mu.RLock()
+		for u := range s.m {
+			out = append(out, u)
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}
+
+// Subscribed reports whether user has a subscription.
+func (h *Hub) Subscribed(user string) bool {
+	s := &h.users[h.shard(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m[user] != nil
+}
+
+// Len returns the number of registered clients.
+func (h *Hub) Len() int { return int(h.clients.Load()) }
+
+// UserCount returns the number of users with a subscription.
+func (h *Hub) UserCount() int { return int(h.userCount.Load()) }

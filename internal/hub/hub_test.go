@@ -1,0 +1,183 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/rig-go/rig/internal/rig"
+)
+
+// countingSubscriber stands where NATS stands in production; the hub is
+// plain data, so its reference counting is tested without a network. The
+// edge's tests cover the same paths against a real NATS server.
+type countingSubscriber struct {
+	mu     sync.Mutex
+	open   map[string]int
+	total  int
+	failOn string
+}
+
+type countedSub struct {
+	s    *countingSubscriber
+	user string
+}
+
+func (c countedSub) Unsubscribe() error {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.open[c.user]--
+	if c.s.open[c.user] == 0 {
+		delete(c.s.open, c.user)
+	}
+	return nil
+}
+
+func (s *countingSubscriber) Subscribe(user string) (Subscription, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if user == s.failOn {
+		return nil, errors.New("subscribe failed")
+	}
+	s.open[user]++
+	s.total++
+	return countedSub{s, user}, nil
+}
+
+func (s *countingSubscriber) openCount(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open[user]
+}
+
+type inbox struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (b *inbox) Deliver(ev *rig.Event) {
+	b.mu.Lock()
+	b.got = append(b.got, ev.ID)
+	b.mu.Unlock()
+}
+
+func (b *inbox) ids() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.got...)
+}
+
+func TestOneSubscriptionPerUser(t *testing.T) {
+	s := &countingSubscriber{open: map[string]int{}}
+	h := New(s)
+	phone, laptop, support := &inbox{}, &inbox{}, &inbox{}
+	hp, err := h.Register(phone, "s1", []string{"alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, _ := h.Register(laptop, "s2", []string{"alice"})
+	hs, _ := h.Register(support, "s3", []string{"alice", "bob"})
+	if n := s.openCount("alice"); n != 1 {
+		t.Fatalf("alice has %d subscriptions, want 1", n)
+	}
+	if h.Len() != 3 || h.UserCount() != 2 {
+		t.Fatalf("Len %d UserCount %d", h.Len(), h.UserCount())
+	}
+	if n := h.Publish("alice", &rig.Event{ID: "m1"}); n != 3 {
+		t.Fatalf("Publish reached %d clients, want 3", n)
+	}
+	h.Publish("bob", &rig.Event{ID: "m2"})
+	if got := phone.ids(); len(got) != 1 || got[0] != "m1" {
+		t.Fatalf("phone got %v", got)
+	}
+	if got := support.ids(); len(got) != 2 {
+		t.Fatalf("support got %v", got)
+	}
+	h.Unregister(hp)
+	h.Unregister(hl)
+	if s.openCount("alice") != 1 {
+		t.Fatal("alice unsubscribed while the support client still watches")
+	}
+	h.Unregister(hs)
+	h.Unregister(hs) // twice is harmless
+	if len(s.open) != 0 || h.Len() != 0 || h.UserCount() != 0 {
+		t.Fatalf("left open %v, Len %d, users %d", s.open, h.Len(), h.UserCount())
+	}
+	if h.Publish("alice", &rig.Event{ID: "m3"}) != 0 {
+		t.Fatal("publish reached an unregistered client")
+	}
+}
+
+func TestRegisterRollsBackOnError(t *testing.T) {
+	s := &countingSubscriber{open: map[string]int{}, failOn: "carol"}
+	h := New(s)
+	if _, err := h.Register(&inbox{}, "j", []string{"alice", "bob", "carol"}); err == nil {
+		t.Fatal("Register succeeded although a subscription failed")
+	}
+	if len(s.open) != 0 || h.Len() != 0 || len(h.Session("j")) != 0 {
+		t.Fatalf("left behind: subs %v, clients %d", s.open, h.Len())
+	}
+}
+
+func TestSessionIndex(t *testing.T) {
+	h := New(&countingSubscriber{open: map[string]int{}})
+	a, b, c := &inbox{}, &inbox{}, &inbox{}
+	ha, _ := h.Register(a, "jti-1", []string{"alice"})
+	h.Register(b, "jti-1", []string{"alice"})
+	h.Register(c, "jti-2", []string{"alice"})
+	if got := h.Session("jti-1"); len(got) != 2 {
+		t.Fatalf("jti-1 has %d clients", len(got))
+	}
+	h.Unregister(ha)
+	if got := h.Session("jti-1"); len(got) != 1 || got[0] != b {
+		t.Fatalf("after unregister jti-1 has %v", got)
+	}
+	n := 0
+	h.Each(func(Client) { n++ })
+	if n != 2 {
+		t.Fatalf("Each saw %d clients", n)
+	}
+}
+
+func TestConcurrentRegisterPublish(t *testing.T) {
+	s := &countingSubscriber{open: map[string]int{}}
+	h := New(s)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				user := fmt.Sprintf("u%d", i%17)
+				hd, err := h.Register(&inbox{}, "", []string{user})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				h.Publish(user, &rig.Event{ID: fmt.Sprint(w, i)})
+				h.Unregister(hd)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(s.open) != 0 || h.Len() != 0 {
+		t.Fatalf("left open %v, clients %d", s.open, h.Len())
+	}
+}
+
+func BenchmarkPublish(b *testing.B) {
+	h := New(&countingSubscriber{open: map[string]int{}})
+	for i := range 10000 {
+		h.Register(&inbox{}, "", []string{fmt.Sprintf("u%d", i)})
+	}
+	ev := &rig.Event{ID: "x"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			h.Publish(fmt.Sprintf("u%d", i%10000), ev)
+			i++
+		}
+	})
+}

@@ -1,0 +1,61 @@
+// Package ingest is the back-end API: it checks each posted message, picks
+// the user it is for, and publishes it to that user's NATS subject, answering
+// 202 only once the JetStream history stream has stored it.
+package ingest
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/config"
+)
+
+// maxInFlight bounds JetStream publishes waiting for their ack.
+const maxInFlight = 8192
+
+// Server is the ingest API.
+type Server struct {
+	cfg    *config.Ingest
+	log    *slog.Logger
+	broker *broker.Broker
+	js     jetstream.JetStream
+	app    *fiber.App
+}
+
+// New builds the ingest API on an open broker.
+func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error) {
+	js, err := jetstream.New(b.NC,
+		jetstream.WithPublishAsyncMaxPending(maxInFlight),
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, broker: b, js: js}
+	s.app = fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		BodyLimit:             cfg.MaxMessageSize,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		ErrorHandler:          api.ErrorHandler(log),
+	})
+	s.routes()
+	return s, nil
+}
+
+// Serve accepts requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting and waits for requests in progress.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+// App exposes the HTTP handler for in-process tests.
+func (s *Server) App() *fiber.App { return s.app }
