@@ -89,12 +89,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { shutdownDone <- s.app.ShutdownWithContext(ctx) }()
 
 	reconnect := &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"edge restarting"}`)}
-	s.hub.Each(func(c hub.Client) { c.(*client.Client).Finish(reconnect, client.ReasonDraining) })
+	s.hub.Each(func(c hub.Client) {
+		if cl, ok := c.(*client.Client); ok {
+			cl.Finish(reconnect, client.ReasonDraining)
+		}
+	})
 	drain, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 	defer cancel()
 	if !waitFor(drain, func() bool { return s.hub.Len() == 0 }) {
 		n := s.hub.Len()
-		s.hub.Each(func(c hub.Client) { c.(*client.Client).Close(client.ReasonShutdown) })
+		s.hub.Each(func(c hub.Client) {
+			if cl, ok := c.(*client.Client); ok {
+				cl.Close(client.ReasonShutdown)
+			}
+		})
 		s.log.Warn("drain timeout: closed remaining connections", "connections", n)
 	}
 	waitFor(ctx, func() bool { return s.hub.Len() == 0 })

@@ -1,0 +1,208 @@
+package client
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rig-go/rig/internal/rig"
+)
+
+// pipeTransport records what the writer sends; block makes Write wait,
+// as a client that stopped reading makes a socket write wait.
+type pipeTransport struct {
+	mu      sync.Mutex
+	batches [][]string
+	block   chan struct{}
+	closed  chan struct{}
+	once    sync.Once
+	fail    error
+}
+
+func newPipe() *pipeTransport { return &pipeTransport{closed: make(chan struct{})} }
+
+func (p *pipeTransport) Write(evs []*rig.Event) error {
+	if p.block != nil {
+		select {
+		case <-p.block:
+		case <-p.closed:
+			return errors.New("closed")
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ids []string
+	for _, ev := range evs {
+		ids = append(ids, ev.Kind.String()+":"+ev.ID)
+	}
+	p.batches = append(p.batches, ids)
+	return p.fail
+}
+
+func (p *pipeTransport) Close() error {
+	p.once.Do(func() { close(p.closed) })
+	return nil
+}
+
+func (p *pipeTransport) written() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var all []string
+	for _, b := range p.batches {
+		all = append(all, b...)
+	}
+	return all
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func msg(id string) *rig.Event { return &rig.Event{Kind: rig.KindMessage, ID: id} }
+
+func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
+	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 10)
+	for _, id := range []string{"1", "2", "3"} {
+		if err := c.Send(msg(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newPipe()
+	c.Start(p)
+	waitFor(t, func() bool { return len(p.written()) == 3 })
+	c.Deliver(msg("4"))
+	waitFor(t, func() bool { return len(p.written()) == 4 })
+	got := p.written()
+	for i, want := range []string{"message:1", "message:2", "message:3", "message:4"} {
+		if got[i] != want {
+			t.Fatalf("written %v", got)
+		}
+	}
+	if len(p.batches[0]) != 3 {
+		t.Fatalf("queued events not coalesced into one write: %v", p.batches)
+	}
+}
+
+func TestFullQueueClosesSlowClient(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 4)
+	p := newPipe()
+	p.block = make(chan struct{}) // the client stopped reading
+	c.Start(p)
+	c.Deliver(msg("0")) // taken by the writer, which blocks
+	waitFor(t, func() bool { return c.Queued() == 0 })
+	for i := range 4 {
+		c.Deliver(msg(string(rune('a' + i))))
+	}
+	select {
+	case <-c.Done():
+		t.Fatal("closed before the queue was full")
+	default:
+	}
+	c.Deliver(msg("overflow"))
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("slow client not closed when its queue overflowed")
+	}
+	if c.Reason() != ReasonSlow {
+		t.Fatalf("reason %q", c.Reason())
+	}
+	select {
+	case <-p.closed:
+	default:
+		t.Fatal("transport not closed")
+	}
+	if err := c.Send(msg("late")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after close: %v", err)
+	}
+}
+
+func TestFinishWritesFinalEventThenCloses(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 2)
+	p := newPipe()
+	c.Start(p)
+	c.Deliver(msg("1"))
+	c.Deliver(msg("2"))
+	c.Finish(&rig.Event{Kind: rig.KindSessionKilled}, ReasonSessionKilled)
+	c.Deliver(msg("after"))
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not closed after the final event")
+	}
+	got := p.written()
+	if got[len(got)-1] != "session_killed:" {
+		t.Fatalf("written %v, want session_killed last", got)
+	}
+	for _, w := range got {
+		if w == "message:after" {
+			t.Fatal("event after the final one was written")
+		}
+	}
+	if c.Reason() != ReasonSessionKilled {
+		t.Fatalf("reason %q", c.Reason())
+	}
+}
+
+func TestFinishOnStuckClientStillCloses(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 1)
+	p := newPipe()
+	p.block = make(chan struct{})
+	c.Start(p)
+	c.Deliver(msg("1"))
+	waitFor(t, func() bool { return c.Queued() == 0 })
+	c.Finish(&rig.Event{Kind: rig.KindTokenExpired}, ReasonTokenExpired)
+	// The final event is queued behind a write that never finishes; the
+	// owner closes the client (as the edge does on a drain timeout).
+	c.Close(ReasonShutdown)
+	<-c.Done()
+	if c.Reason() != ReasonTokenExpired {
+		t.Fatalf("first reason not kept: %q", c.Reason())
+	}
+}
+
+func TestWriteErrorCloses(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 8)
+	p := newPipe()
+	p.fail = errors.New("broken pipe")
+	c.Start(p)
+	c.Deliver(msg("1"))
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not closed after a failed write")
+	}
+	if c.Reason() != ReasonWriteFailed {
+		t.Fatalf("reason %q", c.Reason())
+	}
+}
+
+func TestStartAfterCloseClosesTransport(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 8)
+	c.Close(ReasonClientGone)
+	p := newPipe()
+	c.Start(p)
+	select {
+	case <-p.closed:
+	default:
+		t.Fatal("transport of a closed client left open")
+	}
+}
+
+func BenchmarkDeliver(b *testing.B) {
+	c := New(&rig.Session{}, nil, "test", 1<<20)
+	c.Start(newPipe())
+	ev := msg("x")
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Deliver(ev)
+	}
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestEdgeDefaults(t *testing.T) {
+	c, err := ParseEdge(nil, env(map[string]string{"JWT_SECRET_KEY": "12345678"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InboundPort != 4000 || c.HeartbeatInterval != 10*time.Second || c.JWT.UserField != "user" ||
+		c.JWT.RolesField != "roles" || c.NATS.MaxAge != 5*time.Minute || c.NATS.MaxPerUser != 1000 ||
+		len(c.NATS.URLs) != 1 || c.NATS.Listen != "127.0.0.1:4222" || c.Log.Level != "info" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestEnvAndFlags(t *testing.T) {
+	e := env(map[string]string{
+		"JWT_SECRET_KEY":   "12345678",
+		"INBOUND_PORT":     "5000",
+		"PRIVILEGED_ROLES": "support, admin ,,",
+		"NATS_URL":         "nats://a:4222,nats://b:4222",
+		"LOG_LEVEL":        "DEBUG",
+	})
+	c, err := ParseEdge([]string{"--inbound-port=6000", "--heartbeat-interval", "2s"}, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InboundPort != 6000 {
+		t.Errorf("flag should win over env: port %d", c.InboundPort)
+	}
+	if c.HeartbeatInterval != 2*time.Second || strings.Join(c.JWT.PrivilegedRoles, "|") != "support|admin" ||
+		len(c.NATS.URLs) != 2 || c.Log.Level != "debug" {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"INBOUND_PORT": "abc"}, nil, `invalid INBOUND_PORT="abc": expected a port number from 1 to 65535`},
+		{map[string]string{"INBOUND_PORT": "70000"}, nil, `invalid INBOUND_PORT="70000"`},
+		{map[string]string{"HEARTBEAT_INTERVAL": "10"}, nil, `invalid HEARTBEAT_INTERVAL="10": expected a duration`},
+		{map[string]string{"NATS_EMBEDDED": "yes please"}, nil, `invalid NATS_EMBEDDED="yes please": expected true or false`},
+		{map[string]string{"NATS_LISTEN": "4222"}, nil, `invalid NATS_LISTEN="4222": expected host:port`},
+		{map[string]string{"LOG_FORMAT": "xml"}, nil, `invalid LOG_FORMAT="xml": expected one of text, json`},
+		{nil, []string{"--client-queue-size=0"}, `invalid --client-queue-size="0": expected an integer from 8 to 1000000`},
+		{map[string]string{"JWT_SECRET_KEY": ""}, nil, `invalid JWT_SECRET_KEY=""`},
+		{map[string]string{"JWT_SECRET_KEY": "short"}, nil, `invalid JWT_SECRET_KEY="(hidden)": expected a secret of at least 8 bytes`},
+		{nil, []string{"--no-such-flag"}, `flag provided but not defined`},
+		{nil, []string{"stray"}, `unexpected argument "stray"`},
+	}
+	for _, c := range cases {
+		e := map[string]string{"JWT_SECRET_KEY": "12345678"}
+		for k, v := range c.env {
+			e[k] = v
+		}
+		_, err := ParseEdge(c.args, env(e), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("env %v args %v: err %v, want %q", c.env, c.args, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("error is not one line: %q", err)
+		}
+	}
+	_, err := ParseIngest(nil, env(map[string]string{"MESSAGE_MAX_SIZE": "10GiB"}), nil)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Setting != "MESSAGE_MAX_SIZE" {
+		t.Errorf("MESSAGE_MAX_SIZE: %v", err)
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	_, err := ParseEdge([]string{"--jwt-secret-key=abc"}, env(nil), nil)
+	if err == nil || strings.Contains(err.Error(), "abc") {
+		t.Fatalf("short secret: err %v (must fail without showing the value)", err)
+	}
+	var out bytes.Buffer
+	_, err = ParseEdge([]string{"--help"}, env(map[string]string{"JWT_SECRET_KEY": "super-secret-value"}), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	if strings.Contains(out.String(), "super-secret-value") {
+		t.Fatal("help printed the secret")
+	}
+	for _, name := range []string{"--inbound-port, INBOUND_PORT", "JWT_SECRET_KEY", "HEARTBEAT_INTERVAL  (default 10s)", "NATS_URL"} {
+		if !strings.Contains(out.String(), name) {
+			t.Errorf("help lacks %q:\n%s", name, out.String())
+		}
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int{"65536": 65536, "64KiB": 64 << 10, "1MiB": 1 << 20, "2k": 2048, "1 MB": 1 << 20, "10b": 10} {
+		if n, ok := ParseSize(in); !ok || n != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, n, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1", "1.5MiB", "1GiB"} {
+		if _, ok := ParseSize(bad); ok && bad != "1GiB" {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+	if FormatSize(64<<10) != "64KiB" || FormatSize(1<<20) != "1MiB" || FormatSize(100) != "100" {
+		t.Error("FormatSize")
+	}
+}
+
+func TestIngestConfig(t *testing.T) {
+	c, err := ParseIngest(nil, env(map[string]string{"MESSAGE_MAX_SIZE": "1MiB", "MESSAGE_USER_FIELD": "userId"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxMessageSize != 1<<20 || c.MessageUserField != "userId" || c.APIPort != 4010 {
+		t.Fatalf("%+v", c)
+	}
+}

@@ -1,0 +1,131 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/rig"
+)
+
+func newTestEdge(t *testing.T) (*Server, *broker.Broker) {
+	t.Helper()
+	cfg := &config.Edge{
+		NATS:              config.NATS{Embedded: true, Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxAge: time.Minute, MaxPerUser: 100, Name: "rig-edge"},
+		JWT:               config.JWT{SecretKey: "test-secret", UserField: "user", RolesField: "roles"},
+		HeartbeatInterval: time.Minute,
+		QueueSize:         64,
+		WriteTimeout:      time.Second,
+		DrainTimeout:      time.Second,
+		EdgeID:            "test-edge",
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := broker.Open(cfg.NATS, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, log, b)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		b.Close()
+	})
+	return s, b
+}
+
+type recorder struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (r *recorder) Deliver(ev *rig.Event) {
+	r.mu.Lock()
+	r.ids = append(r.ids, ev.ID)
+	r.mu.Unlock()
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...)
+}
+
+// TestNoGoroutinePerSubscription subscribes a thousand users through the
+// real NATS subscriber and checks the goroutine count does not grow with
+// them, while messages still arrive in order per user.
+func TestNoGoroutinePerSubscription(t *testing.T) {
+	s, b := newTestEdge(t)
+	before := runtime.NumGoroutine()
+	recs := make([]*recorder, 1000)
+	for i := range recs {
+		recs[i] = &recorder{}
+		hd, err := s.hub.Register(recs[i], "", []string{fmt.Sprintf("user-%d@x", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.hub.Unregister(hd)
+	}
+	if n := runtime.NumGoroutine() - before; n > 20 {
+		t.Fatalf("%d goroutines for 1000 subscriptions", n)
+	}
+	nc, err := nats.Connect(b.NC.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b.NC.Flush()
+	for i := range recs {
+		subj, _ := rig.Subject(fmt.Sprintf("user-%d@x", i))
+		for j := range 3 {
+			m := nats.NewMsg(subj)
+			m.Header.Set(broker.HeaderMsgID, fmt.Sprintf("%d-%d", i, j))
+			nc.PublishMsg(m)
+		}
+	}
+	nc.Flush()
+	deadline := time.Now().Add(10 * time.Second)
+	for i, r := range recs {
+		for len(r.got()) < 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("user %d got %v", i, r.got())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if g := r.got(); g[0] != fmt.Sprintf("%d-0", i) || g[1] != fmt.Sprintf("%d-1", i) || g[2] != fmt.Sprintf("%d-2", i) {
+			t.Fatalf("user %d got %v out of order", i, g)
+		}
+	}
+}
+
+func TestMessageEventIDs(t *testing.T) {
+	m := nats.NewMsg("user.alice")
+	m.Header.Set(broker.HeaderMsgID, "abc")
+	if ev := messageEvent("alice", m); ev.ID != "abc" || ev.User != "alice" || ev.Kind != rig.KindMessage {
+		t.Fatalf("%+v", ev)
+	}
+	for _, bad := range []string{"", "a\nb", "a\x00", string(make([]byte, 300))} {
+		m.Header.Set(broker.HeaderMsgID, bad)
+		ev := messageEvent("alice", m)
+		if len(ev.ID) < len(MadeUpIDPrefix)+26 || ev.ID[:len(MadeUpIDPrefix)] != MadeUpIDPrefix {
+			t.Fatalf("header %q gave id %q, want a made-up one", bad, ev.ID)
+		}
+	}
+	if ev := messageEvent("alice", &nats.Msg{Subject: "user.alice"}); ev.ID[:len(MadeUpIDPrefix)] != MadeUpIDPrefix {
+		t.Fatalf("no header: id %q", ev.ID)
+	}
+}
