@@ -30,7 +30,7 @@ func natsSubs(t testing.TB, monitorURL string) map[string]int {
 			continue
 		}
 		for _, s := range c.Subjects {
-			if strings.HasPrefix(s, "user.") {
+			if strings.HasPrefix(s, "rig.live.user.") {
 				out[s]++
 			}
 		}
@@ -61,13 +61,13 @@ func TestSubscriptionPerUser(t *testing.T) {
 	sup := MustSSE(t, sseURL(edge.URL, Token(t, "agent", TokenOpts{Roles: []string{"support"}}), "alice", "bob"))
 	Eventually(t, 5*time.Second, func() bool {
 		s := natsSubs(t, monURL)
-		return len(s) == 2 && s["user.alice"] == 1 && s["user.bob"] == 1
+		return len(s) == 2 && s["rig.live.user.alice"] == 1 && s["rig.live.user.bob"] == 1
 	}, "subscriptions %v, want one each for alice and bob", natsSubs(t, monURL))
 
 	a1.Close()
 	a2.Close()
 	Eventually(t, 2*time.Second, func() bool { c, _ := edgeHealth(t, edge.URL); return c == 1 }, "closed clients still counted")
-	if s := natsSubs(t, monURL); s["user.alice"] != 1 {
+	if s := natsSubs(t, monURL); s["rig.live.user.alice"] != 1 {
 		t.Fatalf("alice unsubscribed while the support client watches: %v", s)
 	}
 	sup.Close()

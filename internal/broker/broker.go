@@ -26,8 +26,18 @@ import (
 // StreamName is the JetStream stream that keeps every user's recent messages.
 const StreamName = "RIG_HISTORY"
 
-// HeaderMsgID carries the event id (JetStream's de-duplication id).
-const HeaderMsgID = "Nats-Msg-Id"
+// Headers of stored and republished messages.
+const (
+	// HeaderMsgID carries the event id (JetStream's de-duplication id).
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderSequence is a republished message's stream sequence.
+	HeaderSequence = "Nats-Sequence"
+	// HeaderLastSequence is the sequence of the previous message on the
+	// same subject when a republished message was stored (0: none).
+	HeaderLastSequence = "Nats-Last-Sequence"
+	// HeaderSubject is the subject a republished message was published on.
+	HeaderSubject = "Nats-Subject"
+)
 
 // attemptTimeout bounds one JetStream management call. On a fresh cluster,
 // of several processes creating the same stream at once one succeeds and the
@@ -47,6 +57,44 @@ type Broker struct {
 	lastErr  atomic.Value // string: why not ready
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	hooksMu     sync.Mutex
+	onReconnect []func()
+	onSlow      []func(sub *nats.Subscription)
+}
+
+// OnReconnect registers fn to run (on its own goroutine) each time the
+// connection to NATS comes back.
+func (b *Broker) OnReconnect(fn func()) {
+	b.hooksMu.Lock()
+	defer b.hooksMu.Unlock()
+	b.onReconnect = append(b.onReconnect, fn)
+}
+
+// OnSlowConsumer registers fn to run when NATS dropped messages for sub
+// because its pending queue was full.
+func (b *Broker) OnSlowConsumer(fn func(sub *nats.Subscription)) {
+	b.hooksMu.Lock()
+	defer b.hooksMu.Unlock()
+	b.onSlow = append(b.onSlow, fn)
+}
+
+func (b *Broker) reconnected() {
+	b.hooksMu.Lock()
+	fns := append([]func(){}, b.onReconnect...)
+	b.hooksMu.Unlock()
+	for _, fn := range fns {
+		go fn()
+	}
+}
+
+func (b *Broker) slowConsumer(sub *nats.Subscription) {
+	b.hooksMu.Lock()
+	fns := append([]func(*nats.Subscription){}, b.onSlow...)
+	b.hooksMu.Unlock()
+	for _, fn := range fns {
+		fn(sub)
+	}
 }
 
 // Open starts the embedded server when configured, connects, and ensures
@@ -79,11 +127,17 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+			b.reconnected()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
+			}
+			if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
+				log.Warn("NATS dropped messages for a slow subscription; refilling from history", "subject", subject)
+				b.slowConsumer(sub)
+				return
 			}
 			log.Error("NATS error", "err", err, "subject", subject)
 		}),
@@ -204,6 +258,12 @@ func StreamConfig(cfg config.NATS, replicas int) jetstream.StreamConfig {
 		Duplicates:        min(cfg.MaxAge, 30*time.Second),
 		Replicas:          replicas,
 		AllowDirect:       true,
+		// Edges receive what the stream stored, in stream order, with its
+		// sequence: see rig.LiveSubjectPrefix.
+		RePublish: &jetstream.RePublish{
+			Source:      rig.SubjectPrefix + ">",
+			Destination: rig.LiveSubjectPrefix + rig.SubjectPrefix + ">",
+		},
 	}
 }
 

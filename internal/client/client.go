@@ -62,6 +62,15 @@ type Client struct {
 	closed  bool
 	reason  string
 	done    chan struct{}
+
+	// While holds > 0 a replay from history is under way: live events
+	// wait in held, to follow the replayed ones (see Hold and Resume).
+	holds int
+	held  []*rig.Event
+	// seam maps a user to the stream sequence the client has up to, after
+	// a replay: live copies of what it already has are dropped. An entry
+	// goes when the first newer message for that user arrives.
+	seam map[string]uint64
 }
 
 // New returns a client that queues at most queueSize events. Events may be
@@ -109,6 +118,18 @@ func (c *Client) Send(ev *rig.Event) error {
 	if c.closed || c.final {
 		return ErrClosed
 	}
+	if c.seam != nil && ev.Kind == rig.KindMessage && c.duplicateLocked(ev) {
+		return nil
+	}
+	if c.holds > 0 {
+		if Final(ev.Kind) {
+			c.final = true
+		} else if len(c.held) >= c.max {
+			return errFull
+		}
+		c.held = append(c.held, ev)
+		return nil
+	}
 	if Final(ev.Kind) {
 		c.final = true
 	} else if len(c.queue) >= c.max {
@@ -117,6 +138,70 @@ func (c *Client) Send(ev *rig.Event) error {
 	c.queue = append(c.queue, ev)
 	c.kickLocked()
 	return nil
+}
+
+// duplicateLocked reports whether the client already has ev, from a replay.
+func (c *Client) duplicateLocked(ev *rig.Event) bool {
+	upTo, ok := c.seam[ev.User]
+	if !ok || ev.Seq == 0 {
+		return false
+	}
+	if ev.Seq <= upTo {
+		return true
+	}
+	delete(c.seam, ev.User) // live messages come in order: the rest are new
+	if len(c.seam) == 0 {
+		c.seam = nil
+	}
+	return false
+}
+
+// Hold makes live events wait while a replay from history is read. Each
+// Hold is ended by one Resume.
+func (c *Client) Hold() {
+	c.mu.Lock()
+	c.holds++
+	c.mu.Unlock()
+}
+
+// Resume ends a Hold for users: it queues gap (if not nil) and the
+// replayed events, bypassing the queue limit (history bounds them), and
+// once no hold is left, the live events that waited. The client has every
+// message of users up to stream position floor and those replayed; live
+// copies of them, held or still to come, are dropped.
+func (c *Client) Resume(users []string, gap *rig.Event, replayed []*rig.Event, floor uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holds == 0 {
+		panic("client: Resume without Hold")
+	}
+	c.holds--
+	if c.closed {
+		return
+	}
+	if c.seam == nil {
+		c.seam = make(map[string]uint64, len(users))
+	}
+	for _, u := range users {
+		c.seam[u] = max(c.seam[u], floor)
+	}
+	for _, ev := range replayed {
+		c.seam[ev.User] = max(c.seam[ev.User], ev.Seq)
+	}
+	if gap != nil {
+		c.queue = append(c.queue, gap)
+	}
+	c.queue = append(c.queue, replayed...)
+	if c.holds == 0 {
+		for _, ev := range c.held {
+			if ev.Kind == rig.KindMessage && c.duplicateLocked(ev) {
+				continue
+			}
+			c.queue = append(c.queue, ev)
+		}
+		c.held = nil
+	}
+	c.kickLocked()
 }
 
 // Finish sends a final event (session_killed, token_expired, reconnect) and
@@ -133,7 +218,7 @@ func (c *Client) Finish(ev *rig.Event, reason string) {
 }
 
 func (c *Client) kickLocked() {
-	if c.writing || c.t == nil || len(c.queue) == 0 {
+	if c.writing || c.t == nil || len(c.queue) == 0 || c.holds > 0 {
 		return
 	}
 	c.writing = true

@@ -2,6 +2,8 @@ package client
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -204,5 +206,63 @@ func BenchmarkDeliver(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c.Deliver(ev)
+	}
+}
+
+func seqMsg(user string, seq uint64) *rig.Event {
+	return &rig.Event{Kind: rig.KindMessage, ID: fmt.Sprint(user, seq), User: user, Seq: seq}
+}
+
+func TestHoldResumeSeam(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 8)
+	c.Send(&rig.Event{Kind: rig.KindConnected})
+	c.Hold()
+	p := newPipe()
+	c.Start(p)
+	// Live events during the replay: one older than the cursor (2), one the
+	// replay also holds (5).
+	c.Deliver(seqMsg("a", 2))
+	c.Deliver(seqMsg("a", 5))
+	if got := p.written(); len(got) != 0 {
+		t.Fatalf("written while holding: %v", got)
+	}
+	c.Resume([]string{"a"}, &rig.Event{Kind: rig.KindGap, ID: "x"}, []*rig.Event{seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6)}, 3)
+	waitFor(t, func() bool { return len(p.written()) == 5 })
+	// A late live copy of a replayed message is dropped; new ones are not.
+	c.Deliver(seqMsg("a", 6))
+	c.Deliver(seqMsg("a", 7))
+	c.Deliver(seqMsg("a", 8))
+	waitFor(t, func() bool { return len(p.written()) == 7 })
+	want := "connected:,gap:x,message:a4,message:a5,message:a6,message:a7,message:a8"
+	if got := strings.Join(p.written(), ","); got != want {
+		t.Fatalf("written %s\nwant    %s", got, want)
+	}
+}
+
+func TestNestedHolds(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 8)
+	p := newPipe()
+	c.Start(p)
+	c.Hold()
+	c.Hold()
+	c.Deliver(seqMsg("b", 9))
+	c.Resume([]string{"a"}, nil, []*rig.Event{seqMsg("a", 1)}, 0)
+	c.Resume([]string{"b"}, nil, []*rig.Event{seqMsg("b", 2)}, 0)
+	waitFor(t, func() bool { return len(p.written()) == 3 })
+	if got := strings.Join(p.written(), ","); got != "message:a1,message:b2,message:b9" {
+		t.Fatalf("written %s", got)
+	}
+}
+
+func TestHeldOverflowClosesSlowClient(t *testing.T) {
+	c := New(&rig.Session{}, nil, "test", 2)
+	c.Hold()
+	for i := range 3 {
+		c.Deliver(msg(string(rune('a' + i))))
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(time.Second):
+		t.Fatal("held events grew past the queue limit")
 	}
 }

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -24,6 +25,9 @@ type admission struct {
 	session *rig.Session
 	users   []string
 	remote  string
+	// resume is the id of the last event the client saw (Last-Event-ID
+	// or last_event_id=); empty for a fresh start.
+	resume string
 }
 
 // admit applies the rules every transport shares: a token from the query
@@ -35,6 +39,10 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 		return nil, err
 	}
 	users, err := requestUsers(c)
+	if err != nil {
+		return nil, err
+	}
+	resume, err := requestResume(c)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +64,7 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	if !s.broker.Connected() {
 		return nil, api.Unavailable("NATS is unreachable", 1)
 	}
-	return &admission{session: sess, users: users, remote: strings.Clone(c.IP())}, nil
+	return &admission{session: sess, users: users, remote: strings.Clone(c.IP()), resume: resume}, nil
 }
 
 func quote(s string) string {
@@ -81,6 +89,19 @@ func requestToken(c *fiber.Ctx) (string, error) {
 		return strings.TrimSpace(t), nil
 	}
 	return "", api.Errorf(fiber.StatusBadRequest, "missing token: pass ?token=<JWT> or an Authorization: Bearer header")
+}
+
+// requestResume reads the id to resume after: the Last-Event-ID header a
+// browser's EventSource sends when it reconnects, else last_event_id=.
+func requestResume(c *fiber.Ctx) (string, error) {
+	id := c.Get("Last-Event-ID")
+	if id == "" {
+		id = string(c.Context().QueryArgs().Peek("last_event_id"))
+	}
+	if id != "" && !rig.ValidEventID(id) {
+		return "", api.Errorf(fiber.StatusBadRequest, "last_event_id: not a valid event id (1 to 256 bytes, no control characters)")
+	}
+	return strings.Clone(id), nil
 }
 
 // requestUsers reads users[] (RIG's spelling) or users, in order, without
@@ -123,15 +144,19 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 		return nil, errNotConnected
 	}
 	cl := client.New(a.session, a.users, transport, s.cfg.QueueSize)
+	data, _ := json.Marshal(struct {
+		Users []string `json:"users"`
+	}{a.users})
+	_ = cl.Send(&rig.Event{Kind: rig.KindConnected, Data: data})
+	if a.resume != "" {
+		// Live events wait until the replay (see resume) is queued.
+		cl.Hold()
+	}
 	hd, err := s.hub.Register(cl, a.session.ID, a.users)
 	if err != nil {
 		return nil, err
 	}
 	cn := &conn{Client: cl, handle: hd}
-	data, _ := json.Marshal(struct {
-		Users []string `json:"users"`
-	}{a.users})
-	_ = cl.Send(&rig.Event{Kind: rig.KindConnected, Data: data})
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
 		cl.Finish(&rig.Event{Kind: rig.KindTokenExpired, Data: []byte(`{"reason":"token expired"}`)}, client.ReasonTokenExpired)
 	})
@@ -139,6 +164,30 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 		"session", a.session.ID, "remote", a.remote)
 	return cn, nil
 }
+
+// resume queues what history holds for the admission's users after the id
+// the client resumes from, then releases the live events held since open.
+// Subscribing first and replaying second means nothing falls between the
+// two; the client drops live copies of replayed messages. When history
+// cannot be read, the client gets a gap event: it may have missed messages.
+func (s *Server) resume(cn *conn, users []string, from string) {
+	ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
+	defer cancel()
+	rp, err := s.history.Since(ctx, users, from)
+	if err != nil {
+		s.log.Warn("resume failed: sending gap", "user", cn.Session.User, "last_event_id", from, "err", err)
+		cn.Resume(users, gapEvent(from), nil, 0)
+		return
+	}
+	var gap *rig.Event
+	if rp.Gap {
+		gap = gapEvent(from)
+	}
+	cn.Resume(users, gap, rp.Events, rp.Floor)
+	s.log.Debug("resumed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
+}
+
+func gapEvent(from string) *rig.Event { return &rig.Event{Kind: rig.KindGap, ID: from} }
 
 // close ends a connection: closes the wire, leaves the hub, logs once.
 func (s *Server) close(cn *conn, reason string) {

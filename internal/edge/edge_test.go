@@ -112,20 +112,26 @@ func TestNoGoroutinePerSubscription(t *testing.T) {
 	}
 }
 
-func TestMessageEventIDs(t *testing.T) {
-	m := nats.NewMsg("user.alice")
+func TestLiveEvent(t *testing.T) {
+	m := nats.NewMsg(rig.LiveSubjectPrefix + "user.alice%40x")
 	m.Header.Set(broker.HeaderMsgID, "abc")
-	if ev := messageEvent("alice", m); ev.ID != "abc" || ev.User != "alice" || ev.Kind != rig.KindMessage {
-		t.Fatalf("%+v", ev)
+	m.Header.Set(broker.HeaderSequence, "42")
+	m.Header.Set(broker.HeaderLastSequence, "40")
+	ev, ok := liveEvent(m)
+	if !ok || ev.ID != "abc" || ev.User != "alice@x" || ev.Seq != 42 || ev.Prev != 40 || ev.Kind != rig.KindMessage {
+		t.Fatalf("%+v %v", ev, ok)
 	}
 	for _, bad := range []string{"", "a\nb", "a\x00", string(make([]byte, 300))} {
 		m.Header.Set(broker.HeaderMsgID, bad)
-		ev := messageEvent("alice", m)
-		if len(ev.ID) < len(MadeUpIDPrefix)+26 || ev.ID[:len(MadeUpIDPrefix)] != MadeUpIDPrefix {
-			t.Fatalf("header %q gave id %q, want a made-up one", bad, ev.ID)
+		if ev, _ := liveEvent(m); ev.ID != "seq:42" {
+			t.Fatalf("header %q gave id %q, want its stream position", bad, ev.ID)
 		}
 	}
-	if ev := messageEvent("alice", &nats.Msg{Subject: "user.alice"}); ev.ID[:len(MadeUpIDPrefix)] != MadeUpIDPrefix {
-		t.Fatalf("no header: id %q", ev.ID)
+	if _, ok := liveEvent(&nats.Msg{Subject: rig.LiveSubjectPrefix + "user.alice"}); ok {
+		t.Fatal("a message without a stream sequence was accepted")
+	}
+	m.Subject = rig.LiveSubjectPrefix + "user.a.b"
+	if _, ok := liveEvent(m); ok {
+		t.Fatal("a malformed subject was accepted")
 	}
 }

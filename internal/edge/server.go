@@ -8,17 +8,20 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go"
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -30,6 +33,7 @@ type Server struct {
 	broker   *broker.Broker
 	verifier *auth.Verifier
 	hub      *hub.Hub
+	history  *history.Reader
 	subs     *subscriber
 	app      *fiber.App
 
@@ -45,8 +49,15 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		log:      log,
 		broker:   b,
 		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles),
+		history:  history.NewReader(b.JS),
 	}
-	s.subs = newSubscriber(b.NC, log)
+	s.subs = newSubscriber(b.NC, s.history, log)
+	b.OnReconnect(s.subs.resyncAll)
+	b.OnSlowConsumer(func(sub *nats.Subscription) {
+		if user, err := rig.UserFromSubject(strings.TrimPrefix(sub.Subject, rig.LiveSubjectPrefix)); err == nil {
+			s.subs.resyncUser(user)
+		}
+	})
 	s.hub = hub.New(s.subs)
 	s.subs.hub = s.hub
 	s.app = fiber.New(fiber.Config{

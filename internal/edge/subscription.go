@@ -4,13 +4,15 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -20,85 +22,182 @@ const (
 	// subscription always feeds the same lane, so its messages stay in order.
 	lanes = 8
 	// laneDepth bounds each lane. NATS drops a message for a full lane
-	// (slow consumer), so it must absorb bursts: dispatch never blocks.
+	// (slow consumer), so it must absorb bursts; a drop is refilled from
+	// history (see fill).
 	laneDepth = 16 << 10
+	// resyncBatch is how many users one history read covers after a
+	// reconnect.
+	resyncBatch = 64
 )
 
-// subscriber opens one core NATS subscription per connected user and hands
-// its messages to the hub. The subscriptions share a few channels
+// subscriber opens one NATS subscription per connected user and hands its
+// messages to the hub. The subscriptions share a few channels
 // (ChanSubscribe) instead of each starting a goroutine.
+//
+// Each message carries its stream sequence and the sequence of the user's
+// previous message, so the lane that handles a user drops what it already
+// delivered and fills from history what it missed: messages NATS dropped
+// for a full lane, or that were published while the edge was away from NATS.
 type subscriber struct {
-	nc    *nats.Conn
-	hub   *hub.Hub
-	log   *slog.Logger
-	seed  maphash.Seed
-	lanes [lanes]chan *nats.Msg
+	nc      *nats.Conn
+	hub     *hub.Hub
+	history *history.Reader
+	log     *slog.Logger
+	seed    maphash.Seed
+	lanes   [lanes]chan *nats.Msg
+	resync  [lanes]chan []string // users to check against history; nil: all
 }
 
-func newSubscriber(nc *nats.Conn, log *slog.Logger) *subscriber {
-	s := &subscriber{nc: nc, log: log, seed: maphash.MakeSeed()}
+func newSubscriber(nc *nats.Conn, h *history.Reader, log *slog.Logger) *subscriber {
+	s := &subscriber{nc: nc, history: h, log: log, seed: maphash.MakeSeed()}
 	for i := range s.lanes {
 		s.lanes[i] = make(chan *nats.Msg, laneDepth)
+		s.resync[i] = make(chan []string, 64)
 	}
 	return s
 }
 
+func (s *subscriber) lane(user string) int { return int(maphash.String(s.seed, user) % lanes) }
+
 // Subscribe implements hub.Subscriber.
 func (s *subscriber) Subscribe(user string) (hub.Subscription, error) {
-	lane := s.lanes[maphash.String(s.seed, user)%lanes]
-	return s.nc.ChanSubscribe(rig.SubjectPrefix+rig.SubjectToken(user), lane)
+	return s.nc.ChanSubscribe(rig.LiveSubject(user), s.lanes[s.lane(user)])
 }
 
 func (s *subscriber) start(ctx context.Context, wg *sync.WaitGroup) {
-	for _, lane := range s.lanes {
+	for i := range s.lanes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.dispatch(ctx, lane)
+			s.dispatch(ctx, i)
 		}()
 	}
 }
 
-func (s *subscriber) dispatch(ctx context.Context, lane chan *nats.Msg) {
-	for {
+// resyncAll asks every lane to check all its users against history: after
+// a reconnect, what was published while away is read back.
+func (s *subscriber) resyncAll() {
+	for _, ch := range s.resync {
 		select {
-		case <-ctx.Done():
-			return
-		case m := <-lane:
-			user, err := rig.UserFromSubject(m.Subject)
-			if err != nil {
-				s.log.Warn("dropped message on a malformed subject", "subject", m.Subject, "err", err)
-				continue
-			}
-			s.hub.Publish(user, messageEvent(user, m))
+		case ch <- nil:
+		default: // a full resync is already queued
 		}
 	}
 }
 
-// messageEvent turns a NATS message into the event every client of user
-// shares. Its id is the Nats-Msg-Id header; a message without a usable one
-// gets an id made up here, which resume treats as a point in time.
-func messageEvent(user string, m *nats.Msg) *rig.Event {
-	id := ""
+// resyncUser asks user's lane to check it against history.
+func (s *subscriber) resyncUser(user string) {
+	select {
+	case s.resync[s.lane(user)] <- []string{user}:
+	default:
+		s.resyncAll()
+	}
+}
+
+func (s *subscriber) dispatch(ctx context.Context, lane int) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-s.lanes[lane]:
+			if ev, ok := liveEvent(m); ok {
+				s.deliver(ctx, ev)
+			} else {
+				s.log.Warn("dropped a message on a malformed subject", "subject", m.Subject)
+			}
+		case users := <-s.resync[lane]:
+			if users == nil {
+				for _, u := range s.hub.Users() {
+					if s.lane(u) == lane {
+						users = append(users, u)
+					}
+				}
+			}
+			s.catchUp(ctx, users)
+		}
+	}
+}
+
+// deliver publishes a live event unless it was delivered already, first
+// filling the gap before it if the user's previous message never came.
+func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
+	last := s.hub.LastSeq(ev.User)
+	if ev.Seq != 0 && ev.Seq <= last {
+		return
+	}
+	if last > 0 && ev.Prev > last {
+		s.catchUp(ctx, []string{ev.User})
+		if ev.Seq <= s.hub.LastSeq(ev.User) {
+			return
+		}
+	}
+	s.hub.Publish(ev.User, ev)
+}
+
+// catchUp publishes what history holds for users after the last message
+// each was delivered; users with nothing delivered yet are skipped (their
+// clients resumed on their own).
+func (s *subscriber) catchUp(ctx context.Context, users []string) {
+	lasts := make(map[string]uint64, len(users))
+	var batch []string
+	from := uint64(0)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, replayTimeout)
+		defer cancel()
+		rp, err := s.history.Since(rctx, batch, rig.SeqID(from))
+		if err != nil {
+			s.log.Warn("cannot refill from history", "users", len(batch), "err", err)
+			return
+		}
+		n := 0
+		for _, ev := range rp.Events {
+			if ev.Seq > lasts[ev.User] {
+				s.hub.Publish(ev.User, ev)
+				lasts[ev.User] = ev.Seq
+				n++
+			}
+		}
+		if n > 0 {
+			s.log.Info("refilled missed messages from history", "users", len(batch), "messages", n)
+		}
+		batch, from = batch[:0], 0
+	}
+	for _, u := range users {
+		last := s.hub.LastSeq(u)
+		if last == 0 {
+			continue
+		}
+		lasts[u] = last
+		if len(batch) == 0 || last < from {
+			from = last
+		}
+		batch = append(batch, u)
+		if len(batch) == resyncBatch {
+			flush()
+		}
+	}
+	flush()
+}
+
+// liveEvent turns a republished message into the event every client of its
+// user shares.
+func liveEvent(m *nats.Msg) (*rig.Event, bool) {
+	subject := strings.TrimPrefix(m.Subject, rig.LiveSubjectPrefix)
+	var id string
+	var seq, prev uint64
 	if m.Header != nil {
 		id = m.Header.Get(broker.HeaderMsgID)
+		seq, _ = strconv.ParseUint(m.Header.Get(broker.HeaderSequence), 10, 64)
+		prev, _ = strconv.ParseUint(m.Header.Get(broker.HeaderLastSequence), 10, 64)
 	}
-	if !validID(id) {
-		id = MadeUpIDPrefix + ulid.Make().String()
+	if seq == 0 {
+		return nil, false // not from the history stream
 	}
-	return &rig.Event{Kind: rig.KindMessage, ID: id, User: user, Data: m.Data}
+	return history.EventOf(subject, id, m.Data, seq, prev)
 }
 
-// MadeUpIDPrefix starts the ids an edge makes up for messages published
-// without a Nats-Msg-Id header.
-const MadeUpIDPrefix = "live-"
-
-// validID reports whether id can be sent as an event id on every transport:
-// not empty, at most 256 bytes, no control characters (SSE ends a field at
-// a line break, and browsers ignore ids with NUL).
-func validID(id string) bool {
-	if id == "" || len(id) > 256 {
-		return false
-	}
-	return !strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f })
-}
+// replayTimeout bounds one read of history.
+const replayTimeout = 10 * time.Second

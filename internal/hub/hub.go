@@ -43,6 +43,9 @@ type Handle struct {
 type userEntry struct {
 	sub     Subscription
 	clients []*Handle
+	// last is the stream sequence of the last message published to the
+	// user's clients (see LastSeq).
+	last atomic.Uint64
 }
 
 type userShard struct {
@@ -195,10 +198,27 @@ func (h *Hub) Publish(user string, ev *rig.Event) int {
 	if e == nil {
 		return 0
 	}
+	if ev.Seq > e.last.Load() {
+		e.last.Store(ev.Seq)
+	}
 	for _, hd := range e.clients {
 		hd.Client.Deliver(ev)
 	}
 	return len(e.clients)
+}
+
+// LastSeq returns the stream sequence of the last message published to
+// user's clients since the user's subscription opened, 0 if none (or no
+// subscription). A caller that publishes each user's messages from one
+// goroutine can use it to drop duplicates and find gaps.
+func (h *Hub) LastSeq(user string) uint64 {
+	s := &h.users[h.shard(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e := s.m[user]; e != nil {
+		return e.last.Load()
+	}
+	return 0
 }
 
 // Session returns the clients registered with session id jti.

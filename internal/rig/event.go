@@ -49,9 +49,13 @@ type Event struct {
 	// Data is the payload: for messages the bytes the back-end published,
 	// for other kinds a JSON value.
 	Data []byte
-	// Seq is the history stream sequence when the event was read from
-	// history, else 0.
+	// Seq is the message's sequence in the history stream (0 for events
+	// that are not messages).
 	Seq uint64
+	// Prev is the sequence of the user's previous message in history when
+	// this one was stored (0 if none): a live message whose Prev is past
+	// the last one delivered shows a gap.
+	Prev uint64
 
 	enc [numFormats]atomic.Pointer[[]byte]
 }

@@ -13,6 +13,13 @@ const MaxUserLen = 256
 // published to SubjectPrefix + SubjectToken(u).
 const SubjectPrefix = "user."
 
+// LiveSubjectPrefix starts the subjects edges subscribe to: the history
+// stream republishes every message it stores on user.<token> to
+// LiveSubjectPrefix + "user.<token>", with its stream sequence. Delivering
+// only what is stored means a message JetStream refused is never delivered,
+// and the sequence lets an edge see and fill any gap.
+const LiveSubjectPrefix = "rig.live."
+
 // ErrInvalidUser is wrapped by every error about a malformed user id.
 var ErrInvalidUser = errors.New("invalid user id")
 
@@ -125,6 +132,11 @@ func Subject(user string) (string, error) {
 		return "", err
 	}
 	return SubjectPrefix + SubjectToken(user), nil
+}
+
+// LiveSubject returns the subject an edge subscribes to for a valid user id.
+func LiveSubject(user string) string {
+	return LiveSubjectPrefix + SubjectPrefix + SubjectToken(user)
 }
 
 // UserFromSubject returns the user a delivery subject belongs to.
