@@ -42,6 +42,9 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	if err != nil {
 		return nil, api.Errorf(fiber.StatusUnauthorized, err.Error())
 	}
+	if s.blacklist.Listed(sess.ID) {
+		return nil, api.Errorf(fiber.StatusUnauthorized, "session "+quote(sess.ID)+" is blacklisted")
+	}
 	if len(users) == 0 {
 		users = []string{sess.User}
 	}
@@ -55,6 +58,11 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	}
 	if !s.broker.Connected() {
 		return nil, api.Unavailable("NATS is unreachable", 1)
+	}
+	// Fail closed: without the blacklist this edge cannot tell a revoked
+	// session from a good one.
+	if s.blacklist.Ready() != nil {
+		return nil, api.Unavailable("session blacklist not loaded; connect to another edge", 1)
 	}
 	return &admission{session: sess, users: users, remote: strings.Clone(c.IP())}, nil
 }
@@ -135,6 +143,11 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
 		cl.Finish(&rig.Event{Kind: rig.KindTokenExpired, Data: []byte(`{"reason":"token expired"}`)}, client.ReasonTokenExpired)
 	})
+	// Blacklisted between admission and registration: the set's kill
+	// looked for the session in the hub before it was there.
+	if s.blacklist.Listed(a.session.ID) {
+		cl.Finish(sessionKilled, client.ReasonSessionKilled)
+	}
 	s.log.Info("connection opened", "transport", transport, "user", a.session.User, "users", a.users,
 		"session", a.session.ID, "remote", a.remote)
 	return cn, nil
