@@ -12,7 +12,7 @@ import (
 // edges within a second, spare the user's other session, refuse the
 // session while it is listed and let it back afterwards.
 func TestBlacklist(t *testing.T) {
-	st := StartTwoEdges(t, nil)
+	st := StartTwoEdges(t, nil, nil)
 
 	// session opens jti on both edges, and another session of the same
 	// user on both, and returns them.
@@ -233,7 +233,7 @@ func TestEdgeWithoutBlacklist(t *testing.T) {
 // away: they are not ready meanwhile, and afterwards still refuse what was
 // listed before and kill what is listed after.
 func TestBlacklistAcrossNATSRestart(t *testing.T) {
-	st := StartTwoEdges(t, nil)
+	st := StartTwoEdges(t, nil, nil)
 	Blacklist(t, st.Ingest.URL, "before-restart", 300)
 	st.NATS.Kill()
 	for _, e := range st.Edges() {
@@ -263,7 +263,7 @@ func TestBlacklistAcrossNATSRestart(t *testing.T) {
 // TestTokenExpiryOnTwoEdges: a token expiring closes its streams with
 // token_expired on every edge, with the blacklist watch running.
 func TestTokenExpiryOnTwoEdges(t *testing.T) {
-	st := StartTwoEdges(t, nil)
+	st := StartTwoEdges(t, nil, nil)
 	tok := Token(t, "expiring", TokenOpts{TTL: 2 * time.Second})
 	var streams []*SSE
 	for _, e := range st.Edges() {

@@ -25,14 +25,18 @@ type TwoEdges struct {
 func (s *TwoEdges) Edges() []*Server { return []*Server{s.A, s.B} }
 
 // StartTwoEdges starts the stack; the edges are named edge-a and edge-b.
-// extraIngest is added to the ingest's environment.
-func StartTwoEdges(t testing.TB, extraIngest map[string]string) *TwoEdges {
+// extraEdge and extraIngest are added to the edges' and the ingest's
+// environment.
+func StartTwoEdges(t testing.TB, extraEdge, extraIngest map[string]string) *TwoEdges {
 	t.Helper()
 	n := StartNATS(t)
 	st := &TwoEdges{NATS: n}
 	for i, id := range []string{"edge-a", "edge-b"} {
 		env := EdgeEnv(FreePort(t), n.URL)
 		env["EDGE_ID"] = id
+		for k, v := range extraEdge {
+			env[k] = v
+		}
 		e := StartEdge(t, env)
 		if i == 0 {
 			st.A = e
