@@ -134,8 +134,11 @@ func (k *Bucket) ensureUntilDone(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	logged := ""
 	for {
-		err := k.b.Ready() // the history stream's replica count is the bucket's
-		if err == nil {
+		// The history stream's replica count is the bucket's. While the
+		// broker is not ready it logs why itself.
+		err := k.b.Ready()
+		brokerReady := err == nil
+		if brokerReady {
 			var kv jetstream.KeyValue
 			kv, err = Ensure(ctx, k.b.JS, k.b.Replicas())
 			if err == nil {
@@ -149,7 +152,7 @@ func (k *Bucket) ensureUntilDone(ctx context.Context) {
 		}
 		msg := "blacklist bucket not ready: " + err.Error()
 		k.lastErr.Store(msg)
-		if msg != logged {
+		if brokerReady && msg != logged {
 			k.log.Warn("blacklist bucket not ready, retrying", "bucket", BucketName, "err", err)
 			logged = msg
 		}
