@@ -195,6 +195,10 @@ func TestBlacklistBadInput(t *testing.T) {
 		}
 		r.ErrorMessage(t)
 	}
+	// A session the blacklist could not hold is not let in at all.
+	if status, r := SSEStatus(t, sseURL(st.Edge.URL, Token(t, "alice", TokenOpts{JTI: long}))); status != 401 {
+		t.Fatalf("jti of %d bytes: %d %s", len(long), status, r.Body)
+	}
 	// A session never listed is 404, with a JSON body.
 	r := Do(t, "GET", st.Ingest.URL+"/v1/session-blacklist/"+url.PathEscape("never listed"), "", nil)
 	if r.Status != 404 || !strings.Contains(string(r.Body), `"isBlacklisted":false`) {

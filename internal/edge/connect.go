@@ -9,6 +9,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/rig"
@@ -41,6 +42,10 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	sess, err := s.verifier.Verify(token)
 	if err != nil {
 		return nil, api.Errorf(fiber.StatusUnauthorized, err.Error())
+	}
+	if len(sess.ID) > blacklist.MaxSessionIDLen {
+		// Every session let in must be one the blacklist can revoke.
+		return nil, api.Errorf(fiber.StatusUnauthorized, "jti longer than "+itoa(blacklist.MaxSessionIDLen)+" bytes")
 	}
 	if s.blacklist.Listed(sess.ID) {
 		return nil, api.Errorf(fiber.StatusUnauthorized, "session "+quote(sess.ID)+" is blacklisted")
