@@ -115,6 +115,17 @@ type Ingest struct {
 	MessageUserField string        // MESSAGE_USER_FIELD
 	MaxMessageSize   int           // MESSAGE_MAX_SIZE
 	PublishTimeout   time.Duration // PUBLISH_TIMEOUT
+
+	// JWTSecretKey (JWT_SECRET_KEY, optional here) verifies the token sent
+	// with RIG 1.x's DELETE /v1/users/<user>/sessions/<jti>, whose exp then
+	// sets how long the session stays blacklisted.
+	JWTSecretKey string
+	// BlacklistDefaultExpiry (JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS) is that
+	// duration when no verified token tells.
+	BlacklistDefaultExpiry time.Duration
+	// PresenceTimeout (PRESENCE_TIMEOUT) bounds how long a presence query
+	// waits for the edges' answers.
+	PresenceTimeout time.Duration
 }
 
 // ParseIngest reads the ingest binary's configuration.
@@ -125,12 +136,23 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	s.String(&c.MessageUserField, "MESSAGE_USER_FIELD", "user", "Field of a posted message that names the user to deliver it to.")
 	s.Size(&c.MaxMessageSize, "MESSAGE_MAX_SIZE", 64<<10, 64, 8<<20, "Largest accepted message body; larger ones get 413.")
 	s.Duration(&c.PublishTimeout, "PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, "How long to wait for JetStream to store a message before answering 503.")
+	s.Secret(&c.JWTSecretKey, "JWT_SECRET_KEY", "Optional here: verifies the Authorization token of DELETE /v1/users/<user>/sessions/<jti>, whose exp then sets how long the session stays blacklisted.")
+	var expiryHours int
+	s.Int(&expiryHours, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS", 1, 1, 87600, "Hours a session stays blacklisted by DELETE /v1/users/<user>/sessions/<jti> when no verified token with that jti gives its exp.")
+	s.Duration(&c.PresenceTimeout, "PRESENCE_TIMEOUT", 2*time.Second, 10*time.Millisecond, "Longest a presence query (GET /v1/users...) waits for the edges' answers.")
 	s.nats(&c.NATS, "rig-ingest")
 	s.log(&c.Log)
 	s.Check(func() error {
 		if c.MessageUserField == "" {
 			return &Error{Setting: "MESSAGE_USER_FIELD", Value: "", Expected: "a field name"}
 		}
+		return nil
+	})
+	s.Check(func() error {
+		if c.JWTSecretKey != "" && len(c.JWTSecretKey) < 8 {
+			return &Error{Setting: "JWT_SECRET_KEY", Value: "(hidden)", Expected: "a secret of at least 8 bytes, or none"}
+		}
+		c.BlacklistDefaultExpiry = time.Duration(expiryHours) * time.Hour
 		return nil
 	})
 	if err := s.Parse(args, getenv, out); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/rig"
@@ -50,6 +51,13 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	if err != nil {
 		return nil, api.Errorf(fiber.StatusUnauthorized, err.Error())
 	}
+	if len(sess.ID) > blacklist.MaxSessionIDLen {
+		// Every session let in must be one the blacklist can revoke.
+		return nil, api.Errorf(fiber.StatusUnauthorized, "jti longer than "+itoa(blacklist.MaxSessionIDLen)+" bytes")
+	}
+	if s.blacklist.Listed(sess.ID) {
+		return nil, api.Errorf(fiber.StatusUnauthorized, "session "+quote(sess.ID)+" is blacklisted")
+	}
 	if len(users) == 0 {
 		users = []string{sess.User}
 	}
@@ -63,6 +71,11 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	}
 	if !s.broker.Connected() {
 		return nil, api.Unavailable("NATS is unreachable", 1)
+	}
+	// Fail closed: without the blacklist this edge cannot tell a revoked
+	// session from a good one.
+	if s.blacklist.Ready() != nil {
+		return nil, api.Unavailable("session blacklist not loaded; connect to another edge", 1)
 	}
 	return &admission{session: sess, users: users, remote: strings.Clone(c.IP()), resume: resume}, nil
 }
@@ -160,6 +173,11 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
 		cl.Finish(&rig.Event{Kind: rig.KindTokenExpired, Data: []byte(`{"reason":"token expired"}`)}, client.ReasonTokenExpired)
 	})
+	// Blacklisted between admission and registration: the set's kill
+	// looked for the session in the hub before it was there.
+	if s.blacklist.Listed(a.session.ID) {
+		cl.Finish(sessionKilled, client.ReasonSessionKilled)
+	}
 	s.log.Info("connection opened", "transport", transport, "user", a.session.User, "users", a.users,
 		"session", a.session.ID, "remote", a.remote)
 	return cn, nil

@@ -24,6 +24,10 @@ func (s *Server) health() (health, bool) {
 		ready, h.Detail = false, "draining"
 	case !s.broker.Connected():
 		ready, h.Detail = false, "NATS not connected"
+	default:
+		if err := s.blacklist.Ready(); err != nil {
+			ready, h.Detail = false, err.Error()
+		}
 	}
 	if !ready {
 		h.Status = "unavailable"

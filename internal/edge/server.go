@@ -18,11 +18,13 @@ import (
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/auth"
+	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
+	"github.com/rig-go/rig/internal/presence"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -36,6 +38,10 @@ type Server struct {
 	history  *history.Reader
 	subs     *subscriber
 	app      *fiber.App
+
+	bucket    *blacklist.Bucket
+	blacklist *blacklist.Set      // admission checks it; not loaded means not ready
+	presence  *presence.Responder // nil if it could not subscribe
 
 	draining atomic.Bool
 	stop     context.CancelFunc
@@ -71,6 +77,14 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	// close them, nor keep its per-request buffers for them.
 	s.app.Server().KeepHijackedConns = true
 	s.routes()
+
+	s.bucket = blacklist.OpenBucket(b, log)
+	s.blacklist = blacklist.Watch(s.bucket, b.NC, log, s.killSession)
+	resp, err := presence.Serve(b.NC, cfg.EdgeID, presence.DefaultAnnounceInterval, presenceSource{s}, log)
+	if err != nil {
+		log.Error("presence queries will not be answered", "err", err)
+	}
+	s.presence = resp
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
@@ -118,6 +132,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	waitFor(ctx, func() bool { return s.hub.Len() == 0 })
 	err := <-shutdownDone
+	if s.presence != nil {
+		s.presence.Close()
+	}
+	s.blacklist.Close()
+	s.bucket.Close()
 	s.stop()
 	s.wg.Wait()
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -14,7 +14,11 @@ type health struct {
 
 func (s *Server) health() (health, bool) {
 	h := health{Status: "ok", NATS: s.broker.NC.Status().String()}
-	if err := s.broker.Ready(); err != nil {
+	err := s.broker.Ready()
+	if err == nil {
+		err = s.bucket.Ready()
+	}
+	if err != nil {
 		h.Status, h.Detail = "unavailable", err.Error()
 		return h, false
 	}
@@ -27,7 +31,8 @@ func (s *Server) handleHealth(c *fiber.Ctx) error {
 	return api.JSON(c, fiber.StatusOK, h)
 }
 
-// handleReady is readiness: 200 only when messages can be accepted.
+// handleReady is readiness: 200 only when messages can be accepted and
+// sessions blacklisted.
 func (s *Server) handleReady(c *fiber.Ctx) error {
 	h, ok := s.health()
 	if !ok {

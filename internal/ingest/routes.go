@@ -5,5 +5,10 @@ func (s *Server) routes() {
 	s.app.Get("/health", s.handleHealth)
 	s.app.Get("/health/ready", s.handleReady)
 	s.app.Post("/v1/messages", s.handleMessages)
+	s.app.Post("/v1/session-blacklist", s.handleBlacklist)
+	s.app.Get("/v1/session-blacklist/:jti", s.handleBlacklistStatus)
+	s.app.Get("/v1/users", s.handleUsers)
+	s.app.Get("/v1/users/:user/sessions", s.handleUserSessions)
+	s.app.Delete("/v1/users/:user/sessions/:jti", s.handleKillSession)
 	s.app.Use(s.handleNotFound)
 }

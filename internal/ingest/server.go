@@ -13,8 +13,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/auth"
+	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/presence"
 )
 
 // maxInFlight bounds JetStream publishes waiting for their ack.
@@ -27,6 +30,10 @@ type Server struct {
 	broker *broker.Broker
 	js     jetstream.JetStream
 	app    *fiber.App
+
+	bucket   *blacklist.Bucket
+	presence *presence.Gatherer
+	verifier *auth.Verifier // nil without JWT_SECRET_KEY
 }
 
 // New builds the ingest API on an open broker.
@@ -38,7 +45,14 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, js: js}
+	g, err := presence.NewGatherer(b.NC, cfg.PresenceTimeout, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, broker: b, js: js, presence: g, bucket: blacklist.OpenBucket(b, log)}
+	if cfg.JWTSecretKey != "" {
+		s.verifier = auth.NewVerifier(cfg.JWTSecretKey, "user", "roles", nil)
+	}
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		BodyLimit:             cfg.MaxMessageSize,
@@ -55,7 +69,12 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
 
 // Shutdown stops accepting and waits for requests in progress.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.app.ShutdownWithContext(ctx)
+	s.presence.Close()
+	s.bucket.Close()
+	return err
+}
 
 // App exposes the HTTP handler for in-process tests.
 func (s *Server) App() *fiber.App { return s.app }

@@ -1,0 +1,278 @@
+package blacklist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/broker"
+)
+
+// BucketName is the JetStream KV bucket holding the blacklist.
+const BucketName = "RIG_BLACKLIST"
+
+// subjectPrefix is where the bucket stores key k: subjectPrefix + k.
+const subjectPrefix = "$KV." + BucketName + "."
+
+// markerTTL is how long the bucket keeps the marker JetStream writes when an
+// entry's TTL ends. Watchers see the marker live; an edge that was away
+// longer re-reads the whole bucket anyway, so markers need not live long.
+const markerTTL = 10 * time.Minute
+
+// attemptTimeout bounds one JetStream call. On a fresh cluster, of several
+// processes creating the same bucket at once one succeeds and the others
+// hang until their context ends; a short attempt and a retry fixes it.
+const attemptTimeout = 3 * time.Second
+
+// maxCASAttempts bounds the compare-and-set loop of Add under contention.
+const maxCASAttempts = 20
+
+// Config is the bucket's configuration for a replica count: one value per
+// key, per-key TTLs (LimitMarkerTTL turns them on), file storage.
+func Config(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         BucketName,
+		Description:    "RIG-Go: blacklisted sessions (jti), each expiring when its blacklisting does",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       replicas,
+		LimitMarkerTTL: markerTTL,
+	}
+}
+
+// Ensure creates or updates the bucket once, within attemptTimeout.
+func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	kv, err := js.CreateOrUpdateKeyValue(actx, Config(replicas))
+	if err != nil {
+		return nil, fmt.Errorf("create or update bucket %s (replicas %d): %w", BucketName, replicas, err)
+	}
+	return kv, nil
+}
+
+// Bucket hands out the blacklist bucket, ensuring it in the background
+// once the broker knows the replica count (that of the history stream), and
+// again whenever an operation finds it gone.
+type Bucket struct {
+	b   *broker.Broker
+	log *slog.Logger
+
+	kv      atomic.Pointer[jetstream.KeyValue]
+	lastErr atomic.Value // string: why there is no bucket
+	kick    chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// OpenBucket starts ensuring the bucket on b. Close stops it.
+func OpenBucket(b *broker.Broker, log *slog.Logger) *Bucket {
+	k := &Bucket{b: b, log: log, kick: make(chan struct{}, 1)}
+	k.lastErr.Store("blacklist bucket not created yet")
+	ctx, cancel := context.WithCancel(context.Background())
+	k.cancel = cancel
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		k.loop(ctx)
+	}()
+	return k
+}
+
+// Close stops the background work.
+func (k *Bucket) Close() {
+	k.cancel()
+	k.wg.Wait()
+}
+
+// KV returns the bucket, or why it is not available.
+func (k *Bucket) KV() (jetstream.KeyValue, error) {
+	if p := k.kv.Load(); p != nil {
+		return *p, nil
+	}
+	return nil, errors.New(k.lastErr.Load().(string))
+}
+
+// Ready returns nil when the bucket exists.
+func (k *Bucket) Ready() error {
+	_, err := k.KV()
+	return err
+}
+
+// Lost drops the bucket handle after an error saying the bucket is gone
+// and has it ensured again.
+func (k *Bucket) Lost(err error) {
+	if k.kv.Swap(nil) != nil {
+		k.lastErr.Store("blacklist bucket lost: " + err.Error())
+		k.log.Warn("blacklist bucket lost, creating it again", "bucket", BucketName, "err", err)
+	}
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (k *Bucket) loop(ctx context.Context) {
+	for {
+		k.ensureUntilDone(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-k.kick:
+		}
+	}
+}
+
+func (k *Bucket) ensureUntilDone(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	logged := ""
+	for {
+		// The history stream's replica count is the bucket's. While the
+		// broker is not ready it logs why itself.
+		err := k.b.Ready()
+		brokerReady := err == nil
+		if brokerReady {
+			var kv jetstream.KeyValue
+			kv, err = Ensure(ctx, k.b.JS, k.b.Replicas())
+			if err == nil {
+				k.kv.Store(&kv)
+				k.log.Info("blacklist bucket ready", "bucket", BucketName, "replicas", k.b.Replicas())
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		msg := "blacklist bucket not ready: " + err.Error()
+		k.lastErr.Store(msg)
+		if brokerReady && msg != logged {
+			k.log.Warn("blacklist bucket not ready, retrying", "bucket", BucketName, "err", err)
+			logged = msg
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// gone reports whether err means the bucket's stream does not exist.
+func gone(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+func (k *Bucket) failed(err error) error {
+	if gone(err) {
+		k.Lost(err)
+	}
+	return err
+}
+
+// Add blacklists jti until validity from now, or keeps a later expiry it
+// already has: blacklisting twice never shortens. It returns the entry as
+// stored. Concurrent Adds of one jti settle on the latest expiry, because
+// each write is a compare-and-set on the revision it read.
+func (k *Bucket) Add(ctx context.Context, jti string, validity time.Duration) (Entry, error) {
+	key, err := Key(jti)
+	if err != nil {
+		return Entry{}, err
+	}
+	if validity < time.Second || validity > MaxValidity {
+		return Entry{}, fmt.Errorf("blacklist validity %s: expected 1s to %s", validity, MaxValidity)
+	}
+	kv, err := k.KV()
+	if err != nil {
+		return Entry{}, err
+	}
+	want := Entry{SessionID: jti, Expires: time.Now().Add(validity).UTC().Truncate(time.Millisecond)}
+	value := want.encode()
+	for range maxCASAttempts {
+		done, have, err := k.addOnce(ctx, kv, key, want, value, validity)
+		if err != nil {
+			return Entry{}, k.failed(fmt.Errorf("blacklist %q: %w", jti, err))
+		}
+		if done {
+			return have, nil
+		}
+	}
+	return Entry{}, fmt.Errorf("blacklist %q: still conflicting after %d concurrent updates", jti, maxCASAttempts)
+}
+
+// addOnce reads the key and writes want unless a later expiry is stored.
+// done is false when another writer got in between (retry).
+func (k *Bucket) addOnce(ctx context.Context, kv jetstream.KeyValue, key string, want Entry, value []byte, ttl time.Duration) (done bool, have Entry, err error) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	cur, err := kv.Get(actx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// Create also takes over a key whose last revision is a delete or
+		// TTL marker, by compare-and-set on that marker.
+		_, err = kv.Create(actx, key, value, jetstream.KeyTTL(ttl))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, Entry{}, nil
+		}
+		return err == nil, want, err
+	}
+	if err != nil {
+		return false, Entry{}, fmt.Errorf("read key %s: %w", key, err)
+	}
+	if old, err := decodeEntry(cur.Value()); err == nil && !old.Expires.Before(want.Expires) {
+		return true, old, nil
+	}
+	// KeyValue.Update cannot set a TTL, so this publishes to the key's
+	// subject exactly as Update does (expecting the revision read), plus
+	// the TTL of the new expiry.
+	_, err = k.b.JS.PublishMsg(actx, &nats.Msg{Subject: subjectPrefix + key, Data: value},
+		jetstream.WithExpectLastSequencePerSubject(cur.Revision()), jetstream.WithMsgTTL(ttl))
+	if conflict(err) {
+		return false, Entry{}, nil
+	}
+	return err == nil, want, err
+}
+
+// conflict reports whether err is a failed compare-and-set: the key
+// changed since it was read. Replicated streams report it as 10164.
+func conflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// Lookup returns jti's entry while it is listed.
+func (k *Bucket) Lookup(ctx context.Context, jti string) (Entry, bool, error) {
+	key, err := Key(jti)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	kv, err := k.KV()
+	if err != nil {
+		return Entry{}, false, err
+	}
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	cur, err := kv.Get(actx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, k.failed(fmt.Errorf("look up %q: %w", jti, err))
+	}
+	e, err := decodeEntry(cur.Value())
+	if err != nil {
+		return Entry{}, false, err
+	}
+	if !e.Listed(time.Now()) {
+		return Entry{}, false, nil // expired; JetStream removes it shortly
+	}
+	return e, true, nil
+}

@@ -1,0 +1,158 @@
+package blacklist
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/rig-go/rig/internal/broker"
+)
+
+// recorder collects the jtis a Set reports as listed.
+type recorder struct {
+	mu   sync.Mutex
+	jtis []string
+}
+
+func (r *recorder) add(jti string) {
+	r.mu.Lock()
+	r.jtis = append(r.jtis, jti)
+	r.mu.Unlock()
+}
+
+func (r *recorder) has(jti string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.jtis, jti)
+}
+
+func watchSet(t testing.TB, k *Bucket, _ *broker.Broker, nc *nats.Conn) (*Set, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	s := Watch(k, nc, discard, rec.add)
+	t.Cleanup(s.Close)
+	eventually(t, 10*time.Second, func() bool { return s.Ready() == nil }, "set not loaded")
+	return s, rec
+}
+
+// TestSetFollowsBucket: entries present at start and added later are
+// listed and reported; an entry whose TTL ends leaves the set by
+// JetStream's marker, long before the local sweep would drop it.
+func TestSetFollowsBucket(t *testing.T) {
+	k, b := openBucket(t)
+	ctx := context.Background()
+	if _, err := k.Add(ctx, "before", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s, rec := watchSet(t, k, b, b.NC)
+	if !s.Listed("before") || !rec.has("before") {
+		t.Fatalf("entry present at start: listed %v, reported %v", s.Listed("before"), rec.has("before"))
+	}
+	if s.Listed("") || s.Listed("other") {
+		t.Fatal("unlisted session listed")
+	}
+	if _, err := k.Add(ctx, "live", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return s.Listed("live") && rec.has("live") }, "live entry not listed")
+	eventually(t, 10*time.Second, func() bool { return !s.Listed("live") }, "expired entry still listed")
+	eventually(t, 10*time.Second, func() bool { return s.Len() == 1 }, "TTL marker did not remove the entry")
+
+	// Deleting a key (an operator's nats kv del) unlists it.
+	kv, _ := k.KV()
+	if err := kv.Delete(ctx, mustKey(t, "before")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return !s.Listed("before") && s.Len() == 0 }, "deleted entry still listed")
+}
+
+// TestSetExpiresLocally: an entry stops counting at its stored expiry even
+// when no marker comes (here: written without a TTL, so JetStream keeps it).
+func TestSetExpiresLocally(t *testing.T) {
+	k, b := openBucket(t)
+	s, rec := watchSet(t, k, b, b.NC)
+	kv, _ := k.KV()
+	exp := time.Now().Add(time.Second)
+	v, _ := json.Marshal(Entry{SessionID: "no-ttl", Expires: exp})
+	if _, err := kv.Put(context.Background(), mustKey(t, "no-ttl"), v); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return s.Listed("no-ttl") && rec.has("no-ttl") }, "entry not listed")
+	eventually(t, 5*time.Second, func() bool { return !s.Listed("no-ttl") }, "entry listed past its expiry")
+	if time.Now().Before(exp) {
+		t.Fatal("unlisted before its expiry")
+	}
+	// Garbage under a key does not break the watch.
+	if _, err := kv.Put(context.Background(), "not.base64!", []byte("x")); err == nil {
+		t.Log("stored a key RIG-Go would never write")
+	}
+	if _, err := kv.Put(context.Background(), mustKey(t, "garbage"), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Add(context.Background(), "after-garbage", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return s.Listed("after-garbage") }, "watch stopped after a malformed entry")
+	if s.Listed("garbage") {
+		t.Fatal("malformed entry listed")
+	}
+}
+
+// TestSetResyncsAfterNATSRestart: when NATS goes away the set stops
+// claiming to be loaded; when it is back the set reloads, keeps what the
+// bucket holds (on disk), and follows new entries again.
+func TestSetResyncsAfterNATSRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns := runServer(t, server.RANDOM_PORT, dir, true)
+	port := portOf(ns)
+	b := openBroker(t, ns.ClientURL())
+	k := OpenBucket(b, discard)
+	t.Cleanup(k.Close)
+	eventually(t, 10*time.Second, func() bool { return k.Ready() == nil }, "bucket not ready")
+	if _, err := k.Add(context.Background(), "kept", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := watchSet(t, k, b, b.NC)
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	eventually(t, 10*time.Second, func() bool { return s.Ready() != nil }, "set still loaded without NATS")
+	if err := s.Ready(); !strings.Contains(err.Error(), "blacklist not loaded") {
+		t.Fatalf("Ready() = %v", err)
+	}
+	if !s.Listed("kept") {
+		t.Fatal("entries dropped while NATS is away")
+	}
+
+	runServer(t, port, dir, true)
+	eventually(t, 20*time.Second, func() bool { return s.Ready() == nil }, "set not reloaded after NATS came back")
+	if !s.Listed("kept") {
+		t.Fatal("entry lost across the restart")
+	}
+	if _, err := k.Add(context.Background(), "new", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return s.Listed("new") }, "set does not follow the bucket after the restart")
+}
+
+// TestSetNotReadyWithoutBucket: with no JetStream the set never loads.
+func TestSetNotReadyWithoutBucket(t *testing.T) {
+	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), false)
+	b := openBroker(t, ns.ClientURL())
+	k := OpenBucket(b, discard)
+	t.Cleanup(k.Close)
+	s := Watch(k, b.NC, discard, func(string) {})
+	t.Cleanup(s.Close)
+	// The set tried, and says why it is not loaded.
+	eventually(t, 10*time.Second, func() bool {
+		err := s.Ready()
+		return err != nil && strings.Contains(err.Error(), "blacklist not loaded: blacklist bucket not ready")
+	}, "set does not say the bucket is missing")
+}

@@ -1,0 +1,137 @@
+package presence
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Source is what an edge knows about its own connections.
+type Source interface {
+	// Users returns the ids of the users with a connection here.
+	Users() []string
+	// Sessions returns the connections of user here.
+	Sessions(user string) []Session
+}
+
+// Responder answers presence queries for one edge and announces it.
+type Responder struct {
+	nc       *nats.Conn
+	edge     string
+	interval time.Duration
+	src      Source
+	log      *slog.Logger
+	sub      *nats.Subscription
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// Serve answers queries on nc for edge from src, and announces edge every
+// interval. The subscription is a single one for the whole edge.
+func Serve(nc *nats.Conn, edge string, interval time.Duration, src Source, log *slog.Logger) (*Responder, error) {
+	r := &Responder{nc: nc, edge: edge, interval: interval, src: src, log: log, stop: make(chan struct{})}
+	sub, err := nc.Subscribe(QuerySubject, r.answer)
+	if err != nil {
+		return nil, err
+	}
+	r.sub = sub
+	_ = nc.FlushTimeout(time.Second) // answering before the first announcement, when NATS is up
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.announceLoop()
+	}()
+	return r, nil
+}
+
+// Close says goodbye, so ingest stops waiting for this edge, and stops.
+func (r *Responder) Close() {
+	close(r.stop)
+	r.wg.Wait()
+	_ = r.sub.Unsubscribe()
+	r.announce(true)
+	_ = r.nc.FlushTimeout(time.Second)
+}
+
+func (r *Responder) announceLoop() {
+	r.announce(false)
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			r.announce(false)
+		}
+	}
+}
+
+func (r *Responder) announce(gone bool) {
+	// Publishing while NATS is away fails or is buffered; the next tick
+	// announces again either way.
+	_ = r.nc.Publish(AnnounceSubject, encode(Announcement{Edge: r.edge, IntervalMS: r.interval.Milliseconds(), Gone: gone}))
+}
+
+func (r *Responder) answer(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	var q Query
+	if err := json.Unmarshal(m.Data, &q); err != nil {
+		r.log.Warn("ignored malformed presence query", "data", string(m.Data), "err", err)
+		return
+	}
+	var parts []Reply
+	if q.User == "" {
+		parts = splitUsers(r.edge, r.src.Users(), r.limit())
+	} else {
+		parts = splitSessions(r.edge, r.src.Sessions(q.User), r.limit())
+	}
+	for _, p := range parts {
+		if err := r.nc.Publish(m.Reply, encode(p)); err != nil {
+			r.log.Warn("presence reply not sent", "err", err)
+			return
+		}
+	}
+}
+
+// limit is the payload size a reply part aims to stay under.
+func (r *Responder) limit() int {
+	return max(int(r.nc.MaxPayload())-4096, 4096)
+}
+
+// replyOverhead bounds the JSON of a Reply around its items.
+const replyOverhead = 512
+
+// splitUsers packs users into as few replies as fit limit bytes each.
+func splitUsers(edge string, users []string, limit int) []Reply {
+	return split(edge, users, limit, func(r *Reply, u string) { r.Users = append(r.Users, u) })
+}
+
+func splitSessions(edge string, sessions []Session, limit int) []Reply {
+	return split(edge, sessions, limit, func(r *Reply, s Session) { r.Sessions = append(r.Sessions, s) })
+}
+
+func split[T any](edge string, items []T, limit int, add func(*Reply, T)) []Reply {
+	replies := []Reply{{Edge: edge}}
+	size := replyOverhead + len(edge)
+	for _, it := range items {
+		n := len(encode(it)) + 1
+		cur := &replies[len(replies)-1]
+		if size+n > limit && (len(cur.Users) > 0 || len(cur.Sessions) > 0) {
+			replies = append(replies, Reply{Edge: edge})
+			cur = &replies[len(replies)-1]
+			size = replyOverhead + len(edge)
+		}
+		add(cur, it)
+		size += n
+	}
+	for i := range replies {
+		replies[i].Part, replies[i].Parts = i+1, len(replies)
+	}
+	return replies
+}
