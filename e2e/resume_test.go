@@ -1,7 +1,7 @@
 package e2e
 
 import (
-		"net/http"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -85,6 +85,8 @@ func TestSSEResumeUnderLoad(t *testing.T) {
 		mu     sync.Mutex
 		posted []string
 	)
+	// The first connection is open before the first message is posted.
+	first := MustSSE(t, sseURL(st.Edge.URL, tok))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -98,12 +100,17 @@ func TestSSEResumeUnderLoad(t *testing.T) {
 	}()
 	var got []string
 	last := ""
+	stalls := 0
 	for round := 0; ; round++ {
+		before := len(got)
 		h := http.Header{}
 		if last != "" {
 			h.Set("Last-Event-ID", last)
 		}
-		s := MustSSE(t, sseURL(st.Edge.URL, tok), h)
+		s := first
+		if round > 0 {
+			s = MustSSE(t, sseURL(st.Edge.URL, tok), h)
+		}
 		// Read a few messages, then drop the connection.
 		for range 25 {
 			ev, ok := nextOrDone(s, done, len(got), total)
@@ -120,8 +127,11 @@ func TestSSEResumeUnderLoad(t *testing.T) {
 		if len(got) >= total {
 			break
 		}
-		if round > 200 {
-			t.Fatalf("only %d of %d after 200 reconnects", len(got), total)
+		if round > 200 || len(got) == before && stalled(&stalls) {
+			mu.Lock()
+			lost, dup := diff(posted, got)
+			mu.Unlock()
+			t.Fatalf("stuck at %d of %d after %d reconnects (last id %s): lost %v, duplicated %v", len(got), total, round, last, lost, dup)
 		}
 	}
 	<-done
@@ -132,6 +142,12 @@ func TestSSEResumeUnderLoad(t *testing.T) {
 		t.Fatalf("received %d, posted %d: lost %v, duplicated %v", len(got), len(posted), lost, dup)
 	}
 	t.Logf("%d messages over reconnects: 0 lost, 0 duplicated, in order", len(got))
+}
+
+// stalled counts rounds without progress and reports when there were three.
+func stalled(n *int) bool {
+	*n++
+	return *n >= 3
 }
 
 // nextOrDone returns the next message event, or false when all messages
