@@ -230,6 +230,11 @@ func (c *Client) kickLocked() {
 func (c *Client) flush() {
 	for {
 		c.mu.Lock()
+		if c.closed || len(c.queue) == 0 { // closed before this goroutine ran
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
 		batch := c.queue
 		c.queue = c.spare[:0]
 		c.spare = nil

@@ -266,3 +266,14 @@ func TestHeldOverflowClosesSlowClient(t *testing.T) {
 		t.Fatal("held events grew past the queue limit")
 	}
 }
+
+// TestCloseRacesWriter closes clients while their writer is being started;
+// the writer must find the queue emptied by Close and just stop.
+func TestCloseRacesWriter(t *testing.T) {
+	for range 2000 {
+		c := New(&rig.Session{}, nil, "test", 8)
+		c.Start(newPipe())
+		c.Deliver(msg("1"))
+		c.Close(ReasonClientGone)
+	}
+}
