@@ -20,6 +20,7 @@ import (
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/hub"
+	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -32,6 +33,7 @@ type Server struct {
 	hub      *hub.Hub
 	subs     *subscriber
 	app      *fiber.App
+	gateway  *proxy.Gateway
 
 	draining atomic.Bool
 	stop     context.CancelFunc
@@ -49,6 +51,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	s.subs = newSubscriber(b.NC, log)
 	s.hub = hub.New(s.subs)
 	s.subs.hub = s.hub
+	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ReadTimeout:           30 * time.Second,
@@ -69,6 +72,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		defer s.wg.Done()
 		s.heartbeats(ctx)
 	}()
+	s.startGateway(ctx)
 	return s
 }
 
@@ -101,6 +105,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := <-shutdownDone
 	s.stop()
 	s.wg.Wait()
+	s.gateway.Close()
 	if errors.Is(err, context.DeadlineExceeded) {
 		return nil // the long-lived requests were closed above
 	}

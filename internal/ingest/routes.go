@@ -5,5 +5,10 @@ func (s *Server) routes() {
 	s.app.Get("/health", s.handleHealth)
 	s.app.Get("/health/ready", s.handleReady)
 	s.app.Post("/v1/messages", s.handleMessages)
+	s.app.Get("/v1/apis", s.handleListAPIs)
+	s.app.Post("/v1/apis", s.handleCreateAPI)
+	s.app.Get("/v1/apis/:id", s.handleGetAPI)
+	s.app.Put("/v1/apis/:id", s.handleUpdateAPI)
+	s.app.Delete("/v1/apis/:id", s.handleDeleteAPI)
 	s.app.Use(s.handleNotFound)
 }

@@ -27,6 +27,7 @@ type Server struct {
 	broker *broker.Broker
 	js     jetstream.JetStream
 	app    *fiber.App
+	apis   *broker.APIs // the API gateway's routes (/v1/apis)
 }
 
 // New builds the ingest API on an open broker.
@@ -39,6 +40,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, broker: b, js: js}
+	s.apis = broker.NewAPIs(b)
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		BodyLimit:             cfg.MaxMessageSize,

@@ -146,7 +146,7 @@ func parseAPI(v *fastjson.Value, label string) (*API, error) {
 	// Name the API by its id in every later error when it has a usable one.
 	if o, err := v.Object(); err == nil {
 		if id := o.Get("id"); id != nil && id.Type() == fastjson.TypeString {
-			if s := string(id.GetStringBytes()); validID(s) {
+			if s := string(id.GetStringBytes()); ValidID(s) {
 				d.api = s
 			}
 		}
@@ -165,7 +165,7 @@ func parseAPI(v *fastjson.Value, label string) (*API, error) {
 	if a.ID, err = d.str(f.get("id"), "id"); err != nil {
 		return nil, err
 	}
-	if !validID(a.ID) {
+	if !ValidID(a.ID) {
 		return nil, d.errorf("id", "expected 1 to %d letters, digits or . _ - : ~, got %s", maxIDLen, strconv.Quote(a.ID))
 	}
 	if a.Name, err = d.str(f.get("name"), "name"); err != nil {
@@ -370,7 +370,7 @@ func (d *decoder) endpoint(a *API, v *fastjson.Value, field string) (Endpoint, e
 	if ep.ID, err = d.str(f.get("id"), field+".id"); err != nil {
 		return ep, err
 	}
-	if !validID(ep.ID) {
+	if !ValidID(ep.ID) {
 		return ep, d.errorf(field+".id", "expected 1 to %d letters, digits or . _ - : ~, got %s", maxIDLen, strconv.Quote(ep.ID))
 	}
 	for _, k := range []string{"target", "response_from"} {
@@ -639,7 +639,9 @@ func replacement(s string, groups int) (string, error) {
 	return b.String(), nil
 }
 
-func validID(s string) bool {
+// ValidID reports whether s may be an API or endpoint id: 1 to 128 letters,
+// digits or . _ - : ~.
+func ValidID(s string) bool {
 	if s == "" || len(s) > maxIDLen {
 		return false
 	}
