@@ -193,7 +193,7 @@ func TestStreamsAndTimeouts(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/api/stream":
-					for i := range 5 {
+			for i := range 5 {
 				io.WriteString(w, "piece "+string(rune('1'+i))+"\n")
 				w.(http.Flusher).Flush()
 				if i < 4 {
