@@ -109,11 +109,18 @@ func (s *Server) watchAPIs(ctx context.Context) {
 var errWatchEnded = errors.New("watch ended")
 
 func (s *Server) followAPIs(ctx context.Context, kv jetstream.KeyValue) error {
-	// Bound setting up the watch (its consumer) like every JetStream call;
-	// the watch itself lasts until Stop.
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	// The watch lives as long as wctx. Setting it up (its consumer) is
+	// bounded like every JetStream call: cancelled if it takes too long.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	slow := time.AfterFunc(3*time.Second, wcancel)
 	w, err := kv.WatchAll(wctx)
-	cancel()
+	if !slow.Stop() {
+		if err == nil {
+			_ = w.Stop()
+		}
+		return fmt.Errorf("watch bucket %s: no answer within 3s", broker.APIsBucket)
+	}
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", broker.APIsBucket, err)
 	}

@@ -3,14 +3,15 @@ package proxy
 import (
 	"errors"
 	"io"
+	"iter"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	fiberproxy "github.com/gofiber/fiber/v2/middleware/proxy"
 	"github.com/valyala/fasthttp"
 
 	"github.com/rig-go/rig/internal/route"
@@ -77,59 +78,107 @@ func (c *idleConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *idleConn) SetWriteDeadline(time.Time) error { return nil }
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1) belong to one connection and
-// are not forwarded. Expect is answered by the edge, which has the body.
+// are not forwarded, nor are the headers Connection names. Expect is
+// answered by the edge, which has the body already.
 var (
-	hopRequest  = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect"}
+	hopRequest  = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "Te", "Transfer-Encoding", "Upgrade", "Expect"}
 	hopResponse = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Upgrade"}
+	// fasthttp keeps these apart from its list of headers; none is hop-by-hop
+	// except Trailer, which is removed on its own.
+	specialRequest  = map[string]bool{"Host": true, "Content-Length": true, "Content-Type": true, "User-Agent": true, "Trailer": true, "Cookie": true}
+	specialResponse = map[string]bool{"Content-Length": true, "Content-Type": true, "Content-Encoding": true, "Server": true, "Set-Cookie": true, "Trailer": true}
 )
 
 type header interface {
+	All() iter.Seq2[[]byte, []byte]
 	Peek(key string) []byte
 	Del(key string)
+	Add(key, value string)
 }
 
-// dropHopHeaders removes the hop-by-hop headers and those the Connection
-// header names.
-func dropHopHeaders(h header, hop []string) {
+// dropHopHeaders removes the hop-by-hop headers and those Connection names,
+// keeping the others in order. fasthttp's Del fills the gap with the last
+// header, which would swap two values of a repeated header; so when there is
+// something to remove, the list is written anew.
+func dropHopHeaders(h header, hop []string, special map[string]bool) {
+	drop := make(map[string]bool, len(hop)+2)
+	for _, name := range hop {
+		drop[name] = true
+	}
 	for _, name := range strings.Split(string(h.Peek(fiber.HeaderConnection)), ",") {
-		if name = strings.TrimSpace(name); name != "" && !strings.EqualFold(name, "close") && !strings.EqualFold(name, "keep-alive") {
-			h.Del(name)
+		if name = strings.TrimSpace(name); name != "" {
+			drop[http.CanonicalHeaderKey(name)] = true
 		}
 	}
-	for _, name := range hop {
-		h.Del(name)
+	type field struct{ key, value string }
+	var keep []field
+	var all []string
+	found := false
+	for k, v := range h.All() {
+		key := string(k)
+		if special[key] {
+			continue
+		}
+		all = append(all, key)
+		if drop[key] {
+			found = true
+			continue
+		}
+		keep = append(keep, field{key, string(v)})
+	}
+	if !found {
+		return
+	}
+	for _, key := range all {
+		h.Del(key)
+	}
+	for _, f := range keep {
+		h.Add(f.key, f.value)
 	}
 }
 
-// forward sends the request upstream and leaves the upstream's answer as
-// the response, its body streamed by the server as it arrives.
+// forward sends the request upstream (fasthttp's client, which streams the
+// answer) and leaves the upstream's answer as the response, its body
+// written by the server as it arrives.
 func (g *Gateway) forward(c *fiber.Ctx, m *route.Match) error {
 	target := m.Base + (&url.URL{Path: m.Path}).EscapedPath()
 	if q := c.Context().URI().QueryString(); len(q) > 0 {
 		target += "?" + string(q)
 	}
-	h := &c.Request().Header
-	dropHopHeaders(h, hopRequest)
+	req, resp := c.Request(), c.Response()
+	clientClose := req.Header.ConnectionClose()
 	setForwarded(c)
+	dropHopHeaders(&req.Header, hopRequest, specialRequest)
+	if len(req.Header.Peek(fiber.HeaderTrailer)) > 0 {
+		req.Header.Del(fiber.HeaderTrailer)
+	}
 	if m.Endpoint.TransformRequestHeaders && m.API.VersionData.Default.TransformRequestHeaders != nil {
 		for k, v := range m.API.VersionData.Default.TransformRequestHeaders.AddHeaders {
-			h.Set(k, v)
+			req.Header.Set(k, v)
 		}
 	}
+	// The Host header becomes the upstream's, as in RIG.
+	req.SetRequestURI(target)
 	start := time.Now()
-	if err := fiberproxy.Do(c, target, g.client); err != nil {
+	if err := g.client.Do(req, resp); err != nil {
 		status, msg := fiber.StatusBadGateway, msgBadGateway
 		if timeout(err) {
 			status, msg = fiber.StatusGatewayTimeout, msgUpstreamSlow
 		}
 		g.log.Warn("upstream request failed", "api", m.API.ID, "endpoint", m.Endpoint.ID, "method", c.Method(),
 			"upstream", m.Base, "path", m.Path, "status", status, "after", time.Since(start).Round(time.Millisecond).String(), "err", err)
-		c.Response().Reset()
+		resp.Reset()
+		if clientClose {
+			resp.SetConnectionClose()
+		}
 		return reply(c, status, msg)
 	}
-	dropHopHeaders(&c.Response().Header, hopResponse)
+	dropHopHeaders(&resp.Header, hopResponse, specialResponse)
+	if clientClose {
+		resp.SetConnectionClose()
+	}
 	g.log.Debug("proxied", "api", m.API.ID, "endpoint", m.Endpoint.ID, "method", c.Method(), "upstream", m.Base,
-		"path", m.Path, "status", c.Response().StatusCode(), "headers_after", time.Since(start).Round(time.Millisecond).String())
+		"path", m.Path, "status", resp.StatusCode(), "headers_after", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 
