@@ -34,13 +34,13 @@ type RateLimit struct {
 func (s *Set) proxy(p *Proxy, getenv func(string) string) {
 	s.String(&p.File, "PROXY_CONFIG_FILE", "", "API gateway routes at start: the path of a JSON file with a list of RIG API definitions, or that JSON itself.")
 	s.Millis(&p.RecvTimeout, "PROXY_RECV_TIMEOUT", 5*time.Second, time.Millisecond,
-		"How long the gateway waits for an upstream to accept the connection, to answer, and for each next piece of a streamed answer (502/504 after it).")
+		"How long the gateway waits for an upstream to accept the connection, to answer, and for each next piece of a streamed answer (502/504 after it); milliseconds as in RIG, or a duration such as 5s.")
 	s.Bool(&p.RateLimit.Enabled, "RATE_LIMIT_ENABLED", false, "Rate-limit proxied requests (429 when exceeded).")
 	s.Bool(&p.RateLimit.PerIP, "RATE_LIMIT_PER_IP", true, "Limit each client IP separately per upstream; false: one limit per upstream.")
 	s.Int(&p.RateLimit.AvgRatePerSec, "RATE_LIMIT_AVG_RATE_PER_SEC", 10_000, 1, 1_000_000_000, "Requests per second a bucket allows on average.")
 	s.Int(&p.RateLimit.BurstSize, "RATE_LIMIT_BURST_SIZE", 5_000, 1, 1_000_000_000, "Requests a bucket allows at once (its size).")
 	s.Millis(&p.RateLimit.SweepInterval, "RATE_LIMIT_SWEEP_INTERVAL_MS", 5*time.Second, 0,
-		"How often buckets that have been idle long enough to refill are dropped; 0 never drops them.")
+		"How often buckets that have been idle long enough to refill are dropped (milliseconds, or a duration); 0 never drops them.")
 	p.Getenv = getenv
 	s.Check(p.load)
 }
