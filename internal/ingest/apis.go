@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,8 +25,20 @@ import (
 // not listed here (a route here replaces the file's route of the same id).
 
 // bucket returns the routes bucket, or a 503 when JetStream is unavailable.
+// Creating it is retried while ctx lasts: on a fresh cluster, one of the
+// processes creating it at once may get no answer to its first attempt.
 func (s *Server) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	if err := s.broker.Ready(); err != nil {
+		return nil, api.Unavailable("routes unavailable: "+err.Error(), 1)
+	}
 	kv, err := s.apis.KV(ctx)
+	for err != nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+			kv, err = s.apis.KV(ctx)
+		}
+	}
 	if err != nil {
 		s.log.Warn("routes bucket unavailable", "bucket", broker.APIsBucket, "err", err)
 		return nil, api.Unavailable("routes unavailable: "+err.Error(), 1)

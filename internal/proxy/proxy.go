@@ -85,7 +85,6 @@ func (g *Gateway) SetRevocations(r Revocations) {
 // Run drops idle rate-limit buckets every sweep interval until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
 	if g.limiter == nil || g.sweep <= 0 {
-		<-ctx.Done()
 		return
 	}
 	t := time.NewTicker(g.sweep)
@@ -137,13 +136,19 @@ func (g *Gateway) Handle(c *fiber.Ctx) error {
 	return g.forward(c, m)
 }
 
-// refuse answers a request the gateway does not forward, logged once.
+// refuse answers a request the gateway does not forward, logged once:
+// like the API's other refusals at info, except the ones that come in
+// floods (paths nobody routes, requests over the rate limit) at debug.
 func (g *Gateway) refuse(c *fiber.Ctx, status int, msg, why string, m *route.Match) error {
 	attrs := []any{"method", c.Method(), "path", c.Path(), "status", status, "reason", why, "remote", c.IP()}
 	if m != nil {
 		attrs = append(attrs, "api", m.API.ID, "endpoint", m.Endpoint.ID)
 	}
-	g.log.Debug("proxy request refused", attrs...)
+	level := slog.LevelInfo
+	if status == fiber.StatusNotFound || status == fiber.StatusTooManyRequests {
+		level = slog.LevelDebug
+	}
+	g.log.Log(context.Background(), level, "proxy request refused", attrs...)
 	return reply(c, status, msg)
 }
 
