@@ -78,6 +78,8 @@ type Edge struct {
 	Log  Log
 	JWT  JWT
 
+	Proxy Proxy // the API gateway
+
 	InboundPort       int           // INBOUND_PORT
 	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL
 	QueueSize         int           // CLIENT_QUEUE_SIZE
@@ -100,6 +102,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(requireSecret(&c.JWT))
+	s.proxy(&c.Proxy, getenv)
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err
 	}

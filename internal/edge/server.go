@@ -25,6 +25,7 @@ import (
 	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/presence"
+	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -38,6 +39,7 @@ type Server struct {
 	history  *history.Reader
 	subs     *subscriber
 	app      *fiber.App
+	gateway  *proxy.Gateway
 
 	bucket    *blacklist.Bucket
 	blacklist *blacklist.Set      // admission checks it; not loaded means not ready
@@ -66,6 +68,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	})
 	s.hub = hub.New(s.subs)
 	s.subs.hub = s.hub
+	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ReadTimeout:           30 * time.Second,
@@ -80,6 +83,8 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 
 	s.bucket = blacklist.OpenBucket(b, log)
 	s.blacklist = blacklist.Watch(s.bucket, b.NC, log, s.killSession)
+	// The gateway refuses blacklisted sessions too (RIG forgot to).
+	s.gateway.SetRevocations(revocations{s.blacklist})
 	resp, err := presence.Serve(b.NC, cfg.EdgeID, presence.DefaultAnnounceInterval, presenceSource{s}, log)
 	if err != nil {
 		log.Error("presence queries will not be answered", "err", err)
@@ -94,6 +99,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		defer s.wg.Done()
 		s.heartbeats(ctx)
 	}()
+	s.startGateway(ctx)
 	return s
 }
 
@@ -139,6 +145,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.bucket.Close()
 	s.stop()
 	s.wg.Wait()
+	s.gateway.Close()
 	if errors.Is(err, context.DeadlineExceeded) {
 		return nil // the long-lived requests were closed above
 	}

@@ -10,5 +10,10 @@ func (s *Server) routes() {
 	s.app.Get("/v1/users", s.handleUsers)
 	s.app.Get("/v1/users/:user/sessions", s.handleUserSessions)
 	s.app.Delete("/v1/users/:user/sessions/:jti", s.handleKillSession)
+	s.app.Get("/v1/apis", s.handleListAPIs)
+	s.app.Post("/v1/apis", s.handleCreateAPI)
+	s.app.Get("/v1/apis/:id", s.handleGetAPI)
+	s.app.Put("/v1/apis/:id", s.handleUpdateAPI)
+	s.app.Delete("/v1/apis/:id", s.handleDeleteAPI)
 	s.app.Use(s.handleNotFound)
 }

@@ -34,6 +34,7 @@ type Server struct {
 	bucket   *blacklist.Bucket
 	presence *presence.Gatherer
 	verifier *auth.Verifier // nil without JWT_SECRET_KEY
+	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
 }
 
 // New builds the ingest API on an open broker.
@@ -50,6 +51,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, broker: b, js: js, presence: g, bucket: blacklist.OpenBucket(b, log)}
+	s.apis = broker.NewAPIs(b)
 	if cfg.JWTSecretKey != "" {
 		s.verifier = auth.NewVerifier(cfg.JWTSecretKey, "user", "roles", nil)
 	}

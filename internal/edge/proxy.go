@@ -1,0 +1,185 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/rig-go/rig/internal/blacklist"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/proxy"
+	"github.com/rig-go/rig/internal/route"
+)
+
+// Revocations is what the gateway asks before forwarding a secured request:
+// whether the token's session (jti) is blacklisted.
+type Revocations = proxy.Revocations
+
+// SetRevocations makes the API gateway refuse blacklisted sessions on
+// secured routes (nil: none are). Safe to call while serving.
+func (s *Server) SetRevocations(r Revocations) { s.gateway.SetRevocations(r) }
+
+// Gateway exposes the API gateway (for tests).
+func (s *Server) Gateway() *proxy.Gateway { return s.gateway }
+
+// startGateway serves the route file's routes, then follows the cluster's,
+// and sweeps the rate-limit buckets, until ctx ends.
+func (s *Server) startGateway(ctx context.Context) {
+	s.setRoutes(nil)
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.watchAPIs(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.gateway.Run(ctx)
+	}()
+}
+
+// handleProxy sends every request the edge has no endpoint for to the API
+// gateway. The edge's own paths (/health..., /socket/...) never reach a
+// route, whatever its pattern.
+func (s *Server) handleProxy(c *fiber.Ctx) error {
+	if route.Reserved(string(c.Context().URI().Path())) {
+		return s.handleNotFound(c)
+	}
+	return s.gateway.Handle(c)
+}
+
+// setRoutes builds the gateway's table: the route file's APIs (the boot
+// set), each replaced by the cluster's API of the same id, plus the
+// cluster's others.
+func (s *Server) setRoutes(cluster map[string]*route.API) {
+	apis := make([]*route.API, 0, len(s.cfg.Proxy.APIs)+len(cluster))
+	for _, a := range s.cfg.Proxy.APIs {
+		if _, replaced := cluster[a.ID]; !replaced {
+			apis = append(apis, a)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(cluster)) {
+		a := cluster[id]
+		if _, err := a.Proxy.Base(s.cfg.Proxy.Getenv); err != nil {
+			s.log.Warn("route has no upstream on this edge; its requests get 502", "api", a.ID, "err", err)
+		}
+		apis = append(apis, a)
+	}
+	t, errs := route.NewTable(apis, s.cfg.Proxy.Getenv)
+	for _, err := range errs {
+		s.log.Warn("route left out", "err", err)
+	}
+	s.gateway.SetRoutes(t)
+}
+
+// watchAPIs follows the cluster's routes bucket (ingest's /v1/apis): first
+// its current values, then every change, each applied to the gateway at
+// once. It retries until ctx ends: without NATS the edge serves the file's
+// routes.
+func (s *Server) watchAPIs(ctx context.Context) {
+	bucket := broker.NewAPIs(s.broker)
+	backoff := 100 * time.Millisecond
+	logged := ""
+	for {
+		kv, err := bucket.KV(ctx)
+		if err == nil {
+			err = s.followAPIs(ctx, kv)
+			backoff = 100 * time.Millisecond
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if msg := err.Error(); msg != logged {
+			s.log.Warn("cluster routes unavailable, retrying", "bucket", broker.APIsBucket, "err", err)
+			logged = msg
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+var errWatchEnded = errors.New("watch ended")
+
+func (s *Server) followAPIs(ctx context.Context, kv jetstream.KeyValue) error {
+	// The watch lives as long as wctx. Setting it up (its consumer) is
+	// bounded like every JetStream call: cancelled if it takes too long.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	slow := time.AfterFunc(3*time.Second, wcancel)
+	w, err := kv.WatchAll(wctx)
+	if !slow.Stop() {
+		if err == nil {
+			_ = w.Stop()
+		}
+		return fmt.Errorf("watch bucket %s: no answer within 3s", broker.APIsBucket)
+	}
+	if err != nil {
+		return fmt.Errorf("watch bucket %s: %w", broker.APIsBucket, err)
+	}
+	defer w.Stop()
+	cluster := map[string]*route.API{}
+	loaded := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("bucket %s: %w", broker.APIsBucket, errWatchEnded)
+			}
+			if e == nil { // the current values are all in
+				loaded = true
+				s.setRoutes(cluster)
+				s.log.Info("routes from the cluster loaded", "apis", len(cluster), "endpoints", s.gateway.Routes().Len())
+				continue
+			}
+			id, op := s.applyAPI(cluster, e)
+			if loaded && id != "" {
+				s.setRoutes(cluster)
+				s.log.Info("route changed", "api", id, "op", op, "endpoints", s.gateway.Routes().Len())
+			}
+		}
+	}
+}
+
+// applyAPI applies one bucket entry to cluster and returns the API's id.
+func (s *Server) applyAPI(cluster map[string]*route.API, e jetstream.KeyValueEntry) (string, string) {
+	id, err := broker.APIID(e.Key())
+	if err != nil {
+		s.log.Warn("bucket entry ignored", "key", e.Key(), "err", err)
+		return "", ""
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(cluster, id)
+		return id, "deleted"
+	}
+	a, err := route.ParseAPI(e.Value())
+	if err == nil && a.ID != id {
+		err = fmt.Errorf("holds API %q", a.ID)
+	}
+	if err != nil {
+		// Written around ingest's checks; serve nothing rather than guess.
+		s.log.Warn("invalid route in the cluster ignored", "api", id, "revision", e.Revision(), "err", err)
+		delete(cluster, id)
+		return id, "invalid"
+	}
+	cluster[id] = a
+	return id, "put"
+}
+
+// revocations adapts the edge's blacklist copy to the gateway. Until the
+// blacklist is loaded every session counts as revoked: fail closed.
+type revocations struct{ set *blacklist.Set }
+
+func (r revocations) Revoked(jti string) bool {
+	return r.set.Ready() != nil || r.set.Listed(jti)
+}

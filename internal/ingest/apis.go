@@ -1,0 +1,260 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/route"
+)
+
+// The API gateway's routes at runtime (RIG's /v1/apis): stored in the
+// routes bucket, which every edge watches and applies within moments.
+// These are the cluster's routes; an edge's route file is its own and is
+// not listed here (a route here replaces the file's route of the same id).
+
+// apisBucket returns the routes bucket, or a 503 when JetStream is unavailable.
+// Creating it is retried while ctx lasts: on a fresh cluster, one of the
+// processes creating it at once may get no answer to its first attempt.
+func (s *Server) apisBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	if err := s.broker.Ready(); err != nil {
+		return nil, api.Unavailable("routes unavailable: "+err.Error(), 1)
+	}
+	kv, err := s.apis.KV(ctx)
+	for err != nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+			kv, err = s.apis.KV(ctx)
+		}
+	}
+	if err != nil {
+		s.log.Warn("routes bucket unavailable", "bucket", broker.APIsBucket, "err", err)
+		return nil, api.Unavailable("routes unavailable: "+err.Error(), 1)
+	}
+	return kv, nil
+}
+
+func (s *Server) apiContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.cfg.PublishTimeout)
+}
+
+// unavailable turns a failed bucket operation into a 503, logged once.
+func (s *Server) unavailable(op, id string, err error) error {
+	s.log.Warn("routes bucket operation failed", "op", op, "api", id, "err", err)
+	return api.Unavailable(fmt.Sprintf("routes: %s failed: %v", op, err), 1)
+}
+
+// handleListAPIs is GET /v1/apis: every route definition, by id.
+func (s *Server) handleListAPIs(c *fiber.Ctx) error {
+	ctx, cancel := s.apiContext()
+	defer cancel()
+	kv, err := s.apisBucket(ctx)
+	if err != nil {
+		return err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return s.unavailable("list", "", err)
+	}
+	type item struct {
+		id   string
+		data []byte
+	}
+	var items []item
+	for key := range lister.Keys() {
+		id, err := broker.APIID(key)
+		if err != nil {
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			_ = lister.Stop()
+			return s.unavailable("get", id, err)
+		}
+		items = append(items, item{id, e.Value()})
+	}
+	if ctx.Err() != nil {
+		return s.unavailable("list", "", ctx.Err())
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].id < items[j].id })
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(it.data)
+	}
+	b.WriteByte(']')
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	return c.Send(b.Bytes())
+}
+
+// handleCreateAPI is POST /v1/apis: 201 with the definition as stored, 409
+// when the id is taken.
+func (s *Server) handleCreateAPI(c *fiber.Ctx) error {
+	if !isJSON(c.Get(fiber.HeaderContentType)) {
+		return api.Errorf(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	a, err := route.ParseAPI(c.Body())
+	if err != nil {
+		return api.Errorf(fiber.StatusBadRequest, err.Error())
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.apiContext()
+	defer cancel()
+	kv, err := s.apisBucket(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Create(ctx, broker.APIKey(a.ID), data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return api.Errorf(fiber.StatusConflict, "API "+strconv.Quote(a.ID)+" already exists; change it with PUT /v1/apis/"+a.ID)
+		}
+		return s.unavailable("create", a.ID, err)
+	}
+	s.log.Info("route created", "api", a.ID, "endpoints", len(a.VersionData.Default.Endpoints))
+	c.Location("/v1/apis/" + url.PathEscape(a.ID))
+	return sendJSON(c, fiber.StatusCreated, data)
+}
+
+// current returns the stored entry of the API named in the path, or 404.
+func (s *Server) current(ctx context.Context, kv jetstream.KeyValue, id string) (jetstream.KeyValueEntry, error) {
+	if !route.ValidID(id) {
+		return nil, api.Errorf(fiber.StatusNotFound, "no API "+strconv.Quote(id))
+	}
+	e, err := kv.Get(ctx, broker.APIKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, api.Errorf(fiber.StatusNotFound, "no API "+strconv.Quote(id))
+	}
+	if err != nil {
+		return nil, s.unavailable("get", id, err)
+	}
+	return e, nil
+}
+
+func (s *Server) apiParam(c *fiber.Ctx) string {
+	id := c.Params("id")
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
+	return id
+}
+
+// handleGetAPI is GET /v1/apis/<id>.
+func (s *Server) handleGetAPI(c *fiber.Ctx) error {
+	id := s.apiParam(c)
+	ctx, cancel := s.apiContext()
+	defer cancel()
+	kv, err := s.apisBucket(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := s.current(ctx, kv, id)
+	if err != nil {
+		return err
+	}
+	return sendJSON(c, fiber.StatusOK, e.Value())
+}
+
+// handleUpdateAPI is PUT /v1/apis/<id>. As in RIG, the body's fields
+// replace the stored definition's, and fields it leaves out are kept.
+func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
+	id := s.apiParam(c)
+	if !isJSON(c.Get(fiber.HeaderContentType)) {
+		return api.Errorf(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(c.Body(), &body); err != nil || body == nil {
+		return api.Errorf(fiber.StatusBadRequest, "body must be a JSON object (an API definition)")
+	}
+	if raw, ok := body["id"]; ok {
+		var bid string
+		if json.Unmarshal(raw, &bid) != nil || bid != id {
+			return api.Errorf(fiber.StatusBadRequest, "id: the body's id "+string(raw)+" differs from the path's "+strconv.Quote(id))
+		}
+	}
+	ctx, cancel := s.apiContext()
+	defer cancel()
+	kv, err := s.apisBucket(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := s.current(ctx, kv, id)
+	if err != nil {
+		return err
+	}
+	var merged map[string]json.RawMessage
+	if err := json.Unmarshal(e.Value(), &merged); err != nil || merged == nil {
+		merged = map[string]json.RawMessage{}
+	}
+	for k, v := range body {
+		merged[k] = v
+	}
+	merged["id"], _ = json.Marshal(id)
+	doc, _ := json.Marshal(merged)
+	a, err := route.ParseAPI(doc)
+	if err != nil {
+		return api.Errorf(fiber.StatusBadRequest, err.Error())
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Update(ctx, broker.APIKey(id), data, e.Revision()); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return api.Errorf(fiber.StatusConflict, "API "+strconv.Quote(id)+" changed while it was being updated; retry")
+		}
+		return s.unavailable("update", id, err)
+	}
+	s.log.Info("route updated", "api", id, "endpoints", len(a.VersionData.Default.Endpoints))
+	return sendJSON(c, fiber.StatusOK, data)
+}
+
+// handleDeleteAPI is DELETE /v1/apis/<id>: 204; every edge stops serving
+// it (an edge whose route file has the id serves the file's again).
+func (s *Server) handleDeleteAPI(c *fiber.Ctx) error {
+	id := s.apiParam(c)
+	ctx, cancel := s.apiContext()
+	defer cancel()
+	kv, err := s.apisBucket(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := s.current(ctx, kv, id)
+	if err != nil {
+		return err
+	}
+	if err := kv.Delete(ctx, broker.APIKey(id), jetstream.LastRevision(e.Revision())); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return api.Errorf(fiber.StatusConflict, "API "+strconv.Quote(id)+" changed while it was being deleted; retry")
+		}
+		return s.unavailable("delete", id, err)
+	}
+	s.log.Info("route deleted", "api", id)
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func sendJSON(c *fiber.Ctx, status int, data []byte) error {
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	return c.Send(data)
+}

@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"iter"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/rig-go/rig/internal/route"
+)
+
+// newClient is the upstream client. Its timeout is an idle timeout (see
+// idleConn) rather than fasthttp's ReadTimeout, which would also bound the
+// whole of a streamed answer.
+func newClient(timeout time.Duration) *fasthttp.Client {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	return &fasthttp.Client{
+		// Pass the answer on as it arrives instead of reading it whole.
+		StreamResponseBody:       true,
+		NoDefaultUserAgentHeader: true,
+		// The path was normalised for matching; send it as matched.
+		DisablePathNormalizing: true,
+		ReadBufferSize:         16 << 10, // the largest upstream response header
+		WriteBufferSize:        16 << 10,
+		MaxConnsPerHost:        1024,
+		MaxConnWaitTimeout:     timeout,
+		MaxIdleConnDuration:    30 * time.Second,
+		// One more attempt, on a new connection, only when the upstream
+		// closed a kept-alive connection without answering: it has not
+		// seen the request. Timeouts are not retried.
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr: func(_ *fasthttp.Request, _ int, err error) (bool, bool) {
+			return false, errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed)
+		},
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := dialer.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, timeout: timeout}, nil
+		},
+	}
+}
+
+// idleConn fails a read or write that waits longer than timeout for the
+// upstream: for its answer to begin, and then for each next piece of it.
+// That is RIG's PROXY_RECV_TIMEOUT, and a streamed answer that keeps
+// coming is never cut. fasthttp's own deadlines are ignored.
+type idleConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *idleConn) SetDeadline(time.Time) error      { return nil }
+func (c *idleConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *idleConn) SetWriteDeadline(time.Time) error { return nil }
+
+// Hop-by-hop headers (RFC 9110 section 7.6.1) belong to one connection and
+// are not forwarded, nor are the headers Connection names. Expect is
+// answered by the edge, which has the body already.
+var (
+	hopRequest  = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "Te", "Transfer-Encoding", "Upgrade", "Expect"}
+	hopResponse = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Upgrade"}
+	// fasthttp keeps these apart from its list of headers; none is hop-by-hop
+	// except Trailer, which is removed on its own.
+	specialRequest  = map[string]bool{"Host": true, "Content-Length": true, "Content-Type": true, "User-Agent": true, "Trailer": true, "Cookie": true}
+	specialResponse = map[string]bool{"Content-Length": true, "Content-Type": true, "Content-Encoding": true, "Server": true, "Set-Cookie": true, "Trailer": true}
+)
+
+type header interface {
+	All() iter.Seq2[[]byte, []byte]
+	Peek(key string) []byte
+	Del(key string)
+	Add(key, value string)
+}
+
+// dropHopHeaders removes the hop-by-hop headers and those Connection names,
+// keeping the others in order. fasthttp's Del fills the gap with the last
+// header, which would swap two values of a repeated header; so when there is
+// something to remove, the list is written anew.
+func dropHopHeaders(h header, hop []string, special map[string]bool) {
+	drop := make(map[string]bool, len(hop)+2)
+	for _, name := range hop {
+		drop[name] = true
+	}
+	for _, name := range strings.Split(string(h.Peek(fiber.HeaderConnection)), ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			drop[http.CanonicalHeaderKey(name)] = true
+		}
+	}
+	type field struct{ key, value string }
+	var keep []field
+	var all []string
+	found := false
+	for k, v := range h.All() {
+		key := string(k)
+		if special[key] {
+			continue
+		}
+		all = append(all, key)
+		if drop[key] {
+			found = true
+			continue
+		}
+		keep = append(keep, field{key, string(v)})
+	}
+	if !found {
+		return
+	}
+	for _, key := range all {
+		h.Del(key)
+	}
+	for _, f := range keep {
+		h.Add(f.key, f.value)
+	}
+}
+
+// forward sends the request upstream (fasthttp's client, which streams the
+// answer) and leaves the upstream's answer as the response, its body
+// written by the server as it arrives.
+func (g *Gateway) forward(c *fiber.Ctx, m *route.Match) error {
+	target := m.Base + (&url.URL{Path: m.Path}).EscapedPath()
+	if q := c.Context().URI().QueryString(); len(q) > 0 {
+		target += "?" + string(q)
+	}
+	req, resp := c.Request(), c.Response()
+	clientClose := req.Header.ConnectionClose()
+	setForwarded(c)
+	dropHopHeaders(&req.Header, hopRequest, specialRequest)
+	if len(req.Header.Peek(fiber.HeaderTrailer)) > 0 {
+		req.Header.Del(fiber.HeaderTrailer)
+	}
+	if m.Endpoint.TransformRequestHeaders && m.API.VersionData.Default.TransformRequestHeaders != nil {
+		for k, v := range m.API.VersionData.Default.TransformRequestHeaders.AddHeaders {
+			req.Header.Set(k, v)
+		}
+	}
+	// The Host header becomes the upstream's, as in RIG.
+	req.SetRequestURI(target)
+	start := time.Now()
+	if err := g.client.Do(req, resp); err != nil {
+		status, msg := fiber.StatusBadGateway, msgBadGateway
+		if timeout(err) {
+			status, msg = fiber.StatusGatewayTimeout, msgUpstreamSlow
+		}
+		g.log.Warn("upstream request failed", "api", m.API.ID, "endpoint", m.Endpoint.ID, "method", c.Method(),
+			"upstream", m.Base, "path", m.Path, "status", status, "after", time.Since(start).Round(time.Millisecond).String(), "err", err)
+		resp.Reset()
+		if clientClose {
+			resp.SetConnectionClose()
+		}
+		return reply(c, status, msg)
+	}
+	dropHopHeaders(&resp.Header, hopResponse, specialResponse)
+	if clientClose {
+		resp.SetConnectionClose()
+	}
+	g.log.Debug("proxied", "api", m.API.ID, "endpoint", m.Endpoint.ID, "method", c.Method(), "upstream", m.Base,
+		"path", m.Path, "status", resp.StatusCode(), "headers_after", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}
+
+// setForwarded tells the upstream who asked: X-Forwarded-For gets the
+// client's address appended; X-Forwarded-Proto and -Host are set unless a
+// load balancer in front of the edge already did; Forwarded (RFC 7239, what
+// RIG sent) says the same.
+func setForwarded(c *fiber.Ctx) {
+	h := &c.Request().Header
+	ip := c.IP()
+	proto := c.Protocol()
+	host := string(h.Host())
+	if prior := strings.TrimSpace(string(h.Peek(fiber.HeaderXForwardedFor))); prior != "" {
+		h.Set(fiber.HeaderXForwardedFor, prior+", "+ip)
+	} else {
+		h.Set(fiber.HeaderXForwardedFor, ip)
+	}
+	if len(h.Peek(fiber.HeaderXForwardedProto)) == 0 {
+		h.Set(fiber.HeaderXForwardedProto, proto)
+	}
+	if len(h.Peek(fiber.HeaderXForwardedHost)) == 0 && host != "" {
+		h.Set(fiber.HeaderXForwardedHost, host)
+	}
+	node := ip
+	if strings.Contains(ip, ":") {
+		node = `"[` + ip + `]"`
+	}
+	fwd := "for=" + node + ";proto=" + proto
+	if host != "" && !strings.ContainsAny(host, "\";,") {
+		fwd += `;host="` + host + `"`
+	}
+	if prior := strings.TrimSpace(string(h.Peek("Forwarded"))); prior != "" {
+		fwd = prior + ", " + fwd
+	}
+	h.Set("Forwarded", fwd)
+}
+
+// timeout reports whether err means the upstream was too slow (504) rather
+// than unreachable or broken (502).
+func timeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}

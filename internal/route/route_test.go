@@ -1,0 +1,215 @@
+package route
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// rig1 is RIG 1's test route file format: not_secured, auth in a header.
+const rig1 = `[{
+  "id": "identity-service", "name": "identity-service", "auth_type": "jwt",
+  "auth": {"use_header": true, "header_name": "Authorization", "use_query": false, "query_name": ""},
+  "versioned": false,
+  "version_data": {"default": {"endpoints": [
+    {"id": "get-myapi-detail-id", "path": "/myapi/detail/{id}", "method": "GET", "not_secured": false},
+    {"id": "get-myapi-free", "path": "/myapi/free", "method": "GET", "not_secured": true},
+    {"id": "post-myapi-books", "path": "/myapi/books", "method": "post", "not_secured": false}
+  ]}},
+  "proxy": {"use_env": false, "target_url": "http://localhost", "port": 6666}
+}]`
+
+// rig3 is RIG 3's format: secured, use_env, bookkeeping fields.
+const rig3 = `[{
+  "id": "new-service", "name": "new-service", "auth_type": "jwt",
+  "auth": {"use_header": false, "header_name": "", "use_query": true, "query_name": "token"},
+  "versioned": false, "active": true, "node_name": "rig@host", "ref_number": 0,
+  "version_data": {"default": {"endpoints": [
+    {"id": "post-auth-register", "path": "/auth/register", "method": "POST", "secured": false},
+    {"id": "get-me", "path": "/auth/me", "method": "GET", "secured": true},
+    {"id": "get-default", "path": "/auth/default", "method": "GET"}
+  ]}},
+  "proxy": {"use_env": true, "target_url": "AUTH_HOST", "port": 6666}
+}, {
+  "id": "my-service",
+  "version_data": {"default": {"endpoints": [{"id": "my-endpoint", "method": "GET", "path": "/"}]}},
+  "proxy": {"use_env": true, "target_url": "API_HOST", "port": 3000}
+}]`
+
+func TestParseRIGFormats(t *testing.T) {
+	apis, err := ParseList([]byte(rig1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := apis[0].VersionData.Default.Endpoints
+	if !eps[0].Secured || eps[1].Secured || !eps[2].Secured || eps[2].Method != "POST" {
+		t.Fatalf("RIG 1 endpoints: %+v", eps)
+	}
+	if a := apis[0].Auth; !a.UseHeader || a.HeaderName != "Authorization" || a.UseQuery {
+		t.Fatalf("auth %+v", a)
+	}
+
+	apis, err = ParseList([]byte(rig3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps = apis[0].VersionData.Default.Endpoints
+	if eps[0].Secured || !eps[1].Secured || !eps[2].Secured {
+		t.Fatalf("RIG 3 endpoints: %+v (a jwt endpoint saying neither is secured)", eps)
+	}
+	if apis[1].AuthType != AuthNone || apis[1].VersionData.Default.Endpoints[0].Secured {
+		t.Fatalf("an API without auth_type: %+v", apis[1])
+	}
+	env := map[string]string{"AUTH_HOST": "http://auth.internal", "API_HOST": "api"}
+	getenv := func(k string) string { return env[k] }
+	if b, err := apis[0].Proxy.Base(getenv); err != nil || b != "http://auth.internal:6666" {
+		t.Fatalf("use_env base %q %v", b, err)
+	}
+	if b, err := apis[1].Proxy.Base(getenv); err != nil || b != "http://api:3000" {
+		t.Fatalf("use_env base without scheme %q %v", b, err)
+	}
+	if _, err := apis[0].Proxy.Base(func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "AUTH_HOST") {
+		t.Fatalf("unset use_env variable: %v", err)
+	}
+}
+
+// TestRoundTrip: what the API stores and lists (the JSON of a parsed
+// definition) parses back to the same definition.
+func TestRoundTrip(t *testing.T) {
+	for _, file := range []string{rig1, rig3} {
+		apis, err := ParseList([]byte(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range apis {
+			b, _ := json.Marshal(a)
+			again, err := ParseAPI(b)
+			if err != nil {
+				t.Fatalf("%s: %v", b, err)
+			}
+			if !reflect.DeepEqual(a, again) {
+				t.Fatalf("round trip changed %+v into %+v", a, again)
+			}
+		}
+	}
+}
+
+func api(mod string) string {
+	return `{"id":"svc","auth_type":"jwt",` + mod + `}`
+}
+
+const eps = `"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET"}]}}`
+const prx = `"proxy":{"target_url":"http://h","port":80}`
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct{ name, in, want string }{
+		{"not JSON", `{`, "not valid JSON"},
+		{"not an object", `[]`, "expected a JSON object, got an array"},
+		{"no id", `{"version_data":{}}`, "id: missing"},
+		{"bad id", `{"id":"a b"}`, `id: expected 1 to 128 letters, digits or . _ - : ~, got "a b"`},
+		{"unknown field", api(eps + `,` + prx + `,"not_secure":true`), `API "svc": not_secure: unknown field`},
+		{"duplicate field", api(eps + `,` + prx + `,"proxy":{}`), `API "svc": proxy: appears more than once`},
+		{"auth type", `{"id":"svc","auth_type":"oauth",` + eps + `,` + prx + `}`, `API "svc": auth_type: expected "jwt" or "none", got "oauth"`},
+		{"versioned", api(`"versioned":true,` + eps + `,` + prx), `API "svc": versioned: versioned APIs are not supported`},
+		{"other version", api(`"version_data":{"v2":{}},` + prx), `API "svc": version_data.v2: only the "default" version is served`},
+		{"no endpoints", api(`"version_data":{"default":{}},` + prx), `version_data.default.endpoints: missing`},
+		{"endpoint without method", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a"}]}},` + prx),
+			`API "svc": version_data.default.endpoints[0].method: missing`},
+		{"bad method", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GE T"}]}},` + prx),
+			`endpoints[0].method: expected an HTTP method such as GET, got "GE T"`},
+		{"path without slash", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"a","method":"GET"}]}},` + prx),
+			`API "svc": version_data.default.endpoints[0].path: expected a path starting with "/", got "a"`},
+		{"unclosed param", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a/{id","method":"GET"}]}},` + prx),
+			`endpoints[0].path: unclosed { in "/a/{id"`},
+		{"empty param", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a/{}","method":"GET"}]}},` + prx),
+			`endpoints[0].path: expected {name} with a non-empty name`},
+		{"dot segment", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a/../b","method":"GET"}]}},` + prx),
+			`endpoints[0].path: dot segments never match`},
+		{"reserved", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/socket/sse","method":"GET"}]}},` + prx),
+			`endpoints[0].path: "/socket/sse" belongs to the edge itself`},
+		{"both paths", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","path_regex":"/a","method":"GET"}]}},` + prx),
+			`endpoints[0].path_regex: give path or path_regex, not both`},
+		{"bad regex", api(`"version_data":{"default":{"endpoints":[{"id":"e","path_regex":"/a/(?=x)","method":"GET"}]}},` + prx),
+			`endpoints[0].path_regex: not a valid regular expression`},
+		{"missing group", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a/{x}","path_replacement":"/b/\\2","method":"GET"}]}},` + prx),
+			`endpoints[0].path_replacement: \2 refers to a capture group the path does not have (it has 1)`},
+		{"kafka target", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET","target":"kafka"}]}},` + prx),
+			`endpoints[0].target: only "http" is supported`},
+		{"secured contradiction", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET","secured":true,"not_secured":true}]}},` + prx),
+			`endpoints[0].secured: contradicts not_secured`},
+		{"secured without jwt", `{"id":"svc",` + `"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET","secured":true}]}},` + prx + `}`,
+			`endpoints[0].secured: true needs auth_type "jwt"`},
+		{"duplicate endpoint id", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET"},{"id":"e","path":"/b","method":"GET"}]}},` + prx),
+			`endpoints[1].id: endpoints[0] has the same id "e"`},
+		{"not_secured not a bool", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET","not_secured":"no"}]}},` + prx),
+			`endpoints[0].not_secured: expected true or false, got "no"`},
+		{"jwt without token source", api(`"auth":{"use_header":false,"use_query":false},` + eps + `,` + prx),
+			`API "svc": auth: auth_type "jwt" needs use_header or use_query to be true`},
+		{"header without name", api(`"auth":{"use_header":true},` + eps + `,` + prx), `auth.header_name: missing (use_header is true)`},
+		{"no proxy", api(eps), `API "svc": proxy: missing`},
+		{"no target", api(eps + `,"proxy":{"port":80}`), `proxy.target_url: missing`},
+		{"target with path", api(eps + `,"proxy":{"target_url":"http://h/base"}`), `proxy.target_url: expected scheme://host[:port] without path`},
+		{"ftp target", api(eps + `,"proxy":{"target_url":"ftp://h"}`), `proxy.target_url: expected an http:// or https:// URL`},
+		{"bad port", api(eps + `,"proxy":{"target_url":"h","port":70000}`), `proxy.port: expected a port number from 1 to 65535, got 70000`},
+		{"port as string", api(eps + `,"proxy":{"target_url":"h","port":"80"}`), `proxy.port: expected a port number from 1 to 65535, got "80"`},
+		{"bad env name", api(eps + `,"proxy":{"use_env":true,"target_url":"http://h"}`), `proxy.target_url: expected the name of an environment variable`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseAPI([]byte(c.in))
+			if err == nil {
+				t.Fatalf("accepted %s", c.in)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseListErrors(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`{}`, "expected a JSON array of API definitions, got an object"},
+		{`[1]`, "API #1: expected a JSON object, got a number"},
+		{`[{"id":"a",` + eps + `,` + prx + `},{"id":"a",` + eps + `,` + prx + `}]`, `API "a": id: API #1 has the same id`},
+		{`[{"id":"a",` + eps + `,` + prx + `},{"name":"x"}]`, `API #2: id: missing`},
+	}
+	for _, c := range cases {
+		_, err := ParseList([]byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseList(%s) = %v, want %q", c.in, err, c.want)
+		}
+	}
+}
+
+func TestBaseURL(t *testing.T) {
+	cases := []struct {
+		url  string
+		port int
+		want string
+	}{
+		{"http://localhost", 6666, "http://localhost:6666"},
+		{"localhost", 6666, "http://localhost:6666"},
+		{"https://h", 0, "https://h:443"},
+		{"h", 0, "http://h:80"},
+		{"http://h:8080", 0, "http://h:8080"},
+		{"http://h:8080", 9090, "http://h:9090"},
+		{"http://[::1]", 81, "http://[::1]:81"},
+		{"http://h/", 1, "http://h:1"},
+	}
+	for _, c := range cases {
+		got, err := baseURL(c.url, c.port)
+		if err != nil || got != c.want {
+			t.Errorf("baseURL(%q, %d) = %q, %v; want %q", c.url, c.port, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "http://", "http://u@h", "http://h?x", "gopher://h", "http://h:99999"} {
+		if got, err := baseURL(bad, 0); err == nil {
+			t.Errorf("baseURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}
