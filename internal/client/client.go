@@ -145,6 +145,12 @@ func (c *Client) kickLocked() {
 func (c *Client) flush() {
 	for {
 		c.mu.Lock()
+		if c.closed || len(c.queue) == 0 {
+			// Close emptied the queue after this goroutine was started.
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
 		batch := c.queue
 		c.queue = c.spare[:0]
 		c.spare = nil

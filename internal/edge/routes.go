@@ -6,5 +6,6 @@ func (s *Server) routes() {
 	s.app.Get("/health/ready", s.handleReady)
 	s.app.Get("/socket/sse", s.handleSSE)
 	s.app.Options("/socket/sse", s.handlePreflight)
+	s.app.Get("/socket/websocket", s.handleWebSocket)
 	s.app.Use(s.handleNotFound)
 }
