@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/rig-go/rig/internal/api"
@@ -33,7 +32,6 @@ type Server struct {
 	hub      *hub.Hub
 	subs     *subscriber
 	app      *fiber.App
-	upgrader *websocket.FastHTTPUpgrader
 
 	draining atomic.Bool
 	stop     context.CancelFunc
@@ -47,7 +45,6 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		log:      log,
 		broker:   b,
 		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles),
-		upgrader: newUpgrader(),
 	}
 	s.subs = newSubscriber(b.NC, log)
 	s.hub = hub.New(s.subs)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
-	"github.com/valyala/fasthttp"
 	"golang.org/x/time/rate"
 
 	"github.com/rig-go/rig/internal/api"
@@ -35,17 +34,11 @@ const (
 
 var errFlood = errors.New("too many messages")
 
-type handshakeStatusKey struct{}
-
-func newUpgrader() *websocket.FastHTTPUpgrader {
-	return ws.NewUpgrader(func(ctx *fasthttp.RequestCtx, status int, _ error) {
-		ctx.SetUserValue(handshakeStatusKey{}, status)
-	})
-}
-
 // handleWebSocket serves /socket/websocket: RIG's JSON events, or the
 // Phoenix channels protocol when the query names a serializer (vsn=). Every
-// refusal comes before the upgrade, as the JSON error SSE would get.
+// refusal comes before the upgrade, as the JSON error SSE would get; then
+// the edge takes the connection over from fasthttp, as for SSE, and
+// completes the handshake on it.
 func (s *Server) handleWebSocket(c *fiber.Ctx) error {
 	if err := s.checkOrigin(c); err != nil {
 		return err
@@ -58,21 +51,29 @@ func (s *Server) handleWebSocket(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if !websocket.FastHTTPIsWebSocketUpgrade(c.Context()) {
-		c.Set(fiber.HeaderUpgrade, "websocket")
-		return api.Errorf(fiber.StatusUpgradeRequired, "GET /socket/websocket needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)")
+	key, err := ws.CheckHandshake(c.Context())
+	if err != nil {
+		status := fiber.StatusBadRequest
+		if he := (*ws.HandshakeError)(nil); errors.As(err, &he) {
+			status = he.Status
+		}
+		if status == fiber.StatusUpgradeRequired {
+			c.Set(fiber.HeaderUpgrade, "websocket")
+		}
+		c.Set("Sec-WebSocket-Version", "13")
+		return api.Errorf(status, err.Error())
 	}
 	if mode != ws.Plain {
 		a.users = nil // a Phoenix socket subscribes by joining user:<id> topics
 	}
-	err = s.upgrader.Upgrade(c.Context(), func(conn *websocket.Conn) { s.serveWebSocket(conn, a, mode) })
-	if err != nil {
-		status, _ := c.Context().UserValue(handshakeStatusKey{}).(int)
-		if status == 0 {
-			status = fiber.StatusBadRequest
-		}
-		return api.Errorf(status, err.Error())
-	}
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(hc net.Conn) {
+		// Own the raw connection and return, so fasthttp frees the request
+		// context and read buffer instead of holding them for the socket.
+		// Bytes a client sent before the handshake's answer are dropped; a
+		// WebSocket client must wait for it.
+		go s.serveWebSocket(rawConn(hc), key, a, mode)
+	})
 	return nil
 }
 
@@ -91,11 +92,16 @@ func socketMode(c *fiber.Ctx) (ws.Mode, error) {
 	return ws.Phoenix2, nil
 }
 
-// serveWebSocket runs a socket after the upgrade, on the goroutine fasthttp
-// hands the connection to, which is also the socket's reader. With
-// KeepHijackedConns fasthttp leaves the connection open when it returns,
-// so it closes the connection itself (Finish).
-func (s *Server) serveWebSocket(c *websocket.Conn, a *admission, mode ws.Mode) {
+// serveWebSocket completes the handshake on a connection taken over from
+// fasthttp and runs the socket; its goroutine is the socket's reader. With
+// KeepHijackedConns fasthttp never closes the connection: Finish does.
+func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.Mode) {
+	c, err := ws.Upgrade(nc, key, s.cfg.WriteTimeout)
+	if err != nil {
+		s.log.Info("WebSocket handshake failed", "transport", mode.Name(), "user", a.session.User, "remote", a.remote, "err", err)
+		nc.Close()
+		return
+	}
 	wc := ws.New(c, mode, s.cfg.WriteTimeout, 2*s.cfg.HeartbeatInterval, s.cfg.WSMaxFrameSize)
 	cn, err := s.open(a, mode.Name())
 	if err != nil {
