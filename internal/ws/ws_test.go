@@ -178,7 +178,7 @@ func TestPhoenixWrite(t *testing.T) {
 	}
 	read(t, cl)
 	err = s.Write([]*rig.Event{
-		{Kind: rig.KindConnected, Data: []byte(`{"users":[]}`)},               // no frame in Phoenix
+		{Kind: rig.KindConnected, Data: []byte(`{"users":[]}`)},              // no frame in Phoenix
 		{Kind: rig.KindMessage, ID: "b1", User: "bob", Data: []byte(`{}`)},   // not joined
 		{Kind: rig.KindMessage, ID: "a1", User: "alice", Data: []byte(`{}`)}, // joined
 		{Kind: rig.KindSessionKilled, Data: []byte(`{"reason":"session blacklisted"}`)},
