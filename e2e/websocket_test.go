@@ -253,3 +253,24 @@ func TestWebSocketEndings(t *testing.T) {
 		t.Fatalf("edge exit code %d", code)
 	}
 }
+
+// TestWebSocketWithoutNATS: an edge cut off from NATS refuses sockets at
+// the upgrade with 503, and accepts them again when NATS returns.
+func TestWebSocketWithoutNATS(t *testing.T) {
+	n := StartNATS(t)
+	edge := StartEdge(t, EdgeEnv(FreePort(t), n.URL))
+	n.Kill()
+	Eventually(t, 10*time.Second, func() bool {
+		return Do(t, "GET", edge.URL+"/health/ready", "", nil).Status == 503
+	}, "edge still ready without NATS")
+	for _, q := range []url.Values{plainQuery(Token(t, "alice")), phxQuery(Token(t, "alice"), "2.0.0")} {
+		w, r := DialWS(t, wsURL(edge.URL, q))
+		if w != nil || r.Status != 503 || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s without NATS: %d %v %s, want 503 with Retry-After", q.Get("vsn"), r.Status, r.Header, r.Body)
+		}
+		r.ErrorMessage(t)
+	}
+	n.Restart()
+	edge.WaitReady(t)
+	MustWS(t, wsURL(edge.URL, plainQuery(Token(t, "alice")))).Next(t, 5*time.Second)
+}
