@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -273,4 +275,50 @@ func TestWebSocketWithoutNATS(t *testing.T) {
 	n.Restart()
 	edge.WaitReady(t)
 	MustWS(t, wsURL(edge.URL, plainQuery(Token(t, "alice")))).Next(t, 5*time.Second)
+}
+
+// TestWebSocketSlowClient: a socket that stops reading is cut off when its
+// queue fills, while another socket of the same user gets everything.
+func TestWebSocketSlowClient(t *testing.T) {
+	st := StartStack(t, map[string]string{"CLIENT_QUEUE_SIZE": "16", "HEARTBEAT_INTERVAL": "1m"}, map[string]string{"MESSAGE_MAX_SIZE": "1MiB"})
+	slow := MustWS(t, wsURL(st.Edge.URL, plainQuery(Token(t, "alice"))), WSOpts{NoRead: true})
+	fast := MustWS(t, wsURL(st.Edge.URL, phxQuery(Token(t, "alice"), "2.0.0")))
+	fast.Send(t, `["1","1","user:alice","phx_join",{}]`)
+	fast.NextFrame(t, 5*time.Second)
+	Eventually(t, 5*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c == 2 }, "both sockets not connected")
+
+	payload := strings.Repeat("x", 256<<10)
+	const total = 200 // 50 MiB: far more than socket buffers hold
+	done := make(chan int)
+	go func() {
+		got := 0
+		for got < total {
+			f, ok := <-fast.Frames
+			if !ok {
+				break
+			}
+			if strings.Contains(string(f[:min(len(f), 80)]), `"message"`) {
+				got++
+			}
+		}
+		done <- got
+	}()
+	for i := range total {
+		Post(t, st.Ingest.URL, map[string]any{"user": "alice", "i": i, "pad": payload})
+	}
+	if got := <-done; got != total {
+		t.Fatalf("fast socket got %d of %d messages", got, total)
+	}
+	Eventually(t, 10*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c == 1 }, "slow socket still connected")
+	if !strings.Contains(st.Edge.Logs(), "slow client") {
+		t.Fatal("edge did not log the slow client")
+	}
+	// The edge closed the slow socket: reading what is buffered ends
+	// instead of blocking.
+	nc := slow.Conn.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("slow socket not closed (read %d bytes)", n)
+	}
 }

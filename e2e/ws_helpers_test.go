@@ -51,6 +51,8 @@ type WSOpts struct {
 	Header http.Header
 	// NoPong makes the client ignore the server's pings.
 	NoPong bool
+	// NoRead makes the client never read: a slow client.
+	NoRead bool
 }
 
 // DialWS opens a socket. A refused handshake returns nil and the HTTP answer.
@@ -82,7 +84,9 @@ func DialWS(t testing.TB, u string, o ...WSOpts) (*WS, Response) {
 		}
 		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
-	go w.read()
+	if !opt.NoRead {
+		go w.read()
+	}
 	t.Cleanup(func() { c.Close() })
 	return w, Response{Status: 101, Header: resp.Header}
 }
