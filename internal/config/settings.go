@@ -101,7 +101,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Duration(&c.WriteTimeout, "CLIENT_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long one write to a client may block before the client is disconnected.")
 	s.Duration(&c.DrainTimeout, "DRAIN_TIMEOUT", 10*time.Second, 0, "On SIGTERM, how long to wait for clients to leave before closing them.")
 	s.String(&c.EdgeID, "EDGE_ID", defaultEdgeID(), "This edge's id in presence and logs.")
-	s.List(&c.AllowedOrigins, "ALLOWED_ORIGINS", "*", `Origins (scheme://host[:port]) whose pages may connect: checked at the WebSocket upgrade and for CORS on SSE. "*" allows any page, as RIG did; unsafe in production.`)
+	s.List(&c.AllowedOrigins, "ALLOWED_ORIGINS", "*", `Origins (scheme://host[:port]) whose pages may open WebSockets and SSE streams; others get 403, allowed ones CORS headers. "*" allows any page, as RIG did; unsafe in production.`)
 	s.Check(checkOrigins(&c.AllowedOrigins))
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.nats(&c.NATS, "rig-edge")
