@@ -56,7 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("edge listening", "url", fmt.Sprintf("http://localhost:%d", cfg.InboundPort),
-		"sse", fmt.Sprintf("http://localhost:%d/socket/sse", cfg.InboundPort), "nats", b.NC.ConnectedUrlRedacted())
+		"sse", fmt.Sprintf("http://localhost:%d/socket/sse", cfg.InboundPort),
+		"websocket", fmt.Sprintf("ws://localhost:%d/socket/websocket", cfg.InboundPort), "nats", b.NC.ConnectedUrlRedacted())
 
 	select {
 	case err := <-errc:

@@ -230,7 +230,8 @@ func (c *Client) kickLocked() {
 func (c *Client) flush() {
 	for {
 		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 { // closed before this goroutine ran
+		if c.closed || len(c.queue) == 0 {
+			// Close emptied the queue after this goroutine was started.
 			c.writing = false
 			c.mu.Unlock()
 			return

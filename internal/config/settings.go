@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -86,6 +88,8 @@ type Edge struct {
 	WriteTimeout      time.Duration // CLIENT_WRITE_TIMEOUT
 	DrainTimeout      time.Duration // DRAIN_TIMEOUT
 	EdgeID            string        // EDGE_ID
+	AllowedOrigins    []string      // ALLOWED_ORIGINS; "*" allows any
+	WSMaxFrameSize    int           // WS_MAX_FRAME_SIZE
 }
 
 // ParseEdge reads the edge's configuration.
@@ -99,6 +103,9 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Duration(&c.WriteTimeout, "CLIENT_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long one write to a client may block before the client is disconnected.")
 	s.Duration(&c.DrainTimeout, "DRAIN_TIMEOUT", 10*time.Second, 0, "On SIGTERM, how long to wait for clients to leave before closing them.")
 	s.String(&c.EdgeID, "EDGE_ID", defaultEdgeID(), "This edge's id in presence and logs.")
+	s.List(&c.AllowedOrigins, "ALLOWED_ORIGINS", "*", `Origins (scheme://host[:port]) whose pages may open WebSockets and SSE streams; others get 403, allowed ones CORS headers. "*" allows any page, as RIG did; unsafe in production.`)
+	s.Check(checkOrigins(&c.AllowedOrigins))
+	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(requireSecret(&c.JWT))
@@ -162,6 +169,25 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 		return nil, err
 	}
 	return &c, nil
+}
+
+// checkOrigins accepts "*" or origins as browsers send them: scheme and
+// host, an optional port, nothing else. A typo such as a trailing slash
+// would otherwise refuse every browser without a word.
+func checkOrigins(origins *[]string) func() error {
+	return func() error {
+		for _, o := range *origins {
+			if o == "*" {
+				continue
+			}
+			u, err := url.Parse(o)
+			if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+				return &Error{Setting: "ALLOWED_ORIGINS", Value: strings.Join(*origins, ","),
+					Expected: fmt.Sprintf("* or a comma-separated list of origins such as https://app.example.com:8443 (no path, no trailing slash); %q is not one", o)}
+			}
+		}
+		return nil
+	}
 }
 
 func defaultEdgeID() string {

@@ -169,6 +169,7 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	cl.Handle = hd
 	cn := &conn{Client: cl, handle: hd}
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
 		cl.Finish(&rig.Event{Kind: rig.KindTokenExpired, Data: []byte(`{"reason":"token expired"}`)}, client.ReasonTokenExpired)

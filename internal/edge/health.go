@@ -53,7 +53,3 @@ func (s *Server) handleReady(c *fiber.Ctx) error {
 func (s *Server) handleNotFound(c *fiber.Ctx) error {
 	return api.Errorf(fiber.StatusNotFound, "no route for "+c.Method()+" "+c.Path())
 }
-
-func (s *Server) handlePreflight(c *fiber.Ctx) error {
-	return c.SendStatus(fiber.StatusNoContent)
-}

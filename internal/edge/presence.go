@@ -31,8 +31,12 @@ func (p presenceSource) Sessions(user string) []presence.Session {
 		if cl.Session.User != user {
 			return
 		}
+		users := cl.Users
+		if hd, ok := cl.Handle.(*hub.Handle); ok {
+			users = hd.Users() // Phoenix joins change them
+		}
 		out = append(out, presence.Session{
-			SessionID: cl.Session.ID, User: cl.Session.User, Users: cl.Users,
+			SessionID: cl.Session.ID, User: cl.Session.User, Users: users,
 			Transport: cl.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: cl.Since.UTC(),
 		})
 	})

@@ -6,6 +6,7 @@ func (s *Server) routes() {
 	s.app.Get("/health/ready", s.handleReady)
 	s.app.Get("/socket/sse", s.handleSSE)
 	s.app.Options("/socket/sse", s.handlePreflight)
+	s.app.Get("/socket/websocket", s.handleWebSocket)
 	// Everything else: the API gateway (RIG's forward "/").
 	s.app.Use(s.handleProxy)
 }

@@ -18,11 +18,15 @@ import (
 // fasthttp: a hijacked connection sees the client leave at once, and it is
 // not subject to the server's write timeout or its shutdown wait.
 func (s *Server) handleSSE(c *fiber.Ctx) error {
+	if err := s.checkOrigin(c); err != nil {
+		return err
+	}
+	extra := s.corsHeaders(c)
+	s.setCORS(c) // so that a page can read a refusal's JSON error
 	a, err := s.admit(c)
 	if err != nil {
 		return err
 	}
-	extra := s.corsHeaders(c)
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(hc net.Conn) {
 		// Own the raw connection and return, so fasthttp frees the request
@@ -93,13 +97,4 @@ func sanitizeHeader(v string) string {
 		}
 		return r
 	}, v)
-}
-
-// corsHeaders returns the CORS response headers for an SSE request.
-func (s *Server) corsHeaders(c *fiber.Ctx) string {
-	origin := c.Get(fiber.HeaderOrigin)
-	if origin == "" {
-		return ""
-	}
-	return "Access-Control-Allow-Origin: " + sanitizeHeader(origin) + "\r\nVary: Origin\r\nAccess-Control-Allow-Credentials: true\r\n"
 }

@@ -6,7 +6,9 @@
 package hub
 
 import (
+	"errors"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -36,8 +38,19 @@ type Subscriber interface {
 type Handle struct {
 	Client  Client
 	Session string // jti, may be empty
-	Users   []string
 	id      uint64
+
+	mu    sync.Mutex // guards users and gone: a Phoenix socket joins and leaves over time
+	users []string
+	gone  bool
+}
+
+// Users returns the users whose messages the handle receives. The slice
+// is never modified; AddUser and RemoveUser replace it.
+func (hd *Handle) Users() []string {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	return hd.users
 }
 
 type userEntry struct {
@@ -93,7 +106,7 @@ func (h *Hub) shard(key string) int {
 // Register adds c for the given users, subscribing to each user that had
 // no client yet. On error nothing stays registered.
 func (h *Hub) Register(c Client, session string, users []string) (*Handle, error) {
-	hd := &Handle{Client: c, Session: session, Users: users, id: h.nextID.Add(1)}
+	hd := &Handle{Client: c, Session: session, users: users, id: h.nextID.Add(1)}
 	for i, u := range users {
 		if err := h.addUser(u, hd); err != nil {
 			for _, done := range users[:i] {
@@ -162,6 +175,43 @@ func removeHandle(list []*Handle, hd *Handle) []*Handle {
 	return list
 }
 
+// ErrUnregistered is returned by AddUser for a handle that was unregistered.
+var ErrUnregistered = errors.New("client is no longer registered")
+
+// AddUser subscribes a registered client to one more user's messages (a
+// Phoenix join), opening the user's subscription if it is the first client.
+// Adding a user the handle already has changes nothing. On error nothing
+// changes.
+func (h *Hub) AddUser(hd *Handle, user string) error {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if hd.gone {
+		return ErrUnregistered
+	}
+	if slices.Contains(hd.users, user) {
+		return nil
+	}
+	if err := h.addUser(user, hd); err != nil {
+		return err
+	}
+	// Copy on write: the slice given to Register may be shared with the caller.
+	hd.users = append(slices.Clip(hd.users), user)
+	return nil
+}
+
+// RemoveUser stops a client's messages of user (a Phoenix leave); the last
+// client of the user closes its subscription.
+func (h *Hub) RemoveUser(hd *Handle, user string) {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	i := slices.Index(hd.users, user)
+	if hd.gone || i < 0 {
+		return
+	}
+	hd.users = slices.Concat(hd.users[:i], hd.users[i+1:]) // copy on write, as AddUser
+	h.removeUser(user, hd)
+}
+
 // Unregister removes a handle; the last client of a user closes its
 // subscription. Unregistering twice is harmless.
 func (h *Hub) Unregister(hd *Handle) {
@@ -173,7 +223,12 @@ func (h *Hub) Unregister(hd *Handle) {
 	if !ok {
 		return
 	}
-	for _, u := range hd.Users {
+	hd.mu.Lock()
+	hd.gone = true
+	users := hd.users
+	hd.users = nil
+	hd.mu.Unlock()
+	for _, u := range users {
 		h.removeUser(u, hd)
 	}
 	if hd.Session != "" {

@@ -181,3 +181,72 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	})
 }
+
+func TestAddRemoveUser(t *testing.T) {
+	s := &countingSubscriber{open: map[string]int{}, failOn: "carol"}
+	h := New(s)
+	sock := &inbox{}
+	// A Phoenix socket registers with no users, then joins topics.
+	hd, err := h.Register(sock, "jti", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddUser(hd, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddUser(hd, "alice"); err != nil { // a second join of the same topic
+		t.Fatal(err)
+	}
+	if err := h.AddUser(hd, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddUser(hd, "carol"); err == nil {
+		t.Fatal("AddUser succeeded although the subscription failed")
+	}
+	if got := hd.Users(); len(got) != 2 || got[0] != "alice" || got[1] != "bob" {
+		t.Fatalf("users %v, want [alice bob]", got)
+	}
+	if s.openCount("alice") != 1 || s.openCount("carol") != 0 {
+		t.Fatalf("subscriptions %v", s.open)
+	}
+	h.Publish("alice", &rig.Event{ID: "a1"})
+	h.Publish("bob", &rig.Event{ID: "b1"})
+	if got := sock.ids(); len(got) != 2 {
+		t.Fatalf("socket got %v, want one message each of alice and bob", got)
+	}
+	before := hd.Users()
+	h.RemoveUser(hd, "alice")
+	h.RemoveUser(hd, "alice") // leaving twice is harmless
+	if s.openCount("alice") != 0 || h.UserCount() != 1 {
+		t.Fatalf("alice still subscribed: %v", s.open)
+	}
+	if len(before) != 2 {
+		t.Fatalf("RemoveUser changed a slice returned earlier: %v", before)
+	}
+	h.Publish("alice", &rig.Event{ID: "a2"})
+	if got := sock.ids(); len(got) != 2 {
+		t.Fatalf("socket got %v after leaving alice", got)
+	}
+	h.Unregister(hd)
+	if len(s.open) != 0 || h.Len() != 0 {
+		t.Fatalf("left open %v, clients %d", s.open, h.Len())
+	}
+	if err := h.AddUser(hd, "dave"); !errors.Is(err, ErrUnregistered) {
+		t.Fatalf("AddUser after Unregister: %v", err)
+	}
+	if len(s.open) != 0 {
+		t.Fatalf("AddUser after Unregister subscribed: %v", s.open)
+	}
+}
+
+func TestAddUserDoesNotTouchTheCallersSlice(t *testing.T) {
+	h := New(&countingSubscriber{open: map[string]int{}})
+	users := make([]string, 1, 4)
+	users[0] = "alice"
+	hd, _ := h.Register(&inbox{}, "", users)
+	h.AddUser(hd, "bob")
+	h.RemoveUser(hd, "alice")
+	if users[:2][1] != "" || users[0] != "alice" {
+		t.Fatalf("the slice given to Register was changed: %q", users[:2])
+	}
+}

@@ -1,0 +1,159 @@
+package edge
+
+import (
+	"errors"
+	"net"
+	"runtime/debug"
+
+	"github.com/fasthttp/websocket"
+	"github.com/gofiber/fiber/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/client"
+	"github.com/rig-go/rig/internal/phoenix"
+	"github.com/rig-go/rig/internal/ws"
+)
+
+// What a socket's client may send: messageBurst messages at once, then
+// messageRate a second. Clients send little (joins, a heartbeat every 30s);
+// one that keeps sending faster is closed (1008) before it costs others.
+const (
+	messageRate  = 20
+	messageBurst = 120
+)
+
+// Reasons a socket is closed from the reading side, as logged.
+const (
+	reasonMissedPongs = "client missed pongs"
+	reasonTooLarge    = "message larger than WS_MAX_FRAME_SIZE"
+	reasonFlood       = "client sent too many messages"
+	reasonBinary      = "client sent a binary message"
+	reasonPanic       = "internal error"
+)
+
+var errFlood = errors.New("too many messages")
+
+// handleWebSocket serves /socket/websocket: RIG's JSON events, or the
+// Phoenix channels protocol when the query names a serializer (vsn=). Every
+// refusal comes before the upgrade, as the JSON error SSE would get; then
+// the edge takes the connection over from fasthttp, as for SSE, and
+// completes the handshake on it.
+func (s *Server) handleWebSocket(c *fiber.Ctx) error {
+	if err := s.checkOrigin(c); err != nil {
+		return err
+	}
+	mode, err := socketMode(c)
+	if err != nil {
+		return err
+	}
+	a, err := s.admit(c)
+	if err != nil {
+		return err
+	}
+	key, err := ws.CheckHandshake(c.Context())
+	if err != nil {
+		status := fiber.StatusBadRequest
+		if he := (*ws.HandshakeError)(nil); errors.As(err, &he) {
+			status = he.Status
+		}
+		if status == fiber.StatusUpgradeRequired {
+			c.Set(fiber.HeaderUpgrade, "websocket")
+		}
+		c.Set("Sec-WebSocket-Version", "13")
+		return api.Errorf(status, err.Error())
+	}
+	if mode != ws.Plain {
+		a.users = nil // a Phoenix socket subscribes by joining user:<id> topics
+	}
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(hc net.Conn) {
+		// Own the raw connection and return, so fasthttp frees the request
+		// context and read buffer instead of holding them for the socket.
+		// Bytes a client sent before the handshake's answer are dropped; a
+		// WebSocket client must wait for it.
+		go s.serveWebSocket(rawConn(hc), key, a, mode)
+	})
+	return nil
+}
+
+func socketMode(c *fiber.Ctx) (ws.Mode, error) {
+	args := c.Context().QueryArgs()
+	if !args.Has("vsn") {
+		return ws.Plain, nil
+	}
+	v, err := phoenix.ParseVersion(string(args.Peek("vsn")))
+	if err != nil {
+		return 0, api.Errorf(fiber.StatusBadRequest, err.Error())
+	}
+	if v == phoenix.V1 {
+		return ws.Phoenix1, nil
+	}
+	return ws.Phoenix2, nil
+}
+
+// serveWebSocket completes the handshake on a connection taken over from
+// fasthttp and runs the socket; its goroutine is the socket's reader. With
+// KeepHijackedConns fasthttp never closes the connection: Finish does.
+func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.Mode) {
+	c, err := ws.Upgrade(nc, key, s.cfg.WriteTimeout)
+	if err != nil {
+		s.log.Info("WebSocket handshake failed", "transport", mode.Name(), "user", a.session.User, "remote", a.remote, "err", err)
+		nc.Close()
+		return
+	}
+	wc := ws.New(c, mode, s.cfg.WriteTimeout, 2*s.cfg.HeartbeatInterval, s.cfg.WSMaxFrameSize)
+	cn, err := s.open(a, mode.Name())
+	if err != nil {
+		s.log.Warn("WebSocket closed right after the upgrade", "transport", mode.Name(), "user", a.session.User, "err", err)
+		wc.CloseWith(websocket.CloseTryAgainLater, "NATS is unreachable")
+		wc.Finish(err)
+		return
+	}
+	reason, readErr := reasonPanic, error(nil)
+	defer func() {
+		// A bug in reading one client's frames must not take the edge down.
+		if p := recover(); p != nil {
+			s.log.Error("WebSocket reader panicked", "transport", mode.Name(), "user", a.session.User, "panic", p, "stack", string(debug.Stack()))
+			wc.CloseWith(websocket.CloseInternalServerErr, "internal error")
+		}
+		s.close(cn, reason)
+		wc.Finish(readErr)
+	}()
+	cn.Start(wc)
+	if mode == ws.Plain {
+		reason, readErr = readPlain(wc)
+	} else {
+		reason, readErr = s.newPhoenixSocket(cn, wc, mode.Version()).serve()
+	}
+}
+
+// readPlain reads what a plain socket's client sends, which is only pongs
+// and its close frame that matter; messages are dropped.
+func readPlain(wc *ws.Conn) (string, error) {
+	var limit *rate.Limiter // most clients never send a message
+	for {
+		if err := wc.Discard(); err != nil {
+			return readReason(err), err
+		}
+		if limit == nil {
+			limit = rate.NewLimiter(messageRate, messageBurst)
+		}
+		if !limit.Allow() {
+			wc.CloseWith(websocket.ClosePolicyViolation, "too many messages")
+			return reasonFlood, errFlood
+		}
+	}
+}
+
+// readReason says why reading a socket stopped.
+func readReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return reasonTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		return reasonMissedPongs
+	}
+	return client.ReasonClientGone
+}

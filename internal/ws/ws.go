@@ -1,0 +1,386 @@
+// Package ws is the WebSocket transport: it writes a client's events to an
+// upgraded connection as text frames (RIG's JSON events, or Phoenix channel
+// pushes), turns heartbeats into pings, ends sessions with close frames, and
+// reads the client's frames under a size limit and a pong deadline.
+//
+// A connection costs one goroutine, the one reading; writes happen on the
+// client's short-lived flush goroutine (see package client), and write
+// buffers come from one shared pool, so an idle connection holds only a
+// small read buffer.
+package ws
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/rig-go/rig/internal/client"
+	"github.com/rig-go/rig/internal/phoenix"
+	"github.com/rig-go/rig/internal/rig"
+	"github.com/rig-go/rig/internal/wire"
+)
+
+// Mode is what a socket speaks.
+type Mode uint8
+
+// The modes of /socket/websocket.
+const (
+	Plain    Mode = iota // RIG's JSON events, one per text frame
+	Phoenix1             // Phoenix channels, serializer 1.0.0
+	Phoenix2             // Phoenix channels, serializer 2.0.0
+)
+
+// Name is the transport's name in logs and presence.
+func (m Mode) Name() string {
+	if m == Plain {
+		return "websocket"
+	}
+	return "phoenix"
+}
+
+// Version is the Phoenix serializer version of a Phoenix mode.
+func (m Mode) Version() phoenix.Version {
+	if m == Phoenix1 {
+		return phoenix.V1
+	}
+	return phoenix.V2
+}
+
+const (
+	// readBufferSize is what an idle socket keeps for reading. Clients send
+	// little (joins, heartbeats); larger messages are read in pieces.
+	readBufferSize = 512
+	// writeBufferSize is the pooled buffer a write borrows; larger messages
+	// go out as more frames of the same message.
+	writeBufferSize = 4 << 10
+	// closeGrace is how long a closing socket waits for the peer's answer to
+	// its close frame.
+	closeGrace = time.Second
+	// maxDrain bounds what a closing socket reads and drops.
+	maxDrain = 1 << 20
+)
+
+var writeBuffers sync.Pool // a websocket.BufferPool shared by every socket
+
+// upgrader completes handshakes that CheckHandshake accepted. It accepts
+// every Origin: the edge checks origins before, so that it can refuse with
+// the same JSON errors as every other refusal.
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  readBufferSize,
+	WriteBufferSize: writeBufferSize,
+	WriteBufferPool: &writeBuffers,
+	CheckOrigin:     func(*http.Request) bool { return true },
+}
+
+// HandshakeError is a request that cannot be upgraded, with the status to
+// refuse it with.
+type HandshakeError struct {
+	Status  int
+	Message string
+}
+
+func (e *HandshakeError) Error() string { return e.Message }
+
+// CheckHandshake applies the upgrader's rules to a request while it can
+// still be refused with an HTTP error, and returns its Sec-WebSocket-Key.
+func CheckHandshake(ctx *fasthttp.RequestCtx) (key string, err error) {
+	if !websocket.FastHTTPIsWebSocketUpgrade(ctx) {
+		return "", &HandshakeError{fasthttp.StatusUpgradeRequired, "this is a WebSocket endpoint: send Connection: Upgrade and Upgrade: websocket"}
+	}
+	if !headerHasToken(ctx.Request.Header.Peek("Sec-WebSocket-Version"), "13") {
+		return "", &HandshakeError{fasthttp.StatusBadRequest, "unsupported WebSocket version: expected Sec-WebSocket-Version: 13"}
+	}
+	key = string(bytes.TrimSpace(ctx.Request.Header.Peek("Sec-WebSocket-Key")))
+	if k, err := base64.StdEncoding.DecodeString(key); err != nil || len(k) != 16 {
+		return "", &HandshakeError{fasthttp.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"}
+	}
+	return key, nil
+}
+
+func headerHasToken(v []byte, token string) bool {
+	for _, t := range bytes.Split(v, []byte{','}) {
+		if bytes.EqualFold(bytes.TrimSpace(t), []byte(token)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Upgrade completes the handshake CheckHandshake accepted, on the raw
+// connection the edge took over from fasthttp, and returns the socket.
+//
+// Upgrading after fasthttp let go of the connection, rather than inside
+// fasthttp's hijack handler (FastHTTPUpgrader), lets fasthttp free the
+// request context and read buffer at once instead of for the socket's
+// whole life: about 40% of an idle socket's memory. The library's net/http
+// upgrader does it through a minimal http.Hijacker.
+func Upgrade(raw net.Conn, key string, handshakeTimeout time.Duration) (*websocket.Conn, error) {
+	r := &http.Request{Method: http.MethodGet, Header: http.Header{
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {key},
+	}}
+	u := upgrader
+	u.HandshakeTimeout = handshakeTimeout
+	return u.Upgrade(&hijacker{conn: raw}, r, nil)
+}
+
+// hijacker is the http.ResponseWriter the upgrader writes to: the
+// connection itself, already taken over.
+type hijacker struct {
+	conn   net.Conn
+	header http.Header
+}
+
+var errNoResponse = errors.New("the WebSocket handshake was checked before the connection was taken over")
+
+func (h *hijacker) Header() http.Header {
+	if h.header == nil {
+		h.header = http.Header{}
+	}
+	return h.header
+}
+func (h *hijacker) Write([]byte) (int, error) { return 0, errNoResponse }
+func (h *hijacker) WriteHeader(int)           {}
+
+// Hijack hands over the connection with empty buffers: the upgrader reads
+// with its own, and writes its response through this small writer.
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return h.conn, bufio.NewReadWriter(bufio.NewReaderSize(h.conn, 16), bufio.NewWriterSize(h.conn, 256)), nil
+}
+
+// ErrBinary is returned by Read for a binary message: no mode takes one.
+var ErrBinary = errors.New("binary messages are not accepted")
+
+// Conn is one upgraded socket. Its writes (events, replies, pings, close
+// frames) are serialized, as a WebSocket connection allows one writer.
+type Conn struct {
+	ws       *websocket.Conn
+	mode     Mode
+	timeout  time.Duration
+	pongWait time.Duration
+
+	mu    sync.Mutex // held while writing; guards users
+	users []string   // Phoenix: the joined users, whose messages are written
+
+	closing atomic.Bool // a close frame was sent (or is being sent)
+}
+
+// New takes over an upgraded connection. Every write must finish within
+// writeTimeout; a client must answer pings (or send something) within
+// pongWait; a message larger than maxMessage closes the socket with 1009.
+func New(c *websocket.Conn, mode Mode, writeTimeout, pongWait time.Duration, maxMessage int) *Conn {
+	conn := &Conn{ws: c, mode: mode, timeout: writeTimeout, pongWait: pongWait}
+	c.SetReadLimit(int64(maxMessage))
+	c.SetPongHandler(func(string) error { conn.alive(); return nil })
+	conn.alive()
+	return conn
+}
+
+// alive extends the read deadline: the client answered a ping or spoke.
+func (c *Conn) alive() {
+	if c.closing.Load() {
+		return
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.pongWait))
+	if c.closing.Load() { // Close may have set the shorter deadline meanwhile
+		_ = c.ws.SetReadDeadline(time.Now().Add(closeGrace))
+	}
+}
+
+// Read returns the next text message, answering pings and taking pongs on
+// the way. It fails when the client misses pongs for the pong wait, sends
+// a message over the limit, closes, or goes away.
+func (c *Conn) Read() ([]byte, error) {
+	mt, data, err := c.ws.ReadMessage()
+	if err != nil {
+		return nil, err
+	}
+	c.alive()
+	if mt != websocket.TextMessage {
+		return nil, ErrBinary
+	}
+	return data, nil
+}
+
+// Discard reads the next message and drops it: a plain socket's client has
+// nothing to say, but its pongs and close frame must be read.
+func (c *Conn) Discard() error {
+	_, r, err := c.ws.NextReader()
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, r)
+	c.alive()
+	return err
+}
+
+// Write implements client.Transport: each event becomes one text frame,
+// a heartbeat a ping, and a final event (session_killed, token_expired,
+// reconnect) is followed by a close frame.
+func (c *Conn) Write(evs []*rig.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() {
+		return nil // the socket is closing; the reader ends it
+	}
+	deadline := time.Now().Add(c.timeout)
+	if err := c.ws.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if err := c.write(ev, deadline); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Conn) write(ev *rig.Event, deadline time.Time) error {
+	switch {
+	case ev.Kind == rig.KindHeartbeat:
+		return c.ws.WriteControl(websocket.PingMessage, nil, deadline)
+	case client.Final(ev.Kind):
+		return c.finalLocked(ev, deadline)
+	case c.mode == Plain:
+		return c.ws.WriteMessage(websocket.TextMessage, wire.Encoded(ev))
+	case ev.Kind == rig.KindConnected:
+		return nil // a Phoenix channel starts with its join reply instead
+	case !slices.Contains(c.users, ev.User):
+		return nil // the topic was left while the event waited in the queue
+	}
+	return c.ws.WriteMessage(websocket.TextMessage, phoenix.Encoded(c.mode.Version(), ev))
+}
+
+// Close codes of the final events. A reconnect (the edge is draining) is
+// 1012, service restart, which clients treat as "try again"; a killed or
+// expired session ends normally after its event said why.
+func closeFor(k rig.Kind) (code int, text string) {
+	switch k {
+	case rig.KindReconnect:
+		return websocket.CloseServiceRestart, "edge restarting"
+	case rig.KindSessionKilled:
+		return websocket.CloseNormalClosure, "session blacklisted"
+	}
+	return websocket.CloseNormalClosure, "token expired"
+}
+
+func (c *Conn) finalLocked(ev *rig.Event, deadline time.Time) error {
+	switch {
+	case c.mode == Plain:
+		if err := c.ws.WriteMessage(websocket.TextMessage, wire.Encoded(ev)); err != nil {
+			return err
+		}
+	case ev.Kind != rig.KindReconnect:
+		// Tell each channel, so channel.on("session_killed") sees it; these
+		// events are rare and per socket, so they are not cached.
+		for _, u := range c.users {
+			push := phoenix.Push(c.mode.Version(), &rig.Event{Kind: ev.Kind, User: u, Data: ev.Data})
+			if err := c.ws.WriteMessage(websocket.TextMessage, push); err != nil {
+				return err
+			}
+		}
+	}
+	code, text := closeFor(ev.Kind)
+	c.closing.Store(true)
+	return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
+}
+
+// CloseWith sends a close frame with code and text (at most 123 bytes),
+// once, after any write in progress. The reader should then return, and
+// the connection end with Finish.
+func (c *Conn) CloseWith(code int, text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Swap(true) {
+		return
+	}
+	if len(text) > 123 {
+		text = text[:123]
+	}
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
+}
+
+// Close implements client.Transport. It never blocks: it closes the
+// connection at once, unless a close frame was sent, in which case it
+// gives the reader a moment to read the peer's answer before Finish closes.
+func (c *Conn) Close() error {
+	if c.closing.Load() {
+		return c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+	}
+	return c.ws.NetConn().Close()
+}
+
+// Finish closes the connection once the reader is done; readErr is why it
+// stopped. If a close frame went out (sent here, or by the WebSocket library
+// for an oversized or malformed message, or answering the peer's) and the
+// peer may still be sending, it first half-closes and reads what arrives
+// for a moment: closing a socket with unread data sends a reset, which can
+// destroy the close frame before the peer reads it.
+func (c *Conn) Finish(readErr error) {
+	nc := c.ws.NetConn()
+	var ne net.Error
+	gone := errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF) ||
+		errors.Is(readErr, net.ErrClosed) || errors.As(readErr, &ne)
+	if !gone {
+		if tc, ok := nc.(interface{ CloseWrite() error }); ok {
+			_ = tc.CloseWrite()
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(closeGrace))
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, maxDrain))
+	}
+	_ = nc.Close()
+}
+
+// Reply writes a Phoenix reply (or any text frame) between events.
+func (c *Conn) Reply(frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.textLocked(frame)
+}
+
+func (c *Conn) textLocked(frame []byte) error {
+	if c.closing.Load() {
+		return nil
+	}
+	if err := c.ws.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return err
+	}
+	return c.ws.WriteMessage(websocket.TextMessage, frame)
+}
+
+// Join subscribes the socket to user's messages with subscribe and writes
+// the reply that reply makes of its result, with no event written in
+// between: the client sees a channel's join reply before its first message.
+func (c *Conn) Join(user string, subscribe func() error, reply func(error) []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := subscribe()
+	if err == nil && !slices.Contains(c.users, user) {
+		c.users = append(c.users, user)
+	}
+	return c.textLocked(reply(err))
+}
+
+// Leave stops writing user's messages, runs unsubscribe and writes reply.
+func (c *Conn) Leave(user string, unsubscribe func(), reply []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	unsubscribe()
+	if i := slices.Index(c.users, user); i >= 0 {
+		c.users = slices.Delete(c.users, i, i+1)
+	}
+	return c.textLocked(reply)
+}
