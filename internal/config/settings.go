@@ -90,6 +90,7 @@ type Edge struct {
 	EdgeID            string        // EDGE_ID
 	AllowedOrigins    []string      // ALLOWED_ORIGINS; "*" allows any
 	WSMaxFrameSize    int           // WS_MAX_FRAME_SIZE
+	LongPollTimeout   time.Duration // LONGPOLL_TIMEOUT
 }
 
 // ParseEdge reads the edge's configuration.
@@ -105,6 +106,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.String(&c.EdgeID, "EDGE_ID", defaultEdgeID(), "This edge's id in presence and logs.")
 	s.List(&c.AllowedOrigins, "ALLOWED_ORIGINS", "*", `Origins (scheme://host[:port]) whose pages may open WebSockets and SSE streams; others get 403, allowed ones CORS headers. "*" allows any page, as RIG did; unsafe in production.`)
 	s.Check(checkOrigins(&c.AllowedOrigins))
+	s.Duration(&c.LongPollTimeout, "LONGPOLL_TIMEOUT", 25*time.Second, 100*time.Millisecond, "How long a long-poll request waits for an event before answering with none.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)

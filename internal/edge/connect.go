@@ -172,7 +172,7 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 	cl.Handle = hd
 	cn := &conn{Client: cl, handle: hd}
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
-		cl.Finish(&rig.Event{Kind: rig.KindTokenExpired, Data: []byte(`{"reason":"token expired"}`)}, client.ReasonTokenExpired)
+		cl.Finish(tokenExpired, client.ReasonTokenExpired)
 	})
 	// Blacklisted between admission and registration: the set's kill
 	// looked for the session in the hub before it was there.
@@ -195,18 +195,26 @@ func (s *Server) resume(cn *conn, users []string, from string) {
 	rp, err := s.history.Since(ctx, users, from)
 	if err != nil {
 		s.log.Warn("resume failed: sending gap", "user", cn.Session.User, "last_event_id", from, "err", err)
-		cn.Resume(users, gapEvent(from), nil, 0)
+		cn.Resume(users, gapEvent(from, users...), nil, 0)
 		return
 	}
 	var gap *rig.Event
 	if rp.Gap {
-		gap = gapEvent(from)
+		gap = gapEvent(from, users...)
 	}
 	cn.Resume(users, gap, rp.Events, rp.Floor)
 	s.log.Debug("resumed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
 }
 
-func gapEvent(from string) *rig.Event { return &rig.Event{Kind: rig.KindGap, ID: from} }
+// gapEvent tells a client that messages after from may be missing. Its
+// User names the Phoenix topic when a join resumed.
+func gapEvent(from string, users ...string) *rig.Event {
+	ev := &rig.Event{Kind: rig.KindGap, ID: from}
+	if len(users) > 0 {
+		ev.User = users[0]
+	}
+	return ev
+}
 
 // close ends a connection: closes the wire, leaves the hub, logs once.
 func (s *Server) close(cn *conn, reason string) {

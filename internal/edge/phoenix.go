@@ -142,6 +142,10 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	if !p.joinsL.Allow() {
 		return p.refuse(f, reasonTooManyJoins)
 	}
+	if lastEventID != "" {
+		// Live messages wait until the replay after last_event_id is queued.
+		p.cn.Hold()
+	}
 	var subErr error
 	err := p.wc.Join(user, func() error {
 		subErr = p.s.hub.AddUser(p.cn.handle, user)
@@ -153,11 +157,17 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 		return phoenix.Reply(p.v, f, "ok", nil)
 	})
 	if subErr != nil {
+		if lastEventID != "" {
+			p.cn.Resume(nil, nil, nil, 0)
+		}
 		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "err", subErr)
 		return err
 	}
 	p.joins = append(p.joins, phoenixJoin{user: user, joinRef: f.JoinRef, lastEventID: lastEventID})
 	p.s.log.Debug("phoenix join", "user", sess.User, "session", sess.ID, "topic", f.Topic, "last_event_id", lastEventID)
+	if lastEventID != "" {
+		p.s.resume(p.cn, []string{user}, lastEventID)
+	}
 	return err
 }
 

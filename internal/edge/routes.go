@@ -7,6 +7,8 @@ func (s *Server) routes() {
 	s.app.Get("/socket/sse", s.handleSSE)
 	s.app.Options("/socket/sse", s.handlePreflight)
 	s.app.Get("/socket/websocket", s.handleWebSocket)
+	s.app.Get("/socket/longpoll", s.handleLongPoll)
+	s.app.Options("/socket/longpoll", s.handlePreflight)
 	// Everything else: the API gateway (RIG's forward "/").
 	s.app.Use(s.handleProxy)
 }

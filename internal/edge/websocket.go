@@ -64,7 +64,8 @@ func (s *Server) handleWebSocket(c *fiber.Ctx) error {
 		return api.Errorf(status, err.Error())
 	}
 	if mode != ws.Plain {
-		a.users = nil // a Phoenix socket subscribes by joining user:<id> topics
+		// A Phoenix socket subscribes, and resumes, per joined topic.
+		a.users, a.resume = nil, ""
 	}
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(hc net.Conn) {
@@ -122,6 +123,9 @@ func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.M
 	}()
 	cn.Start(wc)
 	if mode == ws.Plain {
+		if a.resume != "" {
+			s.resume(cn, a.users, a.resume)
+		}
 		reason, readErr = readPlain(wc)
 	} else {
 		reason, readErr = s.newPhoenixSocket(cn, wc, mode.Version()).serve()

@@ -1,0 +1,142 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/client"
+	"github.com/rig-go/rig/internal/rig"
+	"github.com/rig-go/rig/internal/wire"
+)
+
+// handleLongPoll serves GET /socket/longpoll: one answer per request, with
+// every event after last_event_id that history holds, or, if there is none,
+// the next live one, or none after LONGPOLL_TIMEOUT. The answer's
+// last_event_id is an exact position; the next poll, on any edge, sends it
+// back, so successive polls get every message once, in order. Nothing is
+// kept between polls.
+func (s *Server) handleLongPoll(c *fiber.Ctx) error {
+	if err := s.checkOrigin(c); err != nil {
+		return err
+	}
+	s.setCORS(c)
+	a, err := s.admit(c)
+	if err != nil {
+		return err
+	}
+	cl := client.New(a.session, a.users, "longpoll", s.cfg.QueueSize)
+	cl.Hold()
+	hd, err := s.hub.Register(cl, a.session.ID, a.users)
+	if err != nil {
+		return api.Unavailable("NATS is unreachable", 1)
+	}
+	cl.Handle = hd
+	defer s.hub.Unregister(hd)
+	box := newMailbox()
+	defer cl.Close(client.ReasonClientGone)
+	expiry := time.AfterFunc(time.Until(a.session.Expires), func() {
+		cl.Finish(tokenExpired, client.ReasonTokenExpired)
+	})
+	defer expiry.Stop()
+	if s.blacklist.Listed(a.session.ID) { // blacklisted since admission
+		cl.Finish(sessionKilled, client.ReasonSessionKilled)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
+	rp, err := s.history.Since(ctx, a.users, a.resume)
+	cancel()
+	if err != nil {
+		s.log.Warn("long-poll cannot read history", "user", a.session.User, "last_event_id", a.resume, "err", err)
+		return api.Unavailable("history unavailable: "+err.Error(), 1)
+	}
+	var gap *rig.Event
+	if rp.Gap {
+		gap = gapEvent(a.resume)
+	}
+	cl.Resume(a.users, gap, rp.Events, rp.Floor)
+	cl.Start(box)
+
+	wait := time.NewTimer(s.cfg.LongPollTimeout)
+	defer wait.Stop()
+	select {
+	case <-box.ready:
+	case <-wait.C:
+	case <-cl.Done():
+	}
+	events := box.take()
+	return s.answerLongPoll(c, events, rp.Last)
+}
+
+// answerLongPoll writes {"events":[...],"last_event_id":"..."}. The cursor
+// is the position of the last message answered, or where history stood
+// when the poll began if it answers none.
+func (s *Server) answerLongPoll(c *fiber.Ctx, events []*rig.Event, last string) error {
+	var b bytes.Buffer
+	b.WriteString(`{"events":[`)
+	for i, ev := range events {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(wire.Encoded(ev))
+		if ev.Kind == rig.KindMessage && ev.Seq > 0 {
+			last = rig.SeqID(ev.Seq)
+		}
+	}
+	b.WriteString(`],"last_event_id":`)
+	b.Write(wire.String(last))
+	b.WriteByte('}')
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(fiber.StatusOK).Send(b.Bytes())
+}
+
+var tokenExpired = &rig.Event{Kind: rig.KindTokenExpired, Data: []byte(`{"reason":"token expired"}`)}
+
+// mailbox is the long-poll transport: it collects what the client's writer
+// hands it until the request answers.
+type mailbox struct {
+	mu     sync.Mutex
+	events []*rig.Event
+	taken  bool
+	ready  chan struct{} // closed at the first event worth answering with
+	once   sync.Once
+}
+
+func newMailbox() *mailbox { return &mailbox{ready: make(chan struct{})} }
+
+// Write implements client.Transport. Heartbeats and the connected event
+// mean nothing to a poll.
+func (m *mailbox) Write(evs []*rig.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.taken {
+		return errAnswered
+	}
+	for _, ev := range evs {
+		if ev.Kind == rig.KindHeartbeat || ev.Kind == rig.KindConnected {
+			continue
+		}
+		m.events = append(m.events, ev)
+		m.once.Do(func() { close(m.ready) })
+	}
+	return nil
+}
+
+// take returns the events collected; later writes fail, so the client
+// closes instead of queueing what this answer will not carry.
+func (m *mailbox) take() []*rig.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.taken = true
+	return m.events
+}
+
+func (m *mailbox) Close() error { return nil }
+
+var errAnswered = errors.New("long-poll already answered")
