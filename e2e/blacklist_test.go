@@ -208,26 +208,25 @@ func TestBlacklistBadInput(t *testing.T) {
 }
 
 // TestEdgeWithoutBlacklist: an edge that cannot load the blacklist (here:
-// NATS has no JetStream, so there is no bucket) is not ready, says why,
-// and refuses connections with 503 rather than let a revoked session in.
+// NATS has no JetStream, so there is no bucket) is not ready, says why, and
+// keeps its public port closed rather than let a revoked session in.
 func TestEdgeWithoutBlacklist(t *testing.T) {
 	n := StartNATSWithoutJetStream(t)
 	edge := StartEdgeUnready(t, EdgeEnv(FreePort(t), n.URL))
 	var detail string
 	Eventually(t, 10*time.Second, func() bool {
-		r := Do(t, "GET", edge.URL+"/health/ready", "", nil)
+		r := Do(t, "GET", edge.OpsURL+"/health/ready", "", nil)
 		var h struct{ Detail string }
 		r.JSON(t, &h)
 		detail = h.Detail
 		return r.Status == 503 && strings.Contains(h.Detail, "blacklist not loaded")
 	}, "edge without a blacklist: /health/ready detail %q", detail)
-	r := Do(t, "GET", edge.URL+"/health", "", nil)
-	if r.Status != 200 || !strings.Contains(string(r.Body), "blacklist not loaded") {
+	r := Do(t, "GET", edge.OpsURL+"/health", "", nil)
+	if r.Status != 200 || !strings.Contains(string(r.Body), "blacklist not loaded") || !strings.Contains(string(r.Body), `"public_port_open":false`) {
 		t.Fatalf("/health: %d %s", r.Status, r.Body)
 	}
-	status, sr := SSEStatus(t, sseURL(edge.URL, Token(t, "alice")))
-	if status != 503 || !strings.Contains(sr.ErrorMessage(t), "blacklist") {
-		t.Fatalf("SSE: %d %s", status, sr.Body)
+	if dialOK(strings.TrimPrefix(edge.URL, "http://")) {
+		t.Fatal("public port open without the blacklist")
 	}
 	if !strings.Contains(edge.Logs(), "blacklist not loaded") {
 		t.Fatal("edge did not log that the blacklist is not loaded")

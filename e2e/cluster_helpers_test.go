@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -56,9 +57,11 @@ func StartTwoEdges(t testing.TB, extraEdge, extraIngest map[string]string) *TwoE
 func StartEdgeUnready(t testing.TB, env map[string]string) *Server {
 	t.Helper()
 	port, _ := strconv.Atoi(env["INBOUND_PORT"])
-	s := &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	s := &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port), OpsURL: "http://127.0.0.1:" + env["METRICS_PORT"]}
 	s.Proc = StartProc(t, "edge:"+env["INBOUND_PORT"], bin.edge, nil, env)
-	Eventually(t, 20*time.Second, func() bool { return dialOK(fmt.Sprintf("127.0.0.1:%d", port)) }, "edge did not listen")
+	// The public port stays closed until the edge is ready; the operations
+	// port says why.
+	Eventually(t, 20*time.Second, func() bool { return dialOK(strings.TrimPrefix(s.OpsURL, "http://")) }, "edge's operations port did not listen")
 	return s
 }
 

@@ -63,10 +63,9 @@ const Secret = "e2e-secret-0123456789abcdef"
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
-	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
@@ -243,6 +242,8 @@ type Server struct {
 	*Proc
 	Port int
 	URL  string
+	// OpsURL is an edge's operations port (METRICS_PORT), if it has one.
+	OpsURL string
 }
 
 // WaitReady waits for GET /health/ready to answer 200.
@@ -270,6 +271,7 @@ func EdgeEnv(port int, natsURL string) map[string]string {
 		"PRIVILEGED_ROLES":   "support",
 		"HEARTBEAT_INTERVAL": "10s",
 		"DRAIN_TIMEOUT":      "3s",
+		"METRICS_PORT":       strconv.Itoa(FreePort(nil)),
 		"LOG_LEVEL":          "debug",
 	}
 }
@@ -279,6 +281,9 @@ func StartEdge(t testing.TB, env map[string]string) *Server {
 	t.Helper()
 	port, _ := strconv.Atoi(env["INBOUND_PORT"])
 	s := &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	if mp := env["METRICS_PORT"]; mp != "" && mp != "0" {
+		s.OpsURL = "http://127.0.0.1:" + mp
+	}
 	s.Proc = StartProc(t, "edge:"+env["INBOUND_PORT"], bin.edge, nil, env)
 	s.WaitReady(t)
 	return s

@@ -123,20 +123,35 @@ func TestIngestUnavailable(t *testing.T) {
 	}
 }
 
-// TestEdgeWithoutNATS: an edge cut off from NATS is not ready and answers
-// 503 to new connections; it recovers when NATS returns.
+// TestEdgeWithoutNATS: an edge cut off from NATS is not ready; it answers
+// new connections 503 for a short grace, then closes its public port so
+// browsers and load balancers go elsewhere; it reopens when NATS is back.
 func TestEdgeWithoutNATS(t *testing.T) {
 	n := StartNATS(t)
 	edge := StartEdge(t, EdgeEnv(FreePort(t), n.URL))
 	n.Kill()
 	Eventually(t, 10*time.Second, func() bool {
-		return Do(t, "GET", edge.URL+"/health/ready", "", nil).Status == 503
+		return Do(t, "GET", edge.OpsURL+"/health/ready", "", nil).Status == 503
 	}, "edge still ready without NATS")
-	_, r := DialSSE(t, sseURL(edge.URL, Token(t, "alice")), nil)
-	if r.Status != 503 {
-		t.Fatalf("SSE without NATS: %d %s", r.Status, r.Body)
+	var h struct {
+		Detail         string `json:"detail"`
+		PublicPortOpen bool   `json:"public_port_open"`
 	}
-	r.ErrorMessage(t)
+	Do(t, "GET", edge.OpsURL+"/health", "", nil).JSON(t, &h)
+	if h.Detail == "" {
+		t.Fatal("health does not say why the edge is not ready")
+	}
+	if h.PublicPortOpen {
+		// Within the grace: new connections are refused with a JSON 503.
+		_, r := DialSSE(t, sseURL(edge.URL, Token(t, "alice")), nil)
+		if r.Status != 503 {
+			t.Fatalf("SSE without NATS: %d %s", r.Status, r.Body)
+		}
+		r.ErrorMessage(t)
+	}
+	Eventually(t, 10*time.Second, func() bool {
+		return !dialOK(strings.TrimPrefix(edge.URL, "http://"))
+	}, "public port still open long after NATS went away")
 	n.Restart()
 	edge.WaitReady(t)
 	MustSSE(t, sseURL(edge.URL, Token(t, "alice")))

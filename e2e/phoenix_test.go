@@ -119,6 +119,11 @@ func TestPhoenixProtocol(t *testing.T) {
 			if pl := p.join(t, "3", "user:"+alice, map[string]any{"last_event_id": "01OLD"}); !sameJSON(pl, []byte(`{"status":"ok","response":{}}`)) {
 				t.Fatalf("join: %s", pl)
 			}
+			// "01OLD" was never in history: the channel is told it may have
+			// missed messages.
+			if g := p.next(t); g.Event != "gap" || g.Topic != "user:"+alice || string(g.Payload) != `"01OLD"` {
+				t.Fatalf("got %+v %s, want a gap naming 01OLD", g, g.Payload)
+			}
 			id := Post(t, st.Ingest.URL, map[string]any{"user": alice, "text": "Hi"})
 			m := p.next(t)
 			if m.Event != "message" || m.Topic != "user:"+alice || m.JoinRef != nil || m.Ref != id ||

@@ -42,20 +42,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := cfg.Log.Logger(stderr).With("edge", cfg.EdgeID)
+	// The public port opens when the edge is ready; fail now if it is taken.
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.InboundPort))
 	if err != nil {
 		return fmt.Errorf("INBOUND_PORT=%d: %w", cfg.InboundPort, err)
 	}
+	ln.Close()
+	var opsLn net.Listener
+	if cfg.MetricsPort != 0 {
+		if opsLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort)); err != nil {
+			return fmt.Errorf("METRICS_PORT=%d: %w", cfg.MetricsPort, err)
+		}
+	}
 	b, err := broker.Open(cfg.NATS, log)
 	if err != nil {
-		ln.Close()
+		if opsLn != nil {
+			opsLn.Close()
+		}
 		return err
 	}
 	defer b.Close()
 	srv := edge.New(cfg, log, b)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("edge listening", "url", fmt.Sprintf("http://localhost:%d", cfg.InboundPort),
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve() }()
+	if opsLn != nil {
+		go func() { errc <- srv.ServeOps(opsLn) }()
+		log.Info("operations port listening", "health", fmt.Sprintf("http://localhost:%d/health", cfg.MetricsPort))
+	}
+	log.Info("edge started; its public port opens once it is ready", "url", fmt.Sprintf("http://localhost:%d", cfg.InboundPort),
 		"sse", fmt.Sprintf("http://localhost:%d/socket/sse", cfg.InboundPort),
 		"websocket", fmt.Sprintf("ws://localhost:%d/socket/websocket", cfg.InboundPort), "nats", b.NC.ConnectedUrlRedacted())
 

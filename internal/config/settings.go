@@ -83,6 +83,7 @@ type Edge struct {
 	Proxy Proxy // the API gateway
 
 	InboundPort       int           // INBOUND_PORT
+	MetricsPort       int           // METRICS_PORT; 0: off
 	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL
 	QueueSize         int           // CLIENT_QUEUE_SIZE
 	WriteTimeout      time.Duration // CLIENT_WRITE_TIMEOUT
@@ -97,7 +98,8 @@ type Edge struct {
 func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge, error) {
 	var c Edge
 	s := New("edge")
-	s.Port(&c.InboundPort, "INBOUND_PORT", 4000, "Public port: client connections (SSE, WebSocket, long-polling) and the API gateway.")
+	s.Port(&c.InboundPort, "INBOUND_PORT", 4000, "Public port: client connections (SSE, WebSocket, long-polling) and the API gateway. Open only while the edge is ready.")
+	s.OptionalPort(&c.MetricsPort, "METRICS_PORT", 4001, "Operations port: /health (liveness), /health/ready (readiness) and /metrics (Prometheus); 0 turns it off.")
 	s.jwt(&c.JWT)
 	s.Duration(&c.HeartbeatInterval, "HEARTBEAT_INTERVAL", 10*time.Second, 100*time.Millisecond, "How often idle connections get a heartbeat.")
 	s.Int(&c.QueueSize, "CLIENT_QUEUE_SIZE", 1024, 8, 1_000_000, "Events queued per connection; a client that falls this far behind is disconnected.")

@@ -7,7 +7,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,9 @@ type Server struct {
 	blacklist *blacklist.Set      // admission checks it; not loaded means not ready
 	presence  *presence.Responder // nil if it could not subscribe
 
+	gate     *gate // the public listener
+	ops      *http.Server
+	opsMu    sync.Mutex
 	draining atomic.Bool
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -100,15 +104,22 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		s.heartbeats(ctx)
 	}()
 	s.startGateway(ctx)
+	s.gate = newGate(":" + strconv.Itoa(cfg.InboundPort))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.keepGate(ctx)
+	}()
 	return s
 }
 
 // Hub exposes the registry of connected clients (for tests and metrics).
 func (s *Server) Hub() *hub.Hub { return s.hub }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(ln)
+// Serve accepts connections on the public port (INBOUND_PORT) until
+// Shutdown. The port is open only while the edge is ready (see gate).
+func (s *Server) Serve() error {
+	return s.app.Listener(s.gate)
 }
 
 // Shutdown stops accepting, tells every client to reconnect elsewhere, waits
@@ -116,6 +127,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	// Stop accepting first so reconnecting clients land on another edge.
+	s.gate.shut()
 	shutdownDone := make(chan error, 1)
 	go func() { shutdownDone <- s.app.ShutdownWithContext(ctx) }()
 
@@ -138,6 +150,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	waitFor(ctx, func() bool { return s.hub.Len() == 0 })
 	err := <-shutdownDone
+	s.shutdownOps(ctx)
 	if s.presence != nil {
 		s.presence.Close()
 	}
