@@ -502,14 +502,20 @@ func MustSSE(t testing.TB, url string, header ...http.Header) *SSE {
 func (s *SSE) read() {
 	defer close(s.done)
 	defer close(s.Events)
-	r := newLineReader(s.Resp.Body)
+	_ = ParseSSE(s.Resp.Body, func(ev SSEEvent) { s.Events <- ev })
+}
+
+// ParseSSE reads an event stream, calling emit for each event, until the
+// stream ends; it returns the read error (io.EOF at a clean end).
+func ParseSSE(body io.Reader, emit func(SSEEvent)) error {
+	r := newLineReader(body)
 	var ev SSEEvent
 	var data []string
 	hasData := false
 	for {
 		line, err := r.line()
 		if err != nil {
-			return
+			return err
 		}
 		if line == "" {
 			if hasData || ev.Event != "" {
@@ -517,7 +523,7 @@ func (s *SSE) read() {
 				if ev.Event == "" {
 					ev.Event = "message"
 				}
-				s.Events <- ev
+				emit(ev)
 			}
 			ev, data, hasData = SSEEvent{ID: ev.ID}, nil, false
 			continue

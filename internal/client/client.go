@@ -164,12 +164,12 @@ func (c *Client) Hold() {
 	c.mu.Unlock()
 }
 
-// Resume ends a Hold for users: it queues gap (if not nil) and the
-// replayed events, bypassing the queue limit (history bounds them), and
-// once no hold is left, the live events that waited. The client has every
-// message of users up to stream position floor and those replayed; live
-// copies of them, held or still to come, are dropped.
-func (c *Client) Resume(users []string, gap *rig.Event, replayed []*rig.Event, floor uint64) {
+// Resume ends a Hold for users: it queues first (the connected event, a
+// gap, replayed messages...), bypassing the queue limit (history bounds
+// them), and once no hold is left, the live events that waited. The client
+// has every message of users up to stream position floor and those in
+// first; live copies of them, held or still to come, are dropped.
+func (c *Client) Resume(users []string, floor uint64, first ...*rig.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.holds == 0 {
@@ -185,13 +185,12 @@ func (c *Client) Resume(users []string, gap *rig.Event, replayed []*rig.Event, f
 	for _, u := range users {
 		c.seam[u] = max(c.seam[u], floor)
 	}
-	for _, ev := range replayed {
-		c.seam[ev.User] = max(c.seam[ev.User], ev.Seq)
+	for _, ev := range first {
+		if ev.Kind == rig.KindMessage {
+			c.seam[ev.User] = max(c.seam[ev.User], ev.Seq)
+		}
 	}
-	if gap != nil {
-		c.queue = append(c.queue, gap)
-	}
-	c.queue = append(c.queue, replayed...)
+	c.queue = append(c.queue, first...)
 	if c.holds == 0 {
 		for _, ev := range c.held {
 			if ev.Kind == rig.KindMessage && c.duplicateLocked(ev) {

@@ -226,7 +226,7 @@ func TestHoldResumeSeam(t *testing.T) {
 	if got := p.written(); len(got) != 0 {
 		t.Fatalf("written while holding: %v", got)
 	}
-	c.Resume([]string{"a"}, &rig.Event{Kind: rig.KindGap, ID: "x"}, []*rig.Event{seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6)}, 3)
+	c.Resume([]string{"a"}, 3, &rig.Event{Kind: rig.KindGap, ID: "x"}, seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6))
 	waitFor(t, func() bool { return len(p.written()) == 5 })
 	// A late live copy of a replayed message is dropped; new ones are not.
 	c.Deliver(seqMsg("a", 6))
@@ -246,8 +246,8 @@ func TestNestedHolds(t *testing.T) {
 	c.Hold()
 	c.Hold()
 	c.Deliver(seqMsg("b", 9))
-	c.Resume([]string{"a"}, nil, []*rig.Event{seqMsg("a", 1)}, 0)
-	c.Resume([]string{"b"}, nil, []*rig.Event{seqMsg("b", 2)}, 0)
+	c.Resume([]string{"a"}, 0, seqMsg("a", 1))
+	c.Resume([]string{"b"}, 0, seqMsg("b", 2))
 	waitFor(t, func() bool { return len(p.written()) == 3 })
 	if got := strings.Join(p.written(), ","); got != "message:a1,message:b2,message:b9" {
 		t.Fatalf("written %s", got)

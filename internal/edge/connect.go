@@ -150,21 +150,15 @@ type conn struct {
 
 var errNotConnected = errors.New("NATS is unreachable")
 
-// open registers a client for an admitted request and queues its
-// connected event. The transport starts it and calls close when done.
+// open registers a client for an admitted request. Live events wait (the
+// client holds them) until start queues the connection's first events. The
+// transport starts the client, calls start, and calls close when done.
 func (s *Server) open(a *admission, transport string) (*conn, error) {
 	if !s.broker.Connected() {
 		return nil, errNotConnected
 	}
 	cl := client.New(a.session, a.users, transport, s.cfg.QueueSize)
-	data, _ := json.Marshal(struct {
-		Users []string `json:"users"`
-	}{a.users})
-	_ = cl.Send(&rig.Event{Kind: rig.KindConnected, Data: data})
-	if a.resume != "" {
-		// Live events wait until the replay (see resume) is queued.
-		cl.Hold()
-	}
+	cl.Hold()
 	hd, err := s.hub.Register(cl, a.session.ID, a.users)
 	if err != nil {
 		return nil, err
@@ -184,25 +178,78 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 	return cn, nil
 }
 
-// resume queues what history holds for the admission's users after the id
-// the client resumes from, then releases the live events held since open.
+// start queues a connection's first events and releases the live ones held
+// since open: the connected event, then, for a client that resumes, what
+// history holds after its last event id.
+func (s *Server) start(cn *conn, users []string, from string) {
+	connected := connectedEvent(users)
+	if from != "" {
+		s.resume(cn, users, from, connected)
+		return
+	}
+	// A fresh connection starts at the users' latest message: its
+	// connected event carries that position as its id, so a client that
+	// loses the connection before any message arrives still resumes
+	// exactly (EventSource sends it back as Last-Event-ID).
+	floor, err := s.position(users)
+	if err != nil {
+		s.log.Warn("no start position: the connected event has no id", "user", cn.Session.User, "err", err)
+		cn.Resume(users, 0, connected)
+		return
+	}
+	connected.ID = rig.SeqID(floor)
+	cn.Resume(users, floor, connected)
+}
+
+// position returns the stream position a fresh subscription to users starts
+// at: every message of theirs up to it was stored before it, every later
+// one reaches the connection live. Called after subscribing.
+func (s *Server) position(users []string) (uint64, error) {
+	var floor uint64
+	for _, u := range users {
+		// The user's live subscription was already here: everything
+		// stored before ours was published up to its last sequence or is
+		// on its way, to this connection too.
+		if last := s.hub.LastSeq(u); last > 0 {
+			floor = max(floor, last)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
+		last, err := s.history.LastSeq(ctx, u)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		floor = max(floor, last)
+	}
+	return floor, nil
+}
+
+func connectedEvent(users []string) *rig.Event {
+	data, _ := json.Marshal(struct {
+		Users []string `json:"users"`
+	}{users})
+	return &rig.Event{Kind: rig.KindConnected, Data: data}
+}
+
+// resume queues first, then what history holds for users after the id the
+// client resumes from, then releases the live events held since open.
 // Subscribing first and replaying second means nothing falls between the
 // two; the client drops live copies of replayed messages. When history
 // cannot be read, the client gets a gap event: it may have missed messages.
-func (s *Server) resume(cn *conn, users []string, from string) {
+func (s *Server) resume(cn *conn, users []string, from string, first ...*rig.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
 	defer cancel()
 	rp, err := s.history.Since(ctx, users, from)
 	if err != nil {
 		s.log.Warn("resume failed: sending gap", "user", cn.Session.User, "last_event_id", from, "err", err)
-		cn.Resume(users, gapEvent(from, users...), nil, 0)
+		cn.Resume(users, 0, append(first, gapEvent(from, users...))...)
 		return
 	}
-	var gap *rig.Event
 	if rp.Gap {
-		gap = gapEvent(from, users...)
+		first = append(first, gapEvent(from, users...))
 	}
-	cn.Resume(users, gap, rp.Events, rp.Floor)
+	cn.Resume(users, rp.Floor, append(first, rp.Events...)...)
 	s.log.Debug("resumed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
 }
 

@@ -55,11 +55,11 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 		s.log.Warn("long-poll cannot read history", "user", a.session.User, "last_event_id", a.resume, "err", err)
 		return api.Unavailable("history unavailable: "+err.Error(), 1)
 	}
-	var gap *rig.Event
+	var first []*rig.Event
 	if rp.Gap {
-		gap = gapEvent(a.resume)
+		first = append(first, gapEvent(a.resume))
 	}
-	cl.Resume(a.users, gap, rp.Events, rp.Floor)
+	cl.Resume(a.users, rp.Floor, append(first, rp.Events...)...)
 	cl.Start(box)
 
 	wait := time.NewTimer(s.cfg.LongPollTimeout)

@@ -142,24 +142,32 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	if !p.joinsL.Allow() {
 		return p.refuse(f, reasonTooManyJoins)
 	}
-	if lastEventID != "" {
-		// Live messages wait until the replay after last_event_id is queued.
-		p.cn.Hold()
-	}
+	// Live messages wait until what the join starts with is queued: the
+	// replay after last_event_id, or nothing older than its position.
+	p.cn.Hold()
 	var subErr error
+	var floor uint64
 	err := p.wc.Join(user, func() error {
-		subErr = p.s.hub.AddUser(p.cn.handle, user)
+		if subErr = p.s.hub.AddUser(p.cn.handle, user); subErr != nil {
+			return subErr
+		}
+		if lastEventID == "" {
+			floor, subErr = p.s.position([]string{user})
+		}
 		return subErr
 	}, func(err error) []byte {
 		if err != nil {
 			return phoenix.ErrorReply(p.v, f, reasonNotSubscribed)
 		}
+		if lastEventID == "" {
+			// The channel's position, for a later join's last_event_id.
+			return phoenix.Reply(p.v, f, "ok", json.RawMessage(`{"last_event_id":`+quote(rig.SeqID(floor))+`}`))
+		}
 		return phoenix.Reply(p.v, f, "ok", nil)
 	})
 	if subErr != nil {
-		if lastEventID != "" {
-			p.cn.Resume(nil, nil, nil, 0)
-		}
+		p.cn.Resume(nil, 0)
+		p.s.hub.RemoveUser(p.cn.handle, user)
 		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "err", subErr)
 		return err
 	}
@@ -167,6 +175,8 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	p.s.log.Debug("phoenix join", "user", sess.User, "session", sess.ID, "topic", f.Topic, "last_event_id", lastEventID)
 	if lastEventID != "" {
 		p.s.resume(p.cn, []string{user}, lastEventID)
+	} else {
+		p.cn.Resume([]string{user}, floor)
 	}
 	return err
 }

@@ -61,9 +61,7 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 		return
 	}
 	cn.Start(sse.NewConn(nc, s.cfg.WriteTimeout))
-	if a.resume != "" {
-		s.resume(cn, a.users, a.resume)
-	}
+	s.start(cn, a.users, a.resume)
 	readUntilClosed(nc)
 	s.close(cn, client.ReasonClientGone)
 }

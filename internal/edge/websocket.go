@@ -123,11 +123,10 @@ func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.M
 	}()
 	cn.Start(wc)
 	if mode == ws.Plain {
-		if a.resume != "" {
-			s.resume(cn, a.users, a.resume)
-		}
+		s.start(cn, a.users, a.resume)
 		reason, readErr = readPlain(wc)
 	} else {
+		cn.Resume(nil, 0) // channels hold and release on each join
 		reason, readErr = s.newPhoenixSocket(cn, wc, mode.Version()).serve()
 	}
 }

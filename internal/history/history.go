@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,6 +44,9 @@ type Replay struct {
 type Reader struct {
 	js     jetstream.JetStream
 	stream string
+
+	mu     sync.Mutex
+	handle jetstream.Stream // for direct gets; looked up once
 }
 
 // NewReader reads the RIG-Go history stream through js.
@@ -123,6 +127,34 @@ func (r *Reader) Since(ctx context.Context, users []string, cursor string) (*Rep
 	}
 	rp.Events = events
 	return rp, nil
+}
+
+// LastSeq returns the stream sequence of user's latest message in history,
+// 0 if history holds none: the position a fresh connection starts from.
+// It is one direct get, answered by any replica.
+func (r *Reader) LastSeq(ctx context.Context, user string) (uint64, error) {
+	r.mu.Lock()
+	st := r.handle
+	r.mu.Unlock()
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	if st == nil {
+		var err error
+		if st, err = r.js.Stream(actx, r.stream); err != nil {
+			return 0, fmt.Errorf("history: stream %s: %w", r.stream, err)
+		}
+		r.mu.Lock()
+		r.handle = st
+		r.mu.Unlock()
+	}
+	m, err := st.GetLastMsgForSubject(actx, rig.SubjectPrefix+rig.SubjectToken(user))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("history: last message of %q: %w", user, err)
+	}
+	return m.Sequence, nil
 }
 
 // After returns user's messages after stream position seq: what an edge

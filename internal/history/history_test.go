@@ -161,3 +161,22 @@ func TestGapWhenTrimmed(t *testing.T) {
 		t.Fatalf("held id: %s gap=%v", ids(rp.Events), rp.Gap)
 	}
 }
+
+func TestLastSeq(t *testing.T) {
+	b := openBroker(t, 100)
+	r := NewReader(b.JS)
+	ctx := context.Background()
+	if seq, err := r.LastSeq(ctx, "alice"); err != nil || seq != 0 {
+		t.Fatalf("empty history: %d, %v", seq, err)
+	}
+	publish(t, b, "alice", "a1")
+	publish(t, b, "bob", "b1")
+	publish(t, b, "alice", "a2")
+	publish(t, b, "bob", "b2")
+	if seq, err := r.LastSeq(ctx, "alice"); err != nil || seq != 3 {
+		t.Fatalf("alice: %d, %v; want 3", seq, err)
+	}
+	if seq, err := r.LastSeq(ctx, "bob"); err != nil || seq != 4 {
+		t.Fatalf("bob: %d, %v; want 4", seq, err)
+	}
+}

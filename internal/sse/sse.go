@@ -34,6 +34,13 @@ func Encode(ev *rig.Event) []byte {
 		b.WriteString("event: reconnect\n")
 		writeData(&b, ev.Data)
 	default:
+		if ev.ID != "" {
+			// The connected event's id is the stream position the
+			// connection starts at: EventSource resumes from it.
+			b.WriteString("id: ")
+			b.WriteString(ev.ID)
+			b.WriteByte('\n')
+		}
 		b.WriteString("event: ")
 		b.WriteString(ev.Kind.String())
 		b.WriteByte('\n')

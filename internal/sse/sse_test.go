@@ -23,6 +23,7 @@ func TestEncode(t *testing.T) {
 		{&rig.Event{Kind: rig.KindMessage, ID: "x", Data: nil}, "id: x\nevent: message\ndata: \n\n"},
 		{&rig.Event{Kind: rig.KindConnected, Data: []byte(`{"users":["a"]}`)}, "event: connected\ndata: {\"users\":[\"a\"]}\n\n"},
 		{&rig.Event{Kind: rig.KindHeartbeat, Data: []byte(`{}`)}, "event: heartbeat\ndata: {}\n\n"},
+		{&rig.Event{Kind: rig.KindConnected, ID: "seq:7", Data: []byte(`{"users":["a"]}`)}, "id: seq:7\nevent: connected\ndata: {\"users\":[\"a\"]}\n\n"},
 		{&rig.Event{Kind: rig.KindGap, ID: "old-id"}, "event: gap\ndata: old-id\n\n"},
 		{&rig.Event{Kind: rig.KindSessionKilled, Data: []byte(`{}`)}, "event: session_killed\ndata: {}\n\n"},
 	}
