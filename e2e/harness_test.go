@@ -630,3 +630,6 @@ func (l *lineReader) line() (string, error) {
 		out = append(out, c)
 	}
 }
+
+// Addr is the server's host:port.
+func (n *NATSServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }

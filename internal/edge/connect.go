@@ -12,6 +12,7 @@ import (
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/client"
+	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -220,9 +221,20 @@ func (s *Server) position(users []string) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
+		s.hub.NoteBase(u, last)
 		floor = max(floor, last)
 	}
 	return floor, nil
+}
+
+// noteBases records where users' subscriptions start from a replay: the
+// position it read up to (see hub.NoteBase).
+func (s *Server) noteBases(users []string, rp *history.Replay) {
+	if pos, ok := rig.ParseSeqID(rp.Last); ok {
+		for _, u := range users {
+			s.hub.NoteBase(u, pos)
+		}
+	}
 }
 
 func connectedEvent(users []string) *rig.Event {
@@ -249,6 +261,7 @@ func (s *Server) resume(cn *conn, users []string, from string, first ...*rig.Eve
 	if rp.Gap {
 		first = append(first, gapEvent(from, users...))
 	}
+	s.noteBases(users, rp)
 	cn.Resume(users, rp.Floor, append(first, rp.Events...)...)
 	s.log.Debug("resumed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
 }

@@ -55,6 +55,7 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 		s.log.Warn("long-poll cannot read history", "user", a.session.User, "last_event_id", a.resume, "err", err)
 		return api.Unavailable("history unavailable: "+err.Error(), 1)
 	}
+	s.noteBases(a.users, rp)
 	var first []*rig.Event
 	if rp.Gap {
 		first = append(first, gapEvent(a.resume))

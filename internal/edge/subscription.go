@@ -135,8 +135,8 @@ func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
 }
 
 // catchUp publishes what history holds for users after the last message
-// each was delivered; users with nothing delivered yet are skipped (their
-// clients resumed on their own).
+// each was delivered (or, before any, after where its subscription
+// started); users with neither known are skipped.
 func (s *subscriber) catchUp(ctx context.Context, users []string) {
 	lasts := make(map[string]uint64, len(users))
 	var batch []string
@@ -166,8 +166,8 @@ func (s *subscriber) catchUp(ctx context.Context, users []string) {
 		batch, from = batch[:0], 0
 	}
 	for _, u := range users {
-		last := s.hub.LastSeq(u)
-		if last == 0 {
+		last, ok := s.hub.ResumePoint(u)
+		if !ok {
 			continue
 		}
 		lasts[u] = last

@@ -59,6 +59,9 @@ type userEntry struct {
 	// last is the stream sequence of the last message published to the
 	// user's clients (see LastSeq).
 	last atomic.Uint64
+	// base is 1 + the stream position the subscription started from, 0
+	// while unknown (see NoteBase).
+	base atomic.Uint64
 }
 
 type userShard struct {
@@ -260,6 +263,39 @@ func (h *Hub) Publish(user string, ev *rig.Event) int {
 		hd.Client.Deliver(ev)
 	}
 	return len(e.clients)
+}
+
+// NoteBase records, once per subscription, the stream position it started
+// from: every message of user after it reaches the user's clients. A
+// caller that finds messages were missed, before any was delivered, reads
+// from there (see Resume).
+func (h *Hub) NoteBase(user string, seq uint64) {
+	s := &h.users[h.shard(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e := s.m[user]; e != nil {
+		e.base.CompareAndSwap(0, seq+1)
+	}
+}
+
+// ResumePoint returns where to look for user's missed messages: after the
+// last one published, or after the subscription's base; ok is false when
+// neither is known (or there is no subscription).
+func (h *Hub) ResumePoint(user string) (seq uint64, ok bool) {
+	s := &h.users[h.shard(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := s.m[user]
+	if e == nil {
+		return 0, false
+	}
+	if last := e.last.Load(); last > 0 {
+		return last, true
+	}
+	if b := e.base.Load(); b > 0 {
+		return b - 1, true
+	}
+	return 0, false
 }
 
 // LastSeq returns the stream sequence of the last message published to
