@@ -122,6 +122,12 @@ func (s *Server) Serve() error {
 	return s.app.Listener(s.gate)
 }
 
+// A draining edge tells drainBatch clients to reconnect, then pauses.
+const (
+	drainBatch = 500
+	drainPause = 50 * time.Millisecond
+)
+
 // Shutdown stops accepting, tells every client to reconnect elsewhere, waits
 // up to the drain timeout for them to go, closes the rest, and stops.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -131,10 +137,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	shutdownDone := make(chan error, 1)
 	go func() { shutdownDone <- s.app.ShutdownWithContext(ctx) }()
 
+	// Tell clients to reconnect elsewhere, a batch at a time, so that the
+	// other edges are not hit by every client in the same instant.
 	reconnect := &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"edge restarting"}`)}
+	told := 0
 	s.hub.Each(func(c hub.Client) {
 		if cl, ok := c.(*client.Client); ok {
 			cl.Finish(reconnect, client.ReasonDraining)
+			if told++; told%drainBatch == 0 {
+				time.Sleep(drainPause)
+			}
 		}
 	})
 	drain, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)

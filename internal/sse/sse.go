@@ -30,8 +30,10 @@ func Encode(ev *rig.Event) []byte {
 		b.WriteString("event: gap\n")
 		writeData(&b, []byte(ev.ID))
 	case rig.KindReconnect:
-		// The stream ends after this; EventSource reconnects after retry.
-		b.WriteString("event: reconnect\n")
+		// The stream ends after this (the edge is draining); EventSource
+		// reconnects after retry, to whichever edge the address reaches,
+		// sending Last-Event-ID.
+		b.WriteString("retry: " + strconv.Itoa(ReconnectRetryMillis) + "\nevent: reconnect\n")
 		writeData(&b, ev.Data)
 	default:
 		if ev.ID != "" {
@@ -70,6 +72,10 @@ func writeData(b *bytes.Buffer, data []byte) {
 }
 
 func encode(ev *rig.Event) []byte { return Encode(ev) }
+
+// ReconnectRetryMillis is the reconnection delay an edge that is draining
+// gives EventSource: short, since another edge is ready.
+const ReconnectRetryMillis = 500
 
 // Header returns the response head and the stream's first bytes: the
 // reconnection delay for EventSource. extra holds more header lines, each

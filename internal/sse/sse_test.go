@@ -70,7 +70,7 @@ func TestStreamIsValidHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "retry: 1500\n\nid: 1\nevent: message\ndata: one\n\nid: 2\nevent: message\ndata: two\n\nevent: reconnect\ndata: {}\n\n"
+	want := "retry: 1500\n\nid: 1\nevent: message\ndata: one\n\nid: 2\nevent: message\ndata: two\n\nretry: 500\nevent: reconnect\ndata: {}\n\n"
 	if string(body) != want {
 		t.Fatalf("body %q\nwant %q", body, want)
 	}
