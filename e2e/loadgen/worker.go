@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -180,12 +181,53 @@ func (w *worker) token(i int, user string) (string, error) {
 	return auth.Mint(w.spec.Secret, auth.Claims{User: user, ID: fmt.Sprintf("%s-%d", user, w.spec.First+i), TTL: 24 * time.Hour}, time.Now())
 }
 
-func (w *worker) dialer(src net.IP) *net.Dialer {
-	d := &net.Dialer{Timeout: w.spec.Timeout}
-	if src != nil {
-		d.LocalAddr = &net.TCPAddr{IP: src}
+// Client connections take their source ports from [portLow, portHigh),
+// below the ephemeral range (32768 and up here), not from it: the ports of
+// tens of thousands of connections, and of their TIME_WAIT after, would
+// otherwise collide with servers (and tests) that pick a free ephemeral
+// port and bind it on every address.
+const (
+	portLow  = 10000
+	portHigh = 20000
+)
+
+// dial connects to addr from source address src and a source port that
+// depends on g, the connection's global index: with n source addresses,
+// connection g has port portLow + g/n, so no two connections of a run
+// share one. A port still in use (another process) moves it further.
+// The socket closes with a reset (SO_LINGER 0): no TIME_WAIT is left
+// holding its port when the run ends.
+func dial(network, addr string, src net.IP, g, n int, timeout time.Duration) (net.Conn, error) {
+	var err error
+	for attempt := range 4 {
+		d := &net.Dialer{Timeout: timeout, Control: reuseAddr}
+		if src != nil {
+			port := portLow + (g/max(n, 1)+attempt*3331)%(portHigh-portLow)
+			d.LocalAddr = &net.TCPAddr{IP: src, Port: port}
+		}
+		var c net.Conn
+		if c, err = d.Dial(network, addr); err == nil {
+			_ = c.(*net.TCPConn).SetLinger(0)
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || src == nil {
+			return nil, err
+		}
 	}
-	return d
+	return nil, err
+}
+
+func reuseAddr(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	})
+	return errors.Join(err, serr)
+}
+
+// dial opens connection i's TCP connection to edge.
+func (w *worker) dial(i int, edge string, src net.IP) (net.Conn, error) {
+	return dial("tcp", edge, src, w.spec.First+i, len(w.spec.SourceIPs), w.spec.Timeout)
 }
 
 // run holds connection i until the process ends. It reports on connected
@@ -255,7 +297,7 @@ func (w *worker) runSSE(i int, ready func()) error {
 	if err != nil {
 		return err
 	}
-	nc, err := w.dialer(src).Dial("tcp", edge)
+	nc, err := w.dial(i, edge, src)
 	if err != nil {
 		return err
 	}
@@ -321,7 +363,7 @@ func (w *worker) runWS(i int, ready func()) error {
 		return err
 	}
 	d := websocket.Dialer{
-		NetDial:          w.dialer(src).Dial,
+		NetDial:          func(string, string) (net.Conn, error) { return w.dial(i, edge, src) },
 		HandshakeTimeout: w.spec.Timeout,
 		ReadBufferSize:   4096,
 		WriteBufferSize:  512,
@@ -351,15 +393,19 @@ func (w *worker) runWS(i int, ready func()) error {
 // longPollClient keeps one connection per poller, from the source addresses
 // in turn.
 func longPollClient(spec WorkerSpec) *http.Client {
-	var next atomic.Uint64
+	var next atomic.Int64
+	n := len(spec.SourceIPs)
 	return &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 1 << 20,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			d := &net.Dialer{Timeout: spec.Timeout}
-			if len(spec.SourceIPs) > 0 {
-				d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(spec.SourceIPs[next.Add(1)%uint64(len(spec.SourceIPs))])}
+			// The worker's connections' ports, then on: a poller whose
+			// connection was closed gets a new one.
+			g := spec.First + int(next.Add(1)-1)%((portHigh-portLow)*max(n, 1))
+			var src net.IP
+			if n > 0 {
+				src = net.ParseIP(spec.SourceIPs[g%n])
 			}
-			return d.DialContext(ctx, network, addr)
+			return dial(network, addr, src, g, n, spec.Timeout)
 		},
 	}}
 }

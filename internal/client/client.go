@@ -115,11 +115,7 @@ func (c *Client) Start(t Transport) {
 // closed: it stopped reading, and must not hold memory or stall others.
 func (c *Client) Deliver(ev *rig.Event) {
 	if err := c.Send(ev); errors.Is(err, errFull) {
-		if c.Counters != nil {
-			c.Counters.Dropped.Add(1)
-			c.Counters.SlowClosed.Add(1)
-		}
-		c.Close(ReasonSlow)
+		c.closeSlow()
 	}
 }
 
@@ -131,6 +127,45 @@ var errFull = errors.New("client queue full")
 func (c *Client) Send(ev *rig.Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.enqueueLocked(ev); err != nil {
+		return err
+	}
+	c.kickLocked()
+	return nil
+}
+
+// DeliverHere is Deliver for a caller that can lend its goroutine: when
+// the client is idle, the write happens on the caller's goroutine, and
+// DeliverHere returns once the queue is written; else the event is queued
+// for the writer at work. The edge's heartbeat writers use it, so that a
+// heartbeat round starts no goroutine (and grows no stack) per client.
+func (c *Client) DeliverHere(ev *rig.Event) {
+	c.mu.Lock()
+	err := c.enqueueLocked(ev)
+	if errors.Is(err, errFull) {
+		c.mu.Unlock()
+		c.closeSlow()
+		return
+	}
+	if err != nil || c.writing || c.t == nil || len(c.queue) == 0 || c.holds > 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	c.flush()
+}
+
+func (c *Client) closeSlow() {
+	if c.Counters != nil {
+		c.Counters.Dropped.Add(1)
+		c.Counters.SlowClosed.Add(1)
+	}
+	c.Close(ReasonSlow)
+}
+
+// enqueueLocked queues ev for the writer without starting it.
+func (c *Client) enqueueLocked(ev *rig.Event) error {
 	if c.closed || c.final {
 		return ErrClosed
 	}
@@ -152,7 +187,6 @@ func (c *Client) Send(ev *rig.Event) error {
 		return errFull
 	}
 	c.queue = append(c.queue, ev)
-	c.kickLocked()
 	return nil
 }
 
