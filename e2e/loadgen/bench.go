@@ -290,7 +290,7 @@ func (b *bench) throughput(run int) (*Result, error) {
 	}
 	for _, ph := range phases {
 		var prof *profiler
-		if b.profile && run == 0 && ph.Name != "latency" {
+		if b.profile && run == 0 && (ph.Name == "single" || ph.Name == "batch") {
 			prof = b.startProfiles(st, b.sz.phaseFor/2)
 		}
 		_, err := s.Phase(ph)
@@ -483,8 +483,12 @@ func (b *bench) markdown(m Machine, isSmoke bool) string {
 		p("| %s | connect + idle | %s | %.0f | | | | | | connect p50 %.1f, p99 %.1f | %s |\n", r.Group, conn, res.Connect.Rate,
 			res.Connect.P50ms, res.Connect.P99ms, procSummary(res.Idle, true))
 		for _, ph := range res.Phases {
-			p("| %s | %s | | | %d | %d | %d | %d | %.0f | %.2f / %.2f / %.2f | %s |\n", r.Group, phaseLabel(ph), ph.Stored, ph.Received,
-				ph.Lost, ph.Duplicates, ph.DeliveredRate, ph.P50ms, ph.P99ms, ph.P999ms, procSummary(ph.Procs, false))
+			lg := ""
+			if ph.DeliverySeconds > 0 {
+				lg = fmt.Sprintf("; load generator %.0f%%", 100*ph.LoadgenCPU/ph.DeliverySeconds)
+			}
+			p("| %s | %s | | | %d | %d | %d | %d | %.0f | %.2f / %.2f / %.2f | %s%s |\n", r.Group, phaseLabel(ph), ph.Stored, ph.Received,
+				ph.Lost, ph.Duplicates, ph.DeliveredRate, ph.P50ms, ph.P99ms, ph.P999ms, procSummary(ph.Procs, false), lg)
 		}
 		if r.Err != "" {
 			p("| %s | error: %s | | | | | | | | | |\n", r.Group, r.Err)

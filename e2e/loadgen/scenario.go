@@ -93,7 +93,7 @@ type PhaseResult struct {
 	P999ms          float64     `json:"p999_ms"`
 	MaxMs           float64     `json:"max_ms"`
 	Procs           []ProcUsage `json:"procs"` // over the phase
-	LoadgenCPU      float64     `json:"loadgen_cpu_seconds"`
+	LoadgenCPU      float64     `json:"loadgen_cpu_seconds"` // publishers and receivers
 	Errors          []string    `json:"errors,omitempty"`
 }
 
@@ -337,6 +337,7 @@ func (s *Session) Phase(ph Publish) (*PhaseResult, error) {
 	pr := &PhaseResult{Publish: ph}
 	sent0, stored0, failed0 := s.pub.sent.Load(), s.pub.stored.Load(), s.pub.failed.Load()
 	before := sampleAll(sc.Procs)
+	self0, _ := readProc(os.Getpid()) // the publishers run here
 	mode := "closed loop"
 	if ph.Rate > 0 {
 		mode = fmt.Sprintf("open loop at %.0f/s", ph.Rate)
@@ -380,6 +381,9 @@ func (s *Session) Phase(ph Publish) (*PhaseResult, error) {
 		s.res.Ended += r.Ended
 	}
 	pr.LoadgenCPU -= cpu0
+	if self1, err := readProc(os.Getpid()); err == nil {
+		pr.LoadgenCPU += self1.CPU - self0.CPU
+	}
 	if last > 0 {
 		pr.DeliverySeconds = float64(last-start.UnixNano()) / 1e9
 		pr.DeliveredRate = float64(pr.Received) / pr.DeliverySeconds
