@@ -92,7 +92,7 @@ type PhaseResult struct {
 	P99ms           float64     `json:"p99_ms"`
 	P999ms          float64     `json:"p999_ms"`
 	MaxMs           float64     `json:"max_ms"`
-	Procs           []ProcUsage `json:"procs"` // over the phase
+	Procs           []ProcUsage `json:"procs"`               // over the phase
 	LoadgenCPU      float64     `json:"loadgen_cpu_seconds"` // publishers and receivers
 	Errors          []string    `json:"errors,omitempty"`
 }
