@@ -494,6 +494,9 @@ func (b *bench) markdown(m Machine, isSmoke bool) string {
 			p("| %s | error: %s | | | | | | | | | |\n", r.Group, r.Err)
 		}
 	}
+	if budget := b.cpuBudget(m.CPUs); budget != "" {
+		p("\n**CPU time per delivered message** (each process's CPU seconds over the phase, divided by the messages delivered; the sum bounds what %d cores can deliver):\n\n%s", m.CPUs, budget)
+	}
 	if len(b.profiles) > 0 {
 		p("\n**CPU profiles** (first run, half of each closed-loop phase; `go tool pprof -top`, top 25):\n\n")
 		keys := make([]string, 0, len(b.profiles))
@@ -506,6 +509,36 @@ func (b *bench) markdown(m Machine, isSmoke bool) string {
 		}
 	}
 	return strings.TrimRight(w.String(), "\n")
+}
+
+// cpuBudget tabulates the CPU each process spent per delivered message in
+// the closed-loop throughput phases.
+func (b *bench) cpuBudget(cpus int) string {
+	var w strings.Builder
+	for _, r := range b.out {
+		if r.Group != "throughput" || r.Result == nil {
+			continue
+		}
+		for _, ph := range r.Result.Phases {
+			if ph.Rate > 0 || ph.Received == 0 {
+				continue
+			}
+			if w.Len() == 0 {
+				w.WriteString("| phase | edge | ingest | nats-server | load generator | total | ceiling on all cores | measured |\n|---|---|---|---|---|---|---|---|\n")
+			}
+			us := func(sec float64) float64 { return sec * 1e6 / float64(ph.Received) }
+			total := us(ph.LoadgenCPU)
+			cells := map[string]float64{}
+			for _, u := range ph.Procs {
+				name := strings.TrimSuffix(u.Name, "-1")
+				cells[name] += us(u.CPUSeconds)
+				total += us(u.CPUSeconds)
+			}
+			fmt.Fprintf(&w, "| %s | %.1f µs | %.1f µs | %.1f µs | %.1f µs | %.1f µs | %.0f/s | %.0f/s |\n", phaseLabel(ph), cells["edge"], cells["ingest"],
+				cells["nats-server"], us(ph.LoadgenCPU), total, float64(cpus)*1e6/total, ph.DeliveredRate)
+		}
+	}
+	return w.String()
 }
 
 func phaseLabel(ph PhaseResult) string {
