@@ -27,7 +27,9 @@ const (
 
 // heartbeats sends the heartbeat event to every client each interval, which
 // keeps proxies from timing idle streams out and lets transports probe the
-// client (WebSocket pings).
+// client (WebSocket pings). The round is spread over the interval, a part
+// of the hub at a time, rather than written in one burst: 10,000 writes at
+// once would delay the messages that arrive meanwhile.
 func (s *Server) heartbeats(ctx context.Context) {
 	work := make(chan *client.Client)
 	for range heartbeatWriters {
@@ -38,16 +40,19 @@ func (s *Server) heartbeats(ctx context.Context) {
 		}()
 	}
 	defer close(work)
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	t := time.NewTicker(s.cfg.HeartbeatInterval / hub.Shards)
 	defer t.Stop()
 	wait := time.NewTimer(0)
-	for {
+	stuck := false // this round found every writer stuck
+	for part := 0; ; part = (part + 1) % hub.Shards {
+		if part == 0 {
+			stuck = false
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			stuck := false
-			s.hub.Each(func(hc hub.Client) {
+			s.hub.EachIn(part, func(hc hub.Client) {
 				c, ok := hc.(*client.Client)
 				if !ok || stuck {
 					hc.Deliver(heartbeat)
