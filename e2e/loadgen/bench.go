@@ -312,6 +312,9 @@ func (b *bench) longPoll() (*Result, error) {
 	}
 	defer st.stop()
 	sc := b.scenario("longpoll", "longpoll", st, b.sz.lpUsers)
+	// A poller counts as connected when its first (empty) poll answers,
+	// after LONGPOLL_TIMEOUT: start them all at once.
+	sc.ConnectConcurrency = b.sz.lpUsers
 	sc.Phases = []Publish{{Name: "rate", Via: "http", Batch: 1, Concurrency: 16, Rate: b.sz.lpRate, Messages: int(b.sz.lpRate * b.sz.lpFor.Seconds()), Duration: 2 * b.sz.lpFor}}
 	return Run(sc)
 }
