@@ -393,6 +393,12 @@ func Compare(accepted, got []string) Delivery {
 // line per client.
 func WaitDelivered(t testing.TB, p *Publisher, clients map[string]*EventSource, timeout time.Duration) map[string]Delivery {
 	t.Helper()
+	return waitDelivered(t, p, clients, timeout, true)
+}
+
+// waitDelivered is WaitDelivered, logging one line per client if logEach.
+func waitDelivered(t testing.TB, p *Publisher, clients map[string]*EventSource, timeout time.Duration, logEach bool) map[string]Delivery {
+	t.Helper()
 	out := map[string]Delivery{}
 	deadline := time.Now().Add(timeout)
 	for user, es := range clients {
@@ -417,7 +423,9 @@ func WaitDelivered(t testing.TB, p *Publisher, clients map[string]*EventSource, 
 	for user, es := range clients {
 		d := Compare(p.AcceptedFor(user), es.IDs())
 		out[user] = d
-		t.Logf("%s: %s (streams opened %d, events %v)", user, d, es.Opens(), es.Kinds())
+		if logEach {
+			t.Logf("%s: %s (streams opened %d, events %v)", user, d, es.Opens(), es.Kinds())
+		}
 		if len(d.Duplicated) > 0 || d.OutOfOrder > 0 {
 			t.Errorf("%s: %s; duplicated %v", user, d, d.Duplicated[:min(5, len(d.Duplicated))])
 		}
