@@ -250,6 +250,8 @@ type Publisher struct {
 	statuses map[int]int    // answers other than 202, by status (0: no answer)
 	errors   map[string]int // why, for the report
 	sent     int
+	// The first and the last refusal: how long ingest refused.
+	firstRefused, lastRefused time.Time
 }
 
 // StartPublisher starts posting to ingestURL; pause is the wait between
@@ -282,6 +284,10 @@ func (p *Publisher) run() {
 		} else {
 			p.statuses[status]++
 			p.errors[why]++
+			if p.firstRefused.IsZero() {
+				p.firstRefused = time.Now()
+			}
+			p.lastRefused = time.Now()
 		}
 		p.mu.Unlock()
 		select {
@@ -348,7 +354,11 @@ func (p *Publisher) WaitAccepted(t testing.TB, more int, timeout time.Duration) 
 func (p *Publisher) String() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return fmt.Sprintf("posted %d, accepted (202) %d, refused %v %v", p.sent, p.total, p.statuses, p.errors)
+	s := fmt.Sprintf("posted %d, accepted (202) %d, refused %v %v", p.sent, p.total, p.statuses, p.errors)
+	if !p.firstRefused.IsZero() {
+		s += fmt.Sprintf(" within %s", p.lastRefused.Sub(p.firstRefused).Round(time.Millisecond))
+	}
+	return s
 }
 
 // Delivery compares what a client received with what was accepted for its
