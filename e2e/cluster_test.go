@@ -307,6 +307,8 @@ func TestClusterQuorumLost(t *testing.T) {
 	msg, _ := json.Marshal(map[string]any{"user": "quorum", "n": 0})
 	c := &http.Client{Timeout: 15 * time.Second}
 	first := Post(t, top.Ingest.URL, map[string]any{"user": "quorum", "phase": "before"})
+	// Received before the nodes go: the client then resumes from it.
+	Eventually(t, 10*time.Second, func() bool { return slices.Contains(es.IDs(), first) }, "the first message did not arrive")
 
 	// The edges' nodes go; ingest's stays, so ingest is still connected.
 	lost := top.NATS[:2]

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +28,44 @@ type ClusterNode struct {
 // every one reports JetStream healthy (/healthz), which needs a meta leader
 // and so the routes between them.
 func StartNATSCluster(t testing.TB, n int) []*ClusterNode {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		nodes := startNATSCluster(t, n)
+		taken := false
+		Eventually(t, 20*time.Second, func() bool {
+			up := true
+			for _, nd := range nodes {
+				if portTaken(nd.Proc) {
+					taken = true
+					return true
+				}
+				up = up && dialOK(strings.TrimPrefix(nd.URL, "nats://"))
+			}
+			return up
+		}, "the NATS nodes did not listen")
+		if !taken {
+			for _, nd := range nodes {
+				nd.WaitHealthy(t, 60*time.Second)
+			}
+			return nodes
+		}
+		for _, nd := range nodes {
+			nd.Stop()
+		}
+		if attempt == 3 {
+			t.Fatal("the NATS nodes' ports were taken three times over")
+		}
+	}
+}
+
+// portTaken reports whether p exited because a port it was given was taken
+// after FreePort found it free (say by another process's outgoing
+// connection): then the caller starts it again on other ports.
+func portTaken(p *Proc) bool {
+	return !p.Running() && strings.Contains(strings.ToLower(p.Logs()), "address already in use")
+}
+
+func startNATSCluster(t testing.TB, n int) []*ClusterNode {
 	t.Helper()
 	conf, err := filepath.Abs("../nats/cluster.conf")
 	if err != nil {
@@ -59,10 +98,41 @@ func StartNATSCluster(t testing.TB, n int) []*ClusterNode {
 		nd.Proc = StartProc(t, nd.Name, bin.natsServer, []string{"-c", conf}, env)
 		nodes[i] = nd
 	}
-	for _, nd := range nodes {
-		nd.WaitHealthy(t, 60*time.Second)
-	}
 	return nodes
+}
+
+// wildcardPort returns a port free on every address a moment ago. Edges
+// and ingest listen on all addresses, where a port FreePort found free on
+// 127.0.0.1 may still be held on another (by connections from 127.0.0.2,
+// say, of another program's load test).
+func wildcardPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startServer starts an edge or ingest whose port is env[portKey], again
+// on another port if that one was taken meanwhile.
+func startServer(t testing.TB, name, binary string, env map[string]string, portKey string) *Server {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		port, _ := strconv.Atoi(env[portKey])
+		s := &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		s.Proc = StartProc(t, name, binary, nil, env)
+		Eventually(t, 20*time.Second, func() bool { return !s.Running() || dialOK(fmt.Sprintf("127.0.0.1:%d", port)) },
+			"%s did not listen", name)
+		if !portTaken(s.Proc) {
+			return s
+		}
+		if attempt == 3 {
+			t.Fatalf("%s: ports taken three times over", name)
+		}
+		env[portKey] = strconv.Itoa(wildcardPort(t))
+	}
 }
 
 // Healthy reports whether the node's /healthz answers 200: it serves
@@ -142,25 +212,20 @@ func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topo
 	nodes := StartNATSCluster(t, 3)
 	top := &Topology{NATS: nodes}
 	for i := range 2 {
-		env := EdgeEnv(FreePort(t), nodes[i].URL)
+		env := EdgeEnv(wildcardPort(t), nodes[i].URL)
 		env["EDGE_ID"] = fmt.Sprintf("edge-%d", i+1)
 		env["NATS_CLIENT_NAME"] = env["EDGE_ID"]
 		for k, v := range extraEdge {
 			env[k] = v
 		}
-		port, _ := strconv.Atoi(env["INBOUND_PORT"])
-		e := &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-		e.Proc = StartProc(t, env["EDGE_ID"], bin.edge, nil, env)
-		top.Edges = append(top.Edges, e)
+		top.Edges = append(top.Edges, startServer(t, env["EDGE_ID"], bin.edge, env, "INBOUND_PORT"))
 	}
-	env := IngestEnv(FreePort(t), nodes[2].URL)
+	env := IngestEnv(wildcardPort(t), nodes[2].URL)
 	env["NATS_CLIENT_NAME"] = "ingest"
 	for k, v := range extraIngest {
 		env[k] = v
 	}
-	port, _ := strconv.Atoi(env["API_PORT"])
-	top.Ingest = &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	top.Ingest.Proc = StartProc(t, "ingest", bin.ingest, nil, env)
+	top.Ingest = startServer(t, "ingest", bin.ingest, env, "API_PORT")
 	// On a fresh cluster the three processes race to create the stream and
 	// the buckets, which takes a few attempts: wait longer than WaitReady.
 	for _, s := range append(append([]*Server{}, top.Edges...), top.Ingest) {
@@ -173,10 +238,12 @@ func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topo
 // waitReady waits for GET /health/ready to answer 200.
 func waitReady(t testing.TB, s *Server, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() bool { return readyStatus(s) == 200 }, "%s not ready", s.Name)
-	if !s.Running() {
-		t.Fatalf("%s exited: %v\n%s", s.Name, s.err, s.Logs())
-	}
+	Eventually(t, timeout, func() bool {
+		if !s.Running() {
+			t.Fatalf("%s exited: %v\n%s", s.Name, s.err, s.Logs())
+		}
+		return readyStatus(s) == 200
+	}, "%s not ready", s.Name)
 }
 
 // readyStatus is the status of GET /health/ready, or 0 when the server
@@ -246,18 +313,6 @@ func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := FreePort(t)
-	text := string(conf)
-	for _, r := range [][2]string{
-		{"listen 127.0.0.1:4000;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
-		{"server 127.0.0.1:4001 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[0].Port)},
-		{"server 127.0.0.1:4002 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[1].Port)},
-	} {
-		if n := strings.Count(text, r[0]); n != 1 {
-			t.Fatalf("deploy/nginx/nginx.conf has %q %d times, want once", r[0], n)
-		}
-		text = strings.Replace(text, r[0], r[1], 1)
-	}
 	// Traversable: when the test runs as root, nginx's workers run as an
 	// unprivileged user.
 	dir, err := os.MkdirTemp("", "rig-nginx-")
@@ -268,21 +323,36 @@ func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string][]byte{"nginx.conf": []byte(text), "locations.conf": locations} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		port := FreePort(t)
+		text := string(conf)
+		for _, r := range [][2]string{
+			{"listen 127.0.0.1:4000;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+			{"server 127.0.0.1:4001 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[0].Port)},
+			{"server 127.0.0.1:4002 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[1].Port)},
+		} {
+			if n := strings.Count(text, r[0]); n != 1 {
+				t.Fatalf("deploy/nginx/nginx.conf has %q %d times, want once", r[0], n)
+			}
+			text = strings.Replace(text, r[0], r[1], 1)
 		}
-	}
-	n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	n.Proc = StartProc(t, "nginx", nginx,
-		[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
-	Eventually(t, 10*time.Second, func() bool {
-		if !n.Running() {
+		for name, b := range map[string][]byte{"nginx.conf": []byte(text), "locations.conf": locations} {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		n.Proc = StartProc(t, "nginx", nginx,
+			[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
+		Eventually(t, 10*time.Second, func() bool { return !n.Running() || dialOK(fmt.Sprintf("127.0.0.1:%d", port)) },
+			"nginx did not listen")
+		if n.Running() {
+			return n
+		}
+		if !portTaken(n.Proc) || attempt == 3 {
 			t.Fatalf("nginx exited: %v\n%s", n.err, n.Logs())
 		}
-		return dialOK(fmt.Sprintf("127.0.0.1:%d", port))
-	}, "nginx did not listen")
-	return n
+	}
 }
 
 // healthJSON reads a server's GET /health body.
