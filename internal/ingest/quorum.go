@@ -32,9 +32,9 @@ const (
 // quorum follows whether the history stream can store messages. On a
 // cluster that lost a majority of its nodes, ingest is still connected to
 // NATS and the stream still exists, yet nothing can be stored: only the
-// stream's leader answers for it, and there is none without a quorum.
-// Publishing finds out per message (503 after PUBLISH_TIMEOUT); readiness
-// must know before, so load balancers and orchestrators see it.
+// stream's leader stores, and only with a majority of its replicas.
+// Publishing finds out per message (503, at worst after PUBLISH_TIMEOUT);
+// readiness must know before, so load balancers and orchestrators see it.
 type quorum struct {
 	b   *broker.Broker
 	log *slog.Logger
