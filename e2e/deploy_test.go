@@ -26,9 +26,7 @@ import (
 
 // comingSettings are settings the deploy files use that the binaries do not
 // have yet, with why.
-var comingSettings = map[string]string{
-	"METRICS_PORT": "the edge's ops port (/health, /health/ready, /metrics) of issue 5",
-}
+var comingSettings = map[string]string{}
 
 // yamlDocs parses every document of a YAML file.
 func yamlDocs(t testing.TB, path string) []map[string]any {

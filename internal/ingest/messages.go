@@ -44,8 +44,7 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 	}
 	id, err := s.publish(user, body)
 	if err != nil {
-		s.log.Warn("publish failed", "user", user, "err", err)
-		return api.Unavailable("message not stored: "+err.Error(), 1)
+		return api.Unavailable("message not stored: "+err.Error(), 1) // logged once, by the error handler
 	}
 	return api.JSON(c, fiber.StatusAccepted, accepted{ID: id})
 }
