@@ -525,3 +525,33 @@ func TestGatewayBadRouteFile(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayRefusesBlacklistedSession: a secured route refuses a token
+// whose session is blacklisted, like the connection endpoints (RIG forgot).
+func TestGatewayRefusesBlacklistedSession(t *testing.T) {
+	up := StartUpstream(t)
+	st := StartStack(t, map[string]string{
+		"PROXY_CONFIG_FILE": WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
+		"PRIVATE_HOST":      "http://127.0.0.1",
+	}, nil)
+	tok := Token(t, "alice", TokenOpts{JTI: "gateway-session"})
+	other := Token(t, "alice", TokenOpts{JTI: "gateway-other"})
+	auth := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	if r := Get(t, st.Edge.URL+"/private/secured", auth(tok)); r.Status != 200 {
+		t.Fatalf("before blacklisting: %d %s", r.Status, r.Body)
+	}
+	Blacklist(t, st.Ingest.URL, "gateway-session", 60)
+	Eventually(t, 2*time.Second, func() bool {
+		return Get(t, st.Edge.URL+"/private/secured", auth(tok)).Status == 401
+	}, "blacklisted session still forwarded")
+	r := Get(t, st.Edge.URL+"/private/secured", auth(tok))
+	if msg := r.GatewayMessage(t); msg != "Missing or invalid token" {
+		t.Fatalf("message %q", msg)
+	}
+	if r := Get(t, st.Edge.URL+"/private/secured", auth(other)); r.Status != 200 {
+		t.Fatalf("another session of the same user: %d", r.Status)
+	}
+	if r := Get(t, st.Edge.URL+"/private/free"); r.Status != 200 {
+		t.Fatalf("unsecured endpoint: %d", r.Status)
+	}
+}

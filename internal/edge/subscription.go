@@ -124,12 +124,13 @@ func (s *subscriber) dispatch(ctx context.Context, lane int) {
 // deliver publishes a live event unless it was delivered already, first
 // filling the gap before it if the user's previous message never came.
 func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
-	last := s.hub.LastSeq(ev.User)
-	if ev.Seq != 0 && ev.Seq <= last {
+	if ev.Seq != 0 && ev.Seq <= s.hub.LastSeq(ev.User) {
 		s.metrics.Duplicates.Inc()
 		return
 	}
-	if last > 0 && ev.Prev > last {
+	// The user's previous message is past the last one delivered (or,
+	// before any, past where the subscription started): it was missed.
+	if point, ok := s.hub.ResumePoint(ev.User); ok && ev.Prev > point {
 		s.catchUp(ctx, []string{ev.User})
 		if ev.Seq <= s.hub.LastSeq(ev.User) {
 			s.metrics.Duplicates.Inc()

@@ -18,6 +18,9 @@ func (s *Server) health() (health, bool) {
 	if err == nil {
 		err = s.bucket.Ready()
 	}
+	if err == nil {
+		err = s.quorum.Ready()
+	}
 	if err != nil {
 		h.Status, h.Detail = "unavailable", err.Error()
 		return h, false

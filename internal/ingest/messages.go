@@ -67,8 +67,7 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 	}
 	if err != nil {
 		s.metrics.Failed.Inc()
-		s.log.Warn("publish failed", "user", user, "err", err)
-		return api.Unavailable("message not stored: "+err.Error(), 1)
+		return api.Unavailable("message not stored: "+err.Error(), 1) // logged once, by the error handler
 	}
 	s.metrics.Stored.Inc()
 	return api.JSON(c, fiber.StatusAccepted, accepted{ID: id})
@@ -112,7 +111,7 @@ func (s *Server) handleBatch(c *fiber.Ctx, body []byte) error {
 	s.metrics.Stored.Add(float64(stored))
 	if err != nil {
 		s.metrics.Failed.Add(float64(len(msgs) - stored))
-		s.log.Warn("batch publish failed", "messages", len(msgs), "stored", stored, "err", err)
+		// Logged once, by the error handler.
 		return api.Unavailable(fmt.Sprintf("%d of %d messages stored (those are delivered); the others not: %v", stored, len(msgs), err), 1)
 	}
 	return api.JSON(c, fiber.StatusAccepted, acceptedBatch{IDs: ids})

@@ -41,6 +41,7 @@ type Server struct {
 	presence *presence.Gatherer
 	verifier *auth.Verifier // nil without JWT_SECRET_KEY
 	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
+	quorum   *quorum        // whether JetStream can store (readiness)
 }
 
 // New builds the ingest API on an open broker.
@@ -59,6 +60,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 	s := &Server{cfg: cfg, log: log, broker: b, js: js, presence: g, bucket: blacklist.OpenBucket(b, log)}
 	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
 	s.apis = broker.NewAPIs(b)
+	s.quorum = startQuorum(b, log)
 	if cfg.JWTSecretKey != "" {
 		s.verifier = auth.NewVerifier(cfg.JWTSecretKey, "user", "roles", nil)
 	}
@@ -98,6 +100,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.app.ShutdownWithContext(ctx)
 	s.presence.Close()
 	s.bucket.Close()
+	s.quorum.Close()
 	return err
 }
 

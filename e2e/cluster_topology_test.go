@@ -1,0 +1,367 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ClusterNode is one nats-server of a cluster run with the checked-in
+// nats/cluster.conf, as `task run:cluster` runs it, on free loopback ports.
+type ClusterNode struct {
+	*Proc
+	Name       string
+	Port       int
+	URL        string // nats://127.0.0.1:<port>
+	MonitorURL string // http://127.0.0.1:<monitoring port>
+}
+
+// StartNATSCluster starts n nodes with nats/cluster.conf and waits until
+// every one reports JetStream healthy (/healthz), which needs a meta leader
+// and so the routes between them.
+func StartNATSCluster(t testing.TB, n int) []*ClusterNode {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		nodes := startNATSCluster(t, n)
+		taken := false
+		Eventually(t, 20*time.Second, func() bool {
+			up := true
+			for _, nd := range nodes {
+				if portTaken(nd.Proc) {
+					taken = true
+					return true
+				}
+				up = up && dialOK(strings.TrimPrefix(nd.URL, "nats://"))
+			}
+			return up
+		}, "the NATS nodes did not listen")
+		if !taken {
+			for _, nd := range nodes {
+				nd.WaitHealthy(t, 60*time.Second)
+			}
+			return nodes
+		}
+		for _, nd := range nodes {
+			nd.Stop()
+		}
+		if attempt == 3 {
+			t.Fatal("the NATS nodes' ports were taken three times over")
+		}
+	}
+}
+
+// portTaken reports whether p exited because a port it was given was taken
+// after FreePort found it free (say by another process's outgoing
+// connection): then the caller starts it again on other ports.
+func portTaken(p *Proc) bool {
+	return !p.Running() && strings.Contains(strings.ToLower(p.Logs()), "address already in use")
+}
+
+func startNATSCluster(t testing.TB, n int) []*ClusterNode {
+	t.Helper()
+	conf, err := filepath.Abs("../nats/cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterPorts := make([]int, n)
+	routes := make([]string, n)
+	for i := range n {
+		clusterPorts[i] = FreePort(t)
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", clusterPorts[i])
+	}
+	nodes := make([]*ClusterNode, n)
+	for i := range n {
+		port, mon := FreePort(t), FreePort(t)
+		nd := &ClusterNode{
+			Name:       fmt.Sprintf("nats-%d", i+1),
+			Port:       port,
+			URL:        fmt.Sprintf("nats://127.0.0.1:%d", port),
+			MonitorURL: fmt.Sprintf("http://127.0.0.1:%d", mon),
+		}
+		env := map[string]string{
+			"NATS_SERVER_NAME":    nd.Name,
+			"NATS_LISTEN":         fmt.Sprintf("127.0.0.1:%d", port),
+			"NATS_MONITOR_LISTEN": fmt.Sprintf("127.0.0.1:%d", mon),
+			"NATS_CLUSTER_LISTEN": fmt.Sprintf("127.0.0.1:%d", clusterPorts[i]),
+			"NATS_ROUTES":         "[" + strings.Join(routes, ", ") + "]",
+			// Quoted: nats-server reads the value as configuration text.
+			"NATS_STORE_DIR": strconv.Quote(t.TempDir()),
+		}
+		nd.Proc = StartProc(t, nd.Name, bin.natsServer, []string{"-c", conf}, env)
+		nodes[i] = nd
+	}
+	return nodes
+}
+
+// wildcardPort returns a port free on every address a moment ago. Edges
+// and ingest listen on all addresses, where a port FreePort found free on
+// 127.0.0.1 may still be held on another (by connections from 127.0.0.2,
+// say, of another program's load test).
+func wildcardPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startServer starts an edge or ingest whose port is env[portKey], again
+// on another port if that one was taken meanwhile.
+func startServer(t testing.TB, name, binary string, env map[string]string, portKey string) *Server {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		port, _ := strconv.Atoi(env[portKey])
+		s := &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		s.Proc = StartProc(t, name, binary, nil, env)
+		Eventually(t, 20*time.Second, func() bool { return !s.Running() || dialOK(fmt.Sprintf("127.0.0.1:%d", port)) },
+			"%s did not listen", name)
+		if !portTaken(s.Proc) {
+			return s
+		}
+		if attempt == 3 {
+			t.Fatalf("%s: ports taken three times over", name)
+		}
+		env[portKey] = strconv.Itoa(wildcardPort(t))
+	}
+}
+
+// Healthy reports whether the node's /healthz answers 200: it serves
+// clients and its JetStream is current with the cluster.
+func (n *ClusterNode) Healthy() bool {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(n.MonitorURL + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+// WaitHealthy waits until Healthy, failing the test if the node exits.
+func (n *ClusterNode) WaitHealthy(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() bool {
+		if !n.Running() {
+			t.Fatalf("%s exited: %v\n%s", n.Name, n.err, n.Logs())
+		}
+		return n.Healthy()
+	}, "%s not healthy (/healthz)", n.Name)
+}
+
+// Routes returns the names of the nodes this node has routes to, from its
+// monitoring endpoint /routez.
+func (n *ClusterNode) Routes(t testing.TB) map[string]bool {
+	t.Helper()
+	var rz struct {
+		Routes []struct {
+			RemoteName string `json:"remote_name"`
+		} `json:"routes"`
+	}
+	r := Do(t, "GET", n.MonitorURL+"/routez", "", nil)
+	r.JSON(t, &rz)
+	out := map[string]bool{}
+	for _, r := range rz.Routes {
+		out[r.RemoteName] = true
+	}
+	return out
+}
+
+// ClientNames returns the names of the NATS clients connected to this node
+// (rig-edge, rig-ingest, ...), from /connz.
+func (n *ClusterNode) ClientNames(t testing.TB) []string {
+	t.Helper()
+	var cz struct {
+		Connections []struct {
+			Name string `json:"name"`
+		} `json:"connections"`
+	}
+	Do(t, "GET", n.MonitorURL+"/connz", "", nil).JSON(t, &cz)
+	var out []string
+	for _, c := range cz.Connections {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// Topology is what `task run:cluster` runs, on free loopback ports: three
+// NATS nodes, edge-1 on nats-1, edge-2 on nats-2, ingest on nats-3 (so
+// messages cross the cluster), and nginx in front of the edges.
+type Topology struct {
+	NATS   []*ClusterNode
+	Edges  []*Server
+	Ingest *Server
+	LB     *Nginx
+}
+
+// StartTopology starts the topology; extraEdge and extraIngest are added
+// to the edges' and ingest's environments. It skips the test when nginx is
+// not installed (outside CI).
+func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topology {
+	t.Helper()
+	nginx := NginxPath(t)
+	nodes := StartNATSCluster(t, 3)
+	top := &Topology{NATS: nodes}
+	for i := range 2 {
+		env := EdgeEnv(wildcardPort(t), nodes[i].URL)
+		env["EDGE_ID"] = fmt.Sprintf("edge-%d", i+1)
+		env["NATS_CLIENT_NAME"] = env["EDGE_ID"]
+		for k, v := range extraEdge {
+			env[k] = v
+		}
+		top.Edges = append(top.Edges, startServer(t, env["EDGE_ID"], bin.edge, env, "INBOUND_PORT"))
+	}
+	env := IngestEnv(wildcardPort(t), nodes[2].URL)
+	env["NATS_CLIENT_NAME"] = "ingest"
+	for k, v := range extraIngest {
+		env[k] = v
+	}
+	top.Ingest = startServer(t, "ingest", bin.ingest, env, "API_PORT")
+	// On a fresh cluster the three processes race to create the stream and
+	// the buckets, which takes a few attempts: wait longer than WaitReady.
+	for _, s := range append(append([]*Server{}, top.Edges...), top.Ingest) {
+		waitReady(t, s, 90*time.Second)
+	}
+	top.LB = StartNginx(t, nginx, top.Edges...)
+	return top
+}
+
+// waitReady waits for GET /health/ready to answer 200.
+func waitReady(t testing.TB, s *Server, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() bool {
+		if !s.Running() {
+			t.Fatalf("%s exited: %v\n%s", s.Name, s.err, s.Logs())
+		}
+		return readyStatus(s) == 200
+	}, "%s not ready", s.Name)
+}
+
+// readyStatus is the status of GET /health/ready, or 0 when the server
+// does not answer.
+func readyStatus(s *Server) int {
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(s.URL + "/health/ready")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Node returns the cluster node named name.
+func (top *Topology) Node(t testing.TB, name string) *ClusterNode {
+	t.Helper()
+	for _, n := range top.NATS {
+		if n.Name == name {
+			return n
+		}
+	}
+	t.Fatalf("no NATS node %q", name)
+	return nil
+}
+
+// Nginx is an nginx process in front of edges, run with the checked-in
+// deploy/nginx configuration on free ports.
+type Nginx struct {
+	*Proc
+	Port int
+	URL  string
+}
+
+// NginxPath returns the nginx binary. Without one the test is skipped, or
+// fails in CI, whose .ci/run installs it.
+func NginxPath(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("nginx is not installed; .ci/run should have installed it")
+	}
+	t.Skip("nginx is not installed (apt-get install nginx): skipping the test through the load balancer")
+	return ""
+}
+
+// StartNginx runs nginx with deploy/nginx/nginx.conf, its listen address
+// and upstream servers moved to free ports and the two edges given, and
+// deploy/nginx/locations.conf as it is.
+func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
+	t.Helper()
+	if len(edges) != 2 {
+		t.Fatalf("StartNginx: %d edges, deploy/nginx/nginx.conf has 2", len(edges))
+	}
+	conf, err := os.ReadFile("../deploy/nginx/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locations, err := os.ReadFile("../deploy/nginx/locations.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Traversable: when the test runs as root, nginx's workers run as an
+	// unprivileged user.
+	dir, err := os.MkdirTemp("", "rig-nginx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; ; attempt++ {
+		port := FreePort(t)
+		text := string(conf)
+		for _, r := range [][2]string{
+			{"listen 127.0.0.1:4000;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+			{"server 127.0.0.1:4001 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[0].Port)},
+			{"server 127.0.0.1:4002 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[1].Port)},
+		} {
+			if n := strings.Count(text, r[0]); n != 1 {
+				t.Fatalf("deploy/nginx/nginx.conf has %q %d times, want once", r[0], n)
+			}
+			text = strings.Replace(text, r[0], r[1], 1)
+		}
+		for name, b := range map[string][]byte{"nginx.conf": []byte(text), "locations.conf": locations} {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		n.Proc = StartProc(t, "nginx", nginx,
+			[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
+		Eventually(t, 10*time.Second, func() bool { return !n.Running() || dialOK(fmt.Sprintf("127.0.0.1:%d", port)) },
+			"nginx did not listen")
+		if n.Running() {
+			return n
+		}
+		if !portTaken(n.Proc) || attempt == 3 {
+			t.Fatalf("nginx exited: %v\n%s", n.err, n.Logs())
+		}
+	}
+}
+
+// healthJSON reads a server's GET /health body.
+func healthJSON(t testing.TB, base string) map[string]any {
+	t.Helper()
+	var h map[string]any
+	r := Do(t, "GET", base+"/health", "", nil)
+	if err := json.Unmarshal(r.Body, &h); err != nil {
+		t.Fatalf("GET %s/health: %d %q", base, r.Status, r.Body)
+	}
+	return h
+}

@@ -1,0 +1,138 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/broker"
+)
+
+const (
+	// quorumInterval is how often the history stream's leader is asked.
+	quorumInterval = time.Second
+	// quorumTimeout bounds one question.
+	quorumTimeout = 2 * time.Second
+	// quorumFailures is how many failed questions in a row make ingest
+	// unready, so one slow answer on a busy server does not.
+	quorumFailures = 2
+	// replicaSilence is how long the leader may not have heard from a
+	// replica before it no longer counts towards a quorum. A leader hears
+	// from its replicas within milliseconds; one that lost them goes on
+	// answering, calling them current, for several seconds before it
+	// steps down.
+	replicaSilence = 5 * time.Second
+)
+
+// quorum follows whether the history stream can store messages. On a
+// cluster that lost a majority of its nodes, ingest is still connected to
+// NATS and the stream still exists, yet nothing can be stored: only the
+// stream's leader stores, and only with a majority of its replicas.
+// Publishing finds out per message (503, at worst after PUBLISH_TIMEOUT);
+// readiness must know before, so load balancers and orchestrators see it.
+type quorum struct {
+	b   *broker.Broker
+	log *slog.Logger
+
+	failures atomic.Int32
+	lastErr  atomic.Value // string: the last failure
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+func startQuorum(b *broker.Broker, log *slog.Logger) *quorum {
+	q := &quorum{b: b, log: log}
+	q.lastErr.Store("")
+	ctx, cancel := context.WithCancel(context.Background())
+	q.cancel = cancel
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		q.loop(ctx)
+	}()
+	return q
+}
+
+// Ready returns nil unless the last quorumFailures questions failed.
+func (q *quorum) Ready() error {
+	if q.failures.Load() >= quorumFailures {
+		return fmt.Errorf("JetStream cannot store messages (no quorum?): %s", q.lastErr.Load().(string))
+	}
+	return nil
+}
+
+func (q *quorum) Close() {
+	q.cancel()
+	q.wg.Wait()
+}
+
+func (q *quorum) loop(ctx context.Context) {
+	t := time.NewTicker(quorumInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Until the broker is ready it says why itself.
+		if q.b.Ready() != nil {
+			q.failures.Store(0)
+			continue
+		}
+		err := q.ask(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			if q.failures.Swap(0) >= quorumFailures {
+				q.log.Info("JetStream available again", "stream", broker.StreamName)
+			}
+			continue
+		}
+		q.lastErr.Store(err.Error())
+		if q.failures.Add(1) == quorumFailures {
+			q.log.Warn("JetStream cannot store messages: not ready", "stream", broker.StreamName, "err", err)
+		}
+	}
+}
+
+// ask asks the history stream's leader for the stream's state and checks
+// that the leader has heard lately from enough replicas to store.
+func (q *quorum) ask(ctx context.Context) error {
+	actx, cancel := context.WithTimeout(ctx, quorumTimeout)
+	defer cancel()
+	s, err := q.b.JS.Stream(actx, broker.StreamName)
+	if err != nil {
+		return fmt.Errorf("stream %s info: %w", broker.StreamName, err)
+	}
+	return hasQuorum(s.CachedInfo())
+}
+
+// hasQuorum reports whether a stream's leader, with the replicas it heard
+// from lately, is a majority of the stream's replicas.
+func hasQuorum(info *jetstream.StreamInfo) error {
+	replicas := max(info.Config.Replicas, 1)
+	if replicas == 1 {
+		return nil
+	}
+	c := info.Cluster
+	if c == nil || c.Leader == "" {
+		return fmt.Errorf("stream %s has no leader", info.Config.Name)
+	}
+	alive := 1 // the leader
+	for _, r := range c.Replicas {
+		if !r.Offline && r.Active < replicaSilence {
+			alive++
+		}
+	}
+	if alive <= replicas/2 {
+		return fmt.Errorf("stream %s: leader %s hears from %d of %d replicas", info.Config.Name, c.Leader, alive, replicas)
+	}
+	return nil
+}
