@@ -79,3 +79,36 @@ func TestBodyLimitOutsideMessages(t *testing.T) {
 		t.Errorf("batch of three messages under 1 KiB each: %d %s, want 202", r.Status, r.Body)
 	}
 }
+
+// TestBatchesBeyondInFlightLimit: batches that together hold more messages
+// than ingest keeps waiting for JetStream at once (8,192) are all stored:
+// the publishes beyond the limit wait for room.
+func TestBatchesBeyondInFlightLimit(t *testing.T) {
+	st := StartStack(t, nil, map[string]string{"MESSAGE_BATCH_MAX_COUNT": "5000", "LOG_LEVEL": "info"})
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range 5000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"user":"inflight-%d","n":%d}`, i%50, i)
+	}
+	b.WriteByte(']')
+	body := []byte(b.String())
+	errs := make(chan string, 4)
+	for range 4 { // 20,000 messages at once
+		go func() {
+			r := Do(t, "POST", st.Ingest.URL+"/v1/messages", "application/json", body)
+			if r.Status != 202 {
+				errs <- fmt.Sprintf("%d %s", r.Status, r.Body)
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range 4 {
+		if e := <-errs; e != "" {
+			t.Errorf("batch of 5,000: %s", e)
+		}
+	}
+}

@@ -223,7 +223,11 @@ func (s *Server) publishAsync(user, id string, body []byte) (pending, error) {
 		Header:  nats.Header{broker.HeaderMsgID: []string{id}},
 	}
 	start := time.Now()
-	paf, err := s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0), jetstream.WithExpectStream(broker.StreamName))
+	// With maxInFlight publishes waiting for their acknowledgement, wait for
+	// room (up to PUBLISH_TIMEOUT) rather than fail: a few large batches at
+	// once would otherwise get 503s that a moment's wait avoids.
+	paf, err := s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0), jetstream.WithExpectStream(broker.StreamName),
+		jetstream.WithStallWait(s.cfg.PublishTimeout))
 	return pending{paf, start}, err
 }
 
