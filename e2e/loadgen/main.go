@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -48,6 +49,19 @@ func run(args []string) error {
 		return runBench(args[1:])
 	}
 	return fmt.Errorf("unknown command %q: expected run or bench", args[0])
+}
+
+// loopback reports whether host:port is on this machine's loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // runOne is `loadgen run`: one scenario with one publishing phase against
@@ -89,9 +103,9 @@ func runOne(args []string) error {
 	}
 	sc.Name, ph.Name = "run", "publish"
 	sc.Edges = strings.Split(edges, ",")
-	for _, e := range sc.Edges {
-		if !strings.HasPrefix(e, "127.") && !strings.HasPrefix(e, "localhost:") {
-			return fmt.Errorf("edge %q: loopback only", e)
+	for _, a := range append([]string{sc.Ingest, strings.TrimPrefix(sc.NATSURL, "nats://")}, sc.Edges...) {
+		if !loopback(a) {
+			return fmt.Errorf("%q: loopback addresses only (127.x.x.x or localhost)", a)
 		}
 	}
 	for _, p := range strings.Split(procs, ",") {
