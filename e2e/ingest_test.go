@@ -36,7 +36,7 @@ func TestIngestErrors(t *testing.T) {
 		{"form", "application/x-www-form-urlencoded", `user=alice`, 415},
 		{"broken JSON", "application/json", `{"user":"alice",`, 400},
 		{"empty body", "application/json", ``, 400},
-		{"array", "application/json", `[{"user":"alice"}]`, 400},
+		{"batch with a bad message", "application/json", `[{"user":"alice"},{"text":"no user"}]`, 400},
 		{"string", "application/json", `"alice"`, 400},
 		{"no user", "application/json", `{"text":"hi"}`, 400},
 		{"user not a string", "application/json", `{"user":42}`, 400},

@@ -7,6 +7,7 @@ package client
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rig-go/rig/internal/rig"
@@ -42,6 +43,15 @@ func Final(k rig.Kind) bool {
 	return k == rig.KindSessionKilled || k == rig.KindTokenExpired || k == rig.KindReconnect
 }
 
+// Counters are what clients count, shared by the clients of one server and
+// read by its metrics. Plain atomics: adding to them costs the hot path
+// nothing more.
+type Counters struct {
+	Delivered  atomic.Uint64 // message events written to the transport
+	Dropped    atomic.Uint64 // events refused because the queue was full
+	SlowClosed atomic.Uint64 // clients closed for it
+}
+
 // Client is one connection of a session, subscribed to some users' messages.
 type Client struct {
 	Session   *rig.Session
@@ -50,6 +60,8 @@ type Client struct {
 	Since     time.Time // when it connected
 	// Handle is free for the owner (the edge keeps its hub handle here).
 	Handle any
+	// Counters, if set before Start, is added to.
+	Counters *Counters
 
 	max int
 
@@ -103,7 +115,7 @@ func (c *Client) Start(t Transport) {
 // closed: it stopped reading, and must not hold memory or stall others.
 func (c *Client) Deliver(ev *rig.Event) {
 	if err := c.Send(ev); errors.Is(err, errFull) {
-		c.Close(ReasonSlow)
+		c.closeSlow()
 	}
 }
 
@@ -115,6 +127,45 @@ var errFull = errors.New("client queue full")
 func (c *Client) Send(ev *rig.Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.enqueueLocked(ev); err != nil {
+		return err
+	}
+	c.kickLocked()
+	return nil
+}
+
+// DeliverHere is Deliver for a caller that can lend its goroutine: when
+// the client is idle, the write happens on the caller's goroutine, and
+// DeliverHere returns once the queue is written; else the event is queued
+// for the writer at work. The edge's heartbeat writers use it, so that a
+// heartbeat round starts no goroutine (and grows no stack) per client.
+func (c *Client) DeliverHere(ev *rig.Event) {
+	c.mu.Lock()
+	err := c.enqueueLocked(ev)
+	if errors.Is(err, errFull) {
+		c.mu.Unlock()
+		c.closeSlow()
+		return
+	}
+	if err != nil || c.writing || c.t == nil || len(c.queue) == 0 || c.holds > 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	c.flush()
+}
+
+func (c *Client) closeSlow() {
+	if c.Counters != nil {
+		c.Counters.Dropped.Add(1)
+		c.Counters.SlowClosed.Add(1)
+	}
+	c.Close(ReasonSlow)
+}
+
+// enqueueLocked queues ev for the writer without starting it.
+func (c *Client) enqueueLocked(ev *rig.Event) error {
 	if c.closed || c.final {
 		return ErrClosed
 	}
@@ -136,7 +187,6 @@ func (c *Client) Send(ev *rig.Event) error {
 		return errFull
 	}
 	c.queue = append(c.queue, ev)
-	c.kickLocked()
 	return nil
 }
 
@@ -243,6 +293,9 @@ func (c *Client) flush() {
 
 		err := t.Write(batch)
 		last := batch[len(batch)-1]
+		if err == nil && c.Counters != nil {
+			c.Counters.Delivered.Add(messages(batch))
+		}
 		clear(batch)
 
 		c.mu.Lock()
@@ -267,6 +320,16 @@ func (c *Client) flush() {
 		}
 		c.mu.Unlock()
 	}
+}
+
+func messages(evs []*rig.Event) uint64 {
+	n := uint64(0)
+	for _, ev := range evs {
+		if ev.Kind == rig.KindMessage {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *Client) reasonOr(def string) string {

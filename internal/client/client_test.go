@@ -277,3 +277,49 @@ func TestCloseRacesWriter(t *testing.T) {
 		c.Close(ReasonClientGone)
 	}
 }
+
+// DeliverHere writes on the caller's goroutine when the client is idle,
+// and only queues when a writer is at work, so the order holds.
+func TestDeliverHere(t *testing.T) {
+	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 10)
+	c.Counters = &Counters{}
+	p := newPipe()
+	c.Start(p)
+	c.DeliverHere(msg("1"))
+	if got := p.written(); len(got) != 1 || got[0] != "message:1" {
+		t.Fatalf("idle client: written %v before DeliverHere returned, want [message:1]", got)
+	}
+	if c.Counters.Delivered.Load() != 1 {
+		t.Errorf("delivered counter %d, want 1", c.Counters.Delivered.Load())
+	}
+
+	// A writer blocked on the transport: DeliverHere queues behind it.
+	p.block = make(chan struct{})
+	c.Deliver(msg("2"))
+	waitFor(t, func() bool { return c.Queued() == 0 }) // the writer took 2 and waits
+	done := make(chan struct{})
+	go func() { c.DeliverHere(msg("3")); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("DeliverHere waited for a busy writer")
+	}
+	close(p.block)
+	waitFor(t, func() bool { return len(p.written()) == 3 })
+	if got := strings.Join(p.written(), ","); got != "message:1,message:2,message:3" {
+		t.Errorf("written %s", got)
+	}
+}
+
+// A full queue closes the client as slow, through DeliverHere too.
+func TestDeliverHereFullQueue(t *testing.T) {
+	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 8)
+	c.Counters = &Counters{}
+	c.Hold() // nothing is written: the queue fills
+	for i := range 9 {
+		c.DeliverHere(msg(fmt.Sprint(i)))
+	}
+	if c.Reason() != ReasonSlow || c.Counters.SlowClosed.Load() != 1 || c.Counters.Dropped.Load() != 1 {
+		t.Errorf("reason %q, slow %d, dropped %d", c.Reason(), c.Counters.SlowClosed.Load(), c.Counters.Dropped.Load())
+	}
+}

@@ -92,6 +92,7 @@ type Edge struct {
 	AllowedOrigins    []string      // ALLOWED_ORIGINS; "*" allows any
 	WSMaxFrameSize    int           // WS_MAX_FRAME_SIZE
 	LongPollTimeout   time.Duration // LONGPOLL_TIMEOUT
+	Pprof             bool          // PPROF: /debug/pprof/ on the operations port
 }
 
 // ParseEdge reads the edge's configuration.
@@ -100,6 +101,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s := New("edge")
 	s.Port(&c.InboundPort, "INBOUND_PORT", 4000, "Public port: client connections (SSE, WebSocket, long-polling) and the API gateway. Open only while the edge is ready.")
 	s.OptionalPort(&c.MetricsPort, "METRICS_PORT", 4001, "Operations port: /health (liveness), /health/ready (readiness) and /metrics (Prometheus); 0 turns it off.")
+	s.Bool(&c.Pprof, "PPROF", false, "Serve Go's profiler at /debug/pprof/ on the operations port (METRICS_PORT).")
 	s.jwt(&c.JWT)
 	s.Duration(&c.HeartbeatInterval, "HEARTBEAT_INTERVAL", 10*time.Second, 100*time.Millisecond, "How often idle connections get a heartbeat.")
 	s.Int(&c.QueueSize, "CLIENT_QUEUE_SIZE", 1024, 8, 1_000_000, "Events queued per connection; a client that falls this far behind is disconnected.")
@@ -129,6 +131,9 @@ type Ingest struct {
 	MessageUserField string        // MESSAGE_USER_FIELD
 	MaxMessageSize   int           // MESSAGE_MAX_SIZE
 	PublishTimeout   time.Duration // PUBLISH_TIMEOUT
+	BatchMaxSize     int           // MESSAGE_BATCH_MAX_SIZE
+	BatchMaxCount    int           // MESSAGE_BATCH_MAX_COUNT
+	Pprof            bool          // PPROF: /debug/pprof/ on the API port
 
 	// JWTSecretKey (JWT_SECRET_KEY, optional here) verifies the token sent
 	// with RIG 1.x's DELETE /v1/users/<user>/sessions/<jti>, whose exp then
@@ -149,6 +154,9 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	s.Port(&c.APIPort, "API_PORT", 4010, "Internal port of the back-end API.")
 	s.String(&c.MessageUserField, "MESSAGE_USER_FIELD", "user", "Field of a posted message that names the user to deliver it to.")
 	s.Size(&c.MaxMessageSize, "MESSAGE_MAX_SIZE", 64<<10, 64, 8<<20, "Largest accepted message body; larger ones get 413.")
+	s.Size(&c.BatchMaxSize, "MESSAGE_BATCH_MAX_SIZE", 4<<20, 64, 64<<20, "Largest accepted body of a batch (POST /v1/messages with a JSON array); larger ones get 413.")
+	s.Int(&c.BatchMaxCount, "MESSAGE_BATCH_MAX_COUNT", 1000, 1, 100_000, "Most messages in one batch (POST /v1/messages with a JSON array); more get 413.")
+	s.Bool(&c.Pprof, "PPROF", false, "Serve Go's profiler at /debug/pprof/ on the API port.")
 	s.Duration(&c.PublishTimeout, "PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, "How long to wait for JetStream to store a message before answering 503.")
 	s.Secret(&c.JWTSecretKey, "JWT_SECRET_KEY", "Optional here: verifies the Authorization token of DELETE /v1/users/<user>/sessions/<jti>, whose exp then sets how long the session stays blacklisted.")
 	var expiryHours int

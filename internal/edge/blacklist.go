@@ -14,6 +14,7 @@ var sessionKilled = &rig.Event{Kind: rig.KindSessionKilled, Data: []byte(`{"reas
 // listed; other sessions of the same user are not touched.
 func (s *Server) killSession(jti string) {
 	conns := s.hub.Session(jti)
+	s.metrics.SessionsKilled.Add(float64(len(conns)))
 	for _, c := range conns {
 		c.(*client.Client).Finish(sessionKilled, client.ReasonSessionKilled)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
+	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -145,8 +146,9 @@ func requestUsers(c *fiber.Ctx) ([]string, error) {
 // conn is one live connection as the edge tracks it.
 type conn struct {
 	*client.Client
-	handle *hub.Handle
-	expiry *time.Timer
+	handle  *hub.Handle
+	expiry  *time.Timer
+	metrics *metrics.Transport
 }
 
 var errNotConnected = errors.New("NATS is unreachable")
@@ -159,19 +161,23 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 		return nil, errNotConnected
 	}
 	cl := client.New(a.session, a.users, transport, s.cfg.QueueSize)
+	cl.Counters = &s.counters
 	cl.Hold()
 	hd, err := s.hub.Register(cl, a.session.ID, a.users)
 	if err != nil {
 		return nil, err
 	}
 	cl.Handle = hd
-	cn := &conn{Client: cl, handle: hd}
+	cn := &conn{Client: cl, handle: hd, metrics: s.metrics.Transport(transport)}
+	cn.metrics.Opened.Inc()
+	cn.metrics.Open.Inc()
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
 		cl.Finish(tokenExpired, client.ReasonTokenExpired)
 	})
 	// Blacklisted between admission and registration: the set's kill
 	// looked for the session in the hub before it was there.
 	if s.blacklist.Listed(a.session.ID) {
+		s.metrics.SessionsKilled.Inc()
 		cl.Finish(sessionKilled, client.ReasonSessionKilled)
 	}
 	s.log.Info("connection opened", "transport", transport, "user", a.session.User, "users", a.users,
@@ -255,10 +261,14 @@ func (s *Server) resume(cn *conn, users []string, from string, first ...*rig.Eve
 	rp, err := s.history.Since(ctx, users, from)
 	if err != nil {
 		s.log.Warn("resume failed: sending gap", "user", cn.Session.User, "last_event_id", from, "err", err)
+		s.metrics.Gaps.Inc()
 		cn.Resume(users, 0, append(first, gapEvent(from, users...))...)
 		return
 	}
+	s.metrics.Replays.Inc()
+	s.metrics.ReplayedMessages.Add(float64(len(rp.Events)))
 	if rp.Gap {
+		s.metrics.Gaps.Inc()
 		first = append(first, gapEvent(from, users...))
 	}
 	s.noteBases(users, rp)
@@ -281,6 +291,7 @@ func (s *Server) close(cn *conn, reason string) {
 	cn.Close(reason)
 	cn.expiry.Stop()
 	s.hub.Unregister(cn.handle)
+	cn.metrics.Open.Dec()
 	s.log.Info("connection closed", "transport", cn.Transport, "user", cn.Session.User,
 		"session", cn.Session.ID, "reason", cn.Reason(), "duration", time.Since(cn.Since).Round(time.Millisecond).String())
 }

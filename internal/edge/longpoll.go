@@ -31,6 +31,11 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 		return err
 	}
 	cl := client.New(a.session, a.users, "longpoll", s.cfg.QueueSize)
+	cl.Counters = &s.counters
+	tm := s.metrics.Transport("longpoll")
+	tm.Opened.Inc()
+	tm.Open.Inc()
+	defer tm.Open.Dec()
 	cl.Hold()
 	hd, err := s.hub.Register(cl, a.session.ID, a.users)
 	if err != nil {
@@ -45,6 +50,7 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 	})
 	defer expiry.Stop()
 	if s.blacklist.Listed(a.session.ID) { // blacklisted since admission
+		s.metrics.SessionsKilled.Inc()
 		cl.Finish(sessionKilled, client.ReasonSessionKilled)
 	}
 
@@ -56,8 +62,13 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 		return api.Unavailable("history unavailable: "+err.Error(), 1)
 	}
 	s.noteBases(a.users, rp)
+	if a.resume != "" {
+		s.metrics.Replays.Inc()
+		s.metrics.ReplayedMessages.Add(float64(len(rp.Events)))
+	}
 	var first []*rig.Event
 	if rp.Gap {
+		s.metrics.Gaps.Inc()
 		first = append(first, gapEvent(a.resume))
 	}
 	cl.Resume(a.users, rp.Floor, append(first, rp.Events...)...)

@@ -5,14 +5,26 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
+
+	"github.com/rig-go/rig/internal/metrics"
 )
 
 // opsHandler serves the operations port: liveness and readiness for
 // orchestrators and load balancers, reachable whether or not the public
-// port is open.
+// port is open, Prometheus metrics, and the profiler when PPROF is on.
+// None of it is on the public port.
 func (s *Server) opsHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(s.metrics.Registry))
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		h, _ := s.health()
 		writeOps(w, http.StatusOK, s.opsHealth(h))

@@ -25,6 +25,7 @@ import (
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
+	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
 	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/rig"
@@ -41,6 +42,8 @@ type Server struct {
 	subs     *subscriber
 	app      *fiber.App
 	gateway  *proxy.Gateway
+	metrics  *metrics.Edge
+	counters client.Counters // every client's, read by metrics
 
 	bucket    *blacklist.Bucket
 	blacklist *blacklist.Set      // admission checks it; not loaded means not ready
@@ -63,9 +66,15 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles),
 		history:  history.NewReader(b.JS),
 	}
-	s.subs = newSubscriber(b.NC, s.history, log)
+	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
+		Delivered:  s.counters.Delivered.Load,
+		Dropped:    s.counters.Dropped.Load,
+		SlowClosed: s.counters.SlowClosed.Load,
+	})
+	s.subs = newSubscriber(b.NC, s.history, log, s.metrics)
 	b.OnReconnect(s.subs.resyncAll)
 	b.OnSlowConsumer(func(sub *nats.Subscription) {
+		s.metrics.SlowConsumer.Inc()
 		if user, err := rig.UserFromSubject(strings.TrimPrefix(sub.Subject, rig.LiveSubjectPrefix)); err == nil {
 			s.subs.resyncUser(user)
 		}

@@ -62,6 +62,15 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 	}
 	cn.Start(sse.NewConn(nc, s.cfg.WriteTimeout))
 	s.start(cn, a.users, a.resume)
+	// Setting up grew this goroutine's stack (JWT, NATS, history, logging);
+	// an idle stream's reader needs a fraction of it. A new goroutine
+	// starts with a small stack, and this one's is freed: a few KiB less
+	// for every connection.
+	go s.readSSE(nc, cn)
+}
+
+// readSSE waits for the client to go, then closes the connection.
+func (s *Server) readSSE(nc net.Conn, cn *conn) {
 	readUntilClosed(nc)
 	s.close(cn, client.ReasonClientGone)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
+	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -43,13 +44,14 @@ type subscriber struct {
 	hub     *hub.Hub
 	history *history.Reader
 	log     *slog.Logger
+	metrics *metrics.Edge
 	seed    maphash.Seed
 	lanes   [lanes]chan *nats.Msg
 	resync  [lanes]chan []string // users to check against history; nil: all
 }
 
-func newSubscriber(nc *nats.Conn, h *history.Reader, log *slog.Logger) *subscriber {
-	s := &subscriber{nc: nc, history: h, log: log, seed: maphash.MakeSeed()}
+func newSubscriber(nc *nats.Conn, h *history.Reader, log *slog.Logger, m *metrics.Edge) *subscriber {
+	s := &subscriber{nc: nc, history: h, log: log, metrics: m, seed: maphash.MakeSeed()}
 	for i := range s.lanes {
 		s.lanes[i] = make(chan *nats.Msg, laneDepth)
 		s.resync[i] = make(chan []string, 64)
@@ -100,6 +102,7 @@ func (s *subscriber) dispatch(ctx context.Context, lane int) {
 		case <-ctx.Done():
 			return
 		case m := <-s.lanes[lane]:
+			s.metrics.MessagesReceived.Inc()
 			if ev, ok := liveEvent(m); ok {
 				s.deliver(ctx, ev)
 			} else {
@@ -122,6 +125,7 @@ func (s *subscriber) dispatch(ctx context.Context, lane int) {
 // filling the gap before it if the user's previous message never came.
 func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
 	if ev.Seq != 0 && ev.Seq <= s.hub.LastSeq(ev.User) {
+		s.metrics.Duplicates.Inc()
 		return
 	}
 	// The user's previous message is past the last one delivered (or,
@@ -129,6 +133,7 @@ func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
 	if point, ok := s.hub.ResumePoint(ev.User); ok && ev.Prev > point {
 		s.catchUp(ctx, []string{ev.User})
 		if ev.Seq <= s.hub.LastSeq(ev.User) {
+			s.metrics.Duplicates.Inc()
 			return
 		}
 	}
@@ -162,6 +167,8 @@ func (s *subscriber) catchUp(ctx context.Context, users []string) {
 			}
 		}
 		if n > 0 {
+			s.metrics.GapFills.Inc()
+			s.metrics.GapFilled.Add(float64(n))
 			s.log.Info("refilled missed messages from history", "users", len(batch), "messages", n)
 		}
 		batch, from = batch[:0], 0

@@ -111,6 +111,20 @@ func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.M
 		wc.Finish(err)
 		return
 	}
+	cn.Start(wc)
+	if mode == ws.Plain {
+		s.start(cn, a.users, a.resume)
+	} else {
+		cn.Resume(nil, 0) // channels hold and release on each join
+	}
+	// Setting up grew this goroutine's stack; the socket's reader starts
+	// anew with a small one, and this one's is freed (see serveSSE).
+	go s.readWebSocket(cn, wc, a, mode)
+}
+
+// readWebSocket is the socket's reader, until the client goes or breaks
+// the protocol; then it closes the connection.
+func (s *Server) readWebSocket(cn *conn, wc *ws.Conn, a *admission, mode ws.Mode) {
 	reason, readErr := reasonPanic, error(nil)
 	defer func() {
 		// A bug in reading one client's frames must not take the edge down.
@@ -121,12 +135,9 @@ func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.M
 		s.close(cn, reason)
 		wc.Finish(readErr)
 	}()
-	cn.Start(wc)
 	if mode == ws.Plain {
-		s.start(cn, a.users, a.resume)
 		reason, readErr = readPlain(wc)
 	} else {
-		cn.Resume(nil, 0) // channels hold and release on each join
 		reason, readErr = s.newPhoenixSocket(cn, wc, mode.Version()).serve()
 	}
 }

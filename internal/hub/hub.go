@@ -330,17 +330,32 @@ func (h *Hub) Session(jti string) []Client {
 func (h *Hub) Each(fn func(Client)) {
 	var buf []Client
 	for i := range numShards {
-		hs := &h.handles[i]
-		hs.mu.Lock()
-		buf = buf[:0]
-		for hd := range hs.m {
-			buf = append(buf, hd.Client)
-		}
-		hs.mu.Unlock()
-		for _, c := range buf {
-			fn(c)
-		}
+		buf = h.eachIn(i, buf, fn)
 	}
+}
+
+// Shards is how many parts EachIn splits the clients into.
+const Shards = numShards
+
+// EachIn calls fn for every client of one part (0 to Shards-1) of the
+// registry, without holding a lock while fn runs: a caller can visit every
+// client over time, a part at a time.
+func (h *Hub) EachIn(shard int, fn func(Client)) {
+	h.eachIn(shard%numShards, nil, fn)
+}
+
+func (h *Hub) eachIn(i int, buf []Client, fn func(Client)) []Client {
+	hs := &h.handles[i]
+	hs.mu.Lock()
+	buf = buf[:0]
+	for hd := range hs.m {
+		buf = append(buf, hd.Client)
+	}
+	hs.mu.Unlock()
+	for _, c := range buf {
+		fn(c)
+	}
+	return buf
 }
 
 // Users returns the ids of users with at least one client.

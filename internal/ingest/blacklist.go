@@ -144,6 +144,7 @@ func (s *Server) addToBlacklist(c *fiber.Ctx, jti string, validity time.Duration
 		s.log.Warn("blacklisting failed", "session", jti, "err", err)
 		return blacklist.Entry{}, api.Unavailable("session not blacklisted: "+err.Error(), 1)
 	}
+	s.metrics.BlacklistCalls.Inc()
 	s.log.Info("session blacklisted", "session", jti, "expires", e.Expires.Format(time.RFC3339))
 	return e, nil
 }

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,38 +17,155 @@ import (
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/rig"
 )
 
 var parsers fastjson.ParserPool
 
-// accepted is the 202 body: the event id clients will see.
+// accepted is the 202 body of one message: the event id clients will see.
 type accepted struct {
 	ID string `json:"id"`
 }
 
+// acceptedBatch is the 202 body of a batch: the event ids, in order.
+type acceptedBatch struct {
+	IDs []string `json:"ids"`
+}
+
 // handleMessages is POST /v1/messages: RIG's body, a JSON object naming its
-// user in MESSAGE_USER_FIELD; the whole body is the payload.
+// user in MESSAGE_USER_FIELD, whose whole body is the payload; or a JSON
+// array of such objects, each one message (a batch).
 func (s *Server) handleMessages(c *fiber.Ctx) error {
 	if !isJSON(c.Get(fiber.HeaderContentType)) {
+		s.metrics.Rejected.Inc()
 		return api.Errorf(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	body := c.Body()
+	if isArray(body) {
+		return s.handleBatch(c, body)
+	}
 	if len(body) > s.cfg.MaxMessageSize {
+		s.metrics.Rejected.Inc()
 		return api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("message of %d bytes exceeds the limit of %d", len(body), s.cfg.MaxMessageSize))
 	}
 	user, err := s.userOf(body)
 	if err != nil {
+		s.metrics.Rejected.Inc()
 		return err
 	}
 	if err := s.broker.Ready(); err != nil {
+		s.metrics.Failed.Inc()
 		return api.Unavailable("cannot accept messages: "+err.Error(), 1)
 	}
-	id, err := s.publish(user, body)
+	id := ulid.Make().String()
+	// The request buffer is reused after the handler returns; the pending
+	// publish keeps the message until it is acknowledged.
+	paf, err := s.publishAsync(user, id, bytes.Clone(body))
+	if err == nil {
+		err = s.await(paf, time.Now().Add(s.cfg.PublishTimeout+100*time.Millisecond))
+	}
 	if err != nil {
+		s.metrics.Failed.Inc()
 		return api.Unavailable("message not stored: "+err.Error(), 1) // logged once, by the error handler
 	}
+	s.metrics.Stored.Inc()
 	return api.JSON(c, fiber.StatusAccepted, accepted{ID: id})
+}
+
+// handleBatch checks every message of a batch first and publishes none
+// unless all are valid, then publishes them all at once and answers when
+// JetStream has stored every one. Within a batch, messages for the same
+// user are stored in the order given.
+func (s *Server) handleBatch(c *fiber.Ctx, body []byte) error {
+	s.metrics.Batches.Inc()
+	msgs, users, err := s.parseBatch(body)
+	if err != nil {
+		s.metrics.Rejected.Add(float64(max(len(msgs), 1)))
+		return err
+	}
+	if err := s.broker.Ready(); err != nil {
+		s.metrics.Failed.Add(float64(len(msgs)))
+		return api.Unavailable("cannot accept messages: "+err.Error(), 1)
+	}
+	ids := make([]string, len(msgs))
+	pafs := make([]pending, 0, len(msgs))
+	for i, m := range msgs {
+		ids[i] = ulid.Make().String()
+		var paf pending
+		// The raw message was copied out of the request buffer already.
+		if paf, err = s.publishAsync(users[i], ids[i], m); err != nil {
+			break
+		}
+		pafs = append(pafs, paf)
+	}
+	deadline := time.Now().Add(s.cfg.PublishTimeout + 100*time.Millisecond)
+	stored := 0
+	for _, paf := range pafs {
+		if werr := s.await(paf, deadline); werr != nil {
+			err = cmp.Or(err, werr)
+			continue
+		}
+		stored++
+	}
+	s.metrics.Stored.Add(float64(stored))
+	if err != nil {
+		s.metrics.Failed.Add(float64(len(msgs) - stored))
+		// Logged once, by the error handler.
+		return api.Unavailable(fmt.Sprintf("%d of %d messages stored (those are delivered); the others not: %v", stored, len(msgs), err), 1)
+	}
+	return api.JSON(c, fiber.StatusAccepted, acceptedBatch{IDs: ids})
+}
+
+// parseBatch checks a batch: a JSON array of 1 to MESSAGE_BATCH_MAX_COUNT
+// messages, each valid as a single message would have to be. It returns
+// each message's bytes, exactly as sent, and its user; or the error for
+// the whole batch, naming the first bad message by its index (from 0),
+// with the messages read so far.
+func (s *Server) parseBatch(body []byte) (msgs []json.RawMessage, users []string, err error) {
+	if len(body) > s.cfg.BatchMaxSize {
+		return nil, nil, api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d bytes exceeds the limit of %d (MESSAGE_BATCH_MAX_SIZE)", len(body), s.cfg.BatchMaxSize))
+	}
+	if err := json.Unmarshal(body, &msgs); err != nil {
+		return nil, nil, api.Errorf(fiber.StatusBadRequest, "body is not valid JSON: "+err.Error())
+	}
+	switch {
+	case len(msgs) == 0:
+		return nil, nil, api.Errorf(fiber.StatusBadRequest, "empty batch: send at least one message")
+	case len(msgs) > s.cfg.BatchMaxCount:
+		return msgs, nil, api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d messages exceeds the limit of %d (MESSAGE_BATCH_MAX_COUNT)", len(msgs), s.cfg.BatchMaxCount))
+	}
+	users = make([]string, len(msgs))
+	for i, m := range msgs {
+		if len(m) > s.cfg.MaxMessageSize {
+			return msgs, nil, api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("message %d: %d bytes exceeds the limit of %d", i, len(m), s.cfg.MaxMessageSize))
+		}
+		u, err := s.userOf(m)
+		if err != nil {
+			var ae *api.Error
+			if errors.As(err, &ae) {
+				return msgs, nil, api.Errorf(ae.Status, fmt.Sprintf("message %d: %s", i, ae.Message))
+			}
+			return msgs, nil, err
+		}
+		users[i] = u
+	}
+	return msgs, users, nil
+}
+
+// isArray reports whether body's first byte that is not JSON white space
+// opens an array.
+func isArray(body []byte) bool {
+	for _, b := range body {
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '[':
+			return true
+		}
+		return false
+	}
+	return false
 }
 
 // isJSON accepts application/json with optional parameters (charset).
@@ -94,29 +213,42 @@ func (s *Server) userOf(body []byte) (string, error) {
 
 var errTimeout = errors.New("JetStream did not acknowledge in time")
 
-// publish sends body to user's subject with a new event id and waits until
-// the history stream has stored it. JetStream de-duplicates by the id.
-func (s *Server) publish(user string, body []byte) (string, error) {
-	id := ulid.Make().String()
+// publishAsync hands body to JetStream for user's subject, with event id
+// id, which JetStream de-duplicates by. body must not be reused: the
+// pending publish keeps it until it is acknowledged.
+func (s *Server) publishAsync(user, id string, body []byte) (pending, error) {
 	msg := &nats.Msg{
 		Subject: rig.SubjectPrefix + rig.SubjectToken(user),
-		// The request buffer is reused after the handler returns; the
-		// pending publish keeps the message until it is acknowledged.
-		Data:   bytes.Clone(body),
-		Header: nats.Header{broker.HeaderMsgID: []string{id}},
+		Data:    body,
+		Header:  nats.Header{broker.HeaderMsgID: []string{id}},
 	}
-	paf, err := s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0), jetstream.WithExpectStream(broker.StreamName))
-	if err != nil {
-		return "", err
-	}
-	t := time.NewTimer(s.cfg.PublishTimeout + 100*time.Millisecond)
+	start := time.Now()
+	// With maxInFlight publishes waiting for their acknowledgement, wait for
+	// room (up to PUBLISH_TIMEOUT) rather than fail: a few large batches at
+	// once would otherwise get 503s that a moment's wait avoids.
+	paf, err := s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0), jetstream.WithExpectStream(broker.StreamName),
+		jetstream.WithStallWait(s.cfg.PublishTimeout))
+	return pending{paf, start}, err
+}
+
+// pending is a publish waiting for its acknowledgement.
+type pending struct {
+	jetstream.PubAckFuture
+	start time.Time
+}
+
+// await waits until p is acknowledged (the message is stored), failed, or
+// deadline passed, and observes the publish time.
+func (s *Server) await(p pending, deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
-	case <-paf.Ok():
-		return id, nil
-	case err := <-paf.Err():
-		return "", err
+	case <-p.Ok():
+		metrics.Since(s.metrics.PublishSeconds, p.start)
+		return nil
+	case err := <-p.Err():
+		return err
 	case <-t.C:
-		return "", errTimeout
+		return errTimeout
 	}
 }

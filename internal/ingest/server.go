@@ -5,11 +5,14 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/pprof"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/api"
@@ -17,6 +20,7 @@ import (
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
 )
 
@@ -30,6 +34,8 @@ type Server struct {
 	broker *broker.Broker
 	js     jetstream.JetStream
 	app    *fiber.App
+	// metrics is what GET /metrics serves.
+	metrics *metrics.Ingest
 
 	bucket   *blacklist.Bucket
 	presence *presence.Gatherer
@@ -52,6 +58,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, broker: b, js: js, presence: g, bucket: blacklist.OpenBucket(b, log)}
+	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
 	s.apis = broker.NewAPIs(b)
 	s.quorum = startQuorum(b, log)
 	if cfg.JWTSecretKey != "" {
@@ -59,14 +66,30 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 	}
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
-		BodyLimit:             cfg.MaxMessageSize,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           2 * time.Minute,
-		ErrorHandler:          api.ErrorHandler(log),
+		// Batches may be larger than one message; every other body is
+		// held to MESSAGE_MAX_SIZE by limitBody.
+		BodyLimit:    max(cfg.MaxMessageSize, cfg.BatchMaxSize),
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorHandler: api.ErrorHandler(log),
 	})
+	if cfg.Pprof {
+		s.app.Use(pprof.New())
+	}
+	s.app.Get("/metrics", adaptor.HTTPHandler(metrics.Handler(s.metrics.Registry)))
+	s.app.Use(s.limitBody)
 	s.routes()
 	return s, nil
+}
+
+// limitBody refuses a body over MESSAGE_MAX_SIZE, except a batch of
+// messages (POST /v1/messages), which checks its own limits.
+func (s *Server) limitBody(c *fiber.Ctx) error {
+	if n := len(c.Body()); n > s.cfg.MaxMessageSize && (c.Method() != fiber.MethodPost || c.Path() != "/v1/messages") {
+		return api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d (MESSAGE_MAX_SIZE)", n, s.cfg.MaxMessageSize))
+	}
+	return c.Next()
 }
 
 // Serve accepts requests on ln until Shutdown.
