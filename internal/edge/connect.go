@@ -153,10 +153,23 @@ type conn struct {
 
 var errNotConnected = errors.New("NATS is unreachable")
 
-// open registers a client for an admitted request. Live events wait (the
-// client holds them) until start queues the connection's first events. The
-// transport starts the client, calls start, and calls close when done.
+// open registers a client for an admitted request and logs the connection.
+// Live events wait (the client holds them) until start queues the
+// connection's first events. The transport starts the client, calls start,
+// and calls close when done.
 func (s *Server) open(a *admission, transport string) (*conn, error) {
+	cn, err := s.register(a, transport)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("connection opened", "transport", transport, "user", a.session.User, "users", a.users,
+		"session", a.session.ID, "remote", a.remote)
+	return cn, nil
+}
+
+// register is open without the log line: a long-poll request registers a
+// client for its own short life.
+func (s *Server) register(a *admission, transport string) (*conn, error) {
 	if !s.broker.Connected() {
 		return nil, errNotConnected
 	}
@@ -180,8 +193,6 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 		s.metrics.SessionsKilled.Inc()
 		cl.Finish(sessionKilled, client.ReasonSessionKilled)
 	}
-	s.log.Info("connection opened", "transport", transport, "user", a.session.User, "users", a.users,
-		"session", a.session.ID, "remote", a.remote)
 	return cn, nil
 }
 
@@ -256,24 +267,36 @@ func connectedEvent(users []string) *rig.Event {
 // two; the client drops live copies of replayed messages. When history
 // cannot be read, the client gets a gap event: it may have missed messages.
 func (s *Server) resume(cn *conn, users []string, from string, first ...*rig.Event) {
+	if _, err := s.replay(cn, users, from, first...); err != nil {
+		s.log.Warn("resume failed: sending gap", "user", cn.Session.User, "last_event_id", from, "err", err)
+		s.metrics.Gaps.Inc()
+		cn.Resume(users, 0, append(first, gapEvent(from, users...))...)
+	}
+}
+
+// replay reads what history holds for users after from (an empty from
+// reads only where history stands), then queues first, a gap event if the
+// id is no longer in history, and the replayed messages, and releases the
+// held live events. On error it queues nothing.
+func (s *Server) replay(cn *conn, users []string, from string, first ...*rig.Event) (*history.Replay, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
 	defer cancel()
 	rp, err := s.history.Since(ctx, users, from)
 	if err != nil {
-		s.log.Warn("resume failed: sending gap", "user", cn.Session.User, "last_event_id", from, "err", err)
-		s.metrics.Gaps.Inc()
-		cn.Resume(users, 0, append(first, gapEvent(from, users...))...)
-		return
+		return nil, err
 	}
-	s.metrics.Replays.Inc()
-	s.metrics.ReplayedMessages.Add(float64(len(rp.Events)))
+	if from != "" {
+		s.metrics.Replays.Inc()
+		s.metrics.ReplayedMessages.Add(float64(len(rp.Events)))
+	}
 	if rp.Gap {
 		s.metrics.Gaps.Inc()
 		first = append(first, gapEvent(from, users...))
 	}
 	s.noteBases(users, rp)
 	cn.Resume(users, rp.Floor, append(first, rp.Events...)...)
-	s.log.Debug("resumed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
+	s.log.Debug("replayed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
+	return rp, nil
 }
 
 // gapEvent tells a client that messages after from may be missing. Its
@@ -288,10 +311,15 @@ func gapEvent(from string, users ...string) *rig.Event {
 
 // close ends a connection: closes the wire, leaves the hub, logs once.
 func (s *Server) close(cn *conn, reason string) {
+	s.unregister(cn, reason)
+	s.log.Info("connection closed", "transport", cn.Transport, "user", cn.Session.User,
+		"session", cn.Session.ID, "reason", cn.Reason(), "duration", time.Since(cn.Since).Round(time.Millisecond).String())
+}
+
+// unregister is close without the log line (see register).
+func (s *Server) unregister(cn *conn, reason string) {
 	cn.Close(reason)
 	cn.expiry.Stop()
 	s.hub.Unregister(cn.handle)
 	cn.metrics.Open.Dec()
-	s.log.Info("connection closed", "transport", cn.Transport, "user", cn.Session.User,
-		"session", cn.Session.ID, "reason", cn.Reason(), "duration", time.Since(cn.Since).Round(time.Millisecond).String())
 }

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"sync"
 	"time"
@@ -30,56 +29,25 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	cl := client.New(a.session, a.users, "longpoll", s.cfg.QueueSize)
-	cl.Counters = &s.counters
-	tm := s.metrics.Transport("longpoll")
-	tm.Opened.Inc()
-	tm.Open.Inc()
-	defer tm.Open.Dec()
-	cl.Hold()
-	hd, err := s.hub.Register(cl, a.session.ID, a.users)
+	cn, err := s.register(a, "longpoll")
 	if err != nil {
 		return api.Unavailable("NATS is unreachable", 1)
 	}
-	cl.Handle = hd
-	defer s.hub.Unregister(hd)
-	box := newMailbox()
-	defer cl.Close(client.ReasonClientGone)
-	expiry := time.AfterFunc(time.Until(a.session.Expires), func() {
-		cl.Finish(tokenExpired, client.ReasonTokenExpired)
-	})
-	defer expiry.Stop()
-	if s.blacklist.Listed(a.session.ID) { // blacklisted since admission
-		s.metrics.SessionsKilled.Inc()
-		cl.Finish(sessionKilled, client.ReasonSessionKilled)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
-	rp, err := s.history.Since(ctx, a.users, a.resume)
-	cancel()
+	defer s.unregister(cn, client.ReasonClientGone)
+	rp, err := s.replay(cn, a.users, a.resume)
 	if err != nil {
 		s.log.Warn("long-poll cannot read history", "user", a.session.User, "last_event_id", a.resume, "err", err)
 		return api.Unavailable("history unavailable: "+err.Error(), 1)
 	}
-	s.noteBases(a.users, rp)
-	if a.resume != "" {
-		s.metrics.Replays.Inc()
-		s.metrics.ReplayedMessages.Add(float64(len(rp.Events)))
-	}
-	var first []*rig.Event
-	if rp.Gap {
-		s.metrics.Gaps.Inc()
-		first = append(first, gapEvent(a.resume))
-	}
-	cl.Resume(a.users, rp.Floor, append(first, rp.Events...)...)
-	cl.Start(box)
+	box := newMailbox()
+	cn.Start(box)
 
 	wait := time.NewTimer(s.cfg.LongPollTimeout)
 	defer wait.Stop()
 	select {
 	case <-box.ready:
 	case <-wait.C:
-	case <-cl.Done():
+	case <-cn.Done():
 	}
 	events := box.take()
 	return s.answerLongPoll(c, events, rp.Last)
