@@ -131,39 +131,32 @@ func (k *Bucket) loop(ctx context.Context) {
 }
 
 func (k *Bucket) ensureUntilDone(ctx context.Context) {
-	backoff := 100 * time.Millisecond
 	logged := ""
-	for {
+	_ = broker.Retry(ctx, func(ctx context.Context) error {
 		// The history stream's replica count is the bucket's. While the
 		// broker is not ready it logs why itself.
-		err := k.b.Ready()
-		brokerReady := err == nil
-		if brokerReady {
-			var kv jetstream.KeyValue
-			kv, err = Ensure(ctx, k.b.JS, k.b.Replicas())
-			if err == nil {
-				k.kv.Store(&kv)
-				k.log.Info("blacklist bucket ready", "bucket", BucketName, "replicas", k.b.Replicas())
-				return
-			}
+		if err := k.b.Ready(); err != nil {
+			return errBrokerNotReady{err}
 		}
-		if ctx.Err() != nil {
-			return
+		kv, err := Ensure(ctx, k.b.JS, k.b.Replicas())
+		if err != nil {
+			return err
 		}
+		k.kv.Store(&kv)
+		k.log.Info("blacklist bucket ready", "bucket", BucketName, "replicas", k.b.Replicas())
+		return nil
+	}, func(err error) {
 		msg := "blacklist bucket not ready: " + err.Error()
 		k.lastErr.Store(msg)
-		if brokerReady && msg != logged {
+		if _, waiting := err.(errBrokerNotReady); !waiting && msg != logged {
 			k.log.Warn("blacklist bucket not ready, retrying", "bucket", BucketName, "err", err)
 			logged = msg
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
+	})
 }
+
+// errBrokerNotReady is the broker's own reason, which it logs itself.
+type errBrokerNotReady struct{ error }
 
 // gone reports whether err means the bucket's stream does not exist.
 func gone(err error) bool {

@@ -216,28 +216,40 @@ func (b *Broker) shutdownEmbedded() {
 }
 
 func (b *Broker) ensureStreamLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
 	logged := ""
-	for {
-		err := b.EnsureStream(ctx)
-		if err == nil {
-			b.stream.Store(true)
-			b.log.Info("history stream ready", "stream", StreamName, "replicas", b.Replicas(),
-				"max_age", b.cfg.MaxAge.String(), "max_per_user", b.cfg.MaxPerUser)
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
+	err := Retry(ctx, b.EnsureStream, func(err error) {
 		msg := "history stream not ready: " + err.Error()
 		b.lastErr.Store(msg)
 		if msg != logged {
 			b.log.Warn("history stream not ready, retrying", "err", err)
 			logged = msg
 		}
+	})
+	if err == nil {
+		b.stream.Store(true)
+		b.log.Info("history stream ready", "stream", StreamName, "replicas", b.Replicas(),
+			"max_age", b.cfg.MaxAge.String(), "max_per_user", b.cfg.MaxPerUser)
+	}
+}
+
+// Retry calls attempt until it succeeds, backing off from 100 ms to 2 s, and
+// calls failed with each error; it returns nil, or ctx's error once ctx
+// ends. The JetStream assets (the history stream, the buckets) are ensured
+// this way, each attempt with its own short timeout.
+func Retry(ctx context.Context, attempt func(context.Context) error, failed func(error)) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := attempt(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		failed(err)
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 2*time.Second)
