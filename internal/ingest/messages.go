@@ -54,11 +54,18 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 		s.metrics.Rejected.Inc()
 		return err
 	}
+	id, err := idempotencyKey(c)
+	if err != nil {
+		s.metrics.Rejected.Inc()
+		return err
+	}
 	if err := s.broker.Ready(); err != nil {
 		s.metrics.Failed.Inc()
 		return api.Unavailable("cannot accept messages: "+err.Error(), 1)
 	}
-	id := ulid.Make().String()
+	if id == "" {
+		id = ulid.Make().String()
+	}
 	// The request buffer is reused after the handler returns; the pending
 	// publish keeps the message until it is acknowledged.
 	paf, err := s.publishAsync(user, id, bytes.Clone(body))
@@ -71,6 +78,24 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 	}
 	s.metrics.Stored.Inc()
 	return api.JSON(c, fiber.StatusAccepted, accepted{ID: id})
+}
+
+// HeaderIdempotencyKey lets a back-end that retries a message (after a 503
+// or a lost answer) have it stored, and delivered, once: the key becomes
+// the event id, and JetStream drops a second message with the same id
+// within its duplicate window (30 s).
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// idempotencyKey returns the request's Idempotency-Key, "" if none.
+func idempotencyKey(c *fiber.Ctx) (string, error) {
+	key := c.Get(HeaderIdempotencyKey)
+	if key == "" {
+		return "", nil
+	}
+	if !rig.ValidEventID(key) || strings.HasPrefix(key, rig.SeqIDPrefix) {
+		return "", api.Errorf(fiber.StatusBadRequest, HeaderIdempotencyKey+" must be 1 to 256 bytes without control characters, not starting with "+rig.SeqIDPrefix)
+	}
+	return strings.Clone(key), nil
 }
 
 // handleBatch checks every message of a batch first and publishes none
