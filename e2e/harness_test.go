@@ -61,9 +61,10 @@ func testMain(m *testing.M) int {
 // Secret is the JWT secret every test stack uses.
 const Secret = "e2e-secret-0123456789abcdef"
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port that was free a moment ago on every address
+// (the edge and ingest listen on all of them).
 func FreePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", ":0")
 	if err != nil {
 		panic(err)
 	}
