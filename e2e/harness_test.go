@@ -545,9 +545,21 @@ func ParseSSE(body io.Reader, emit func(SSEEvent)) error {
 	}
 }
 
-// Next returns the next event, failing the test after timeout or at the
-// end of the stream.
+// Next returns the next event other than a heartbeat (heartbeats are
+// spread over the interval, so one may come at any moment), failing the
+// test after timeout or at the end of the stream.
 func (s *SSE) Next(t testing.TB, timeout time.Duration) SSEEvent {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if ev := s.NextAny(t, time.Until(deadline)); ev.Event != "heartbeat" {
+			return ev
+		}
+	}
+}
+
+// NextAny returns the next event, heartbeats included.
+func (s *SSE) NextAny(t testing.TB, timeout time.Duration) SSEEvent {
 	t.Helper()
 	select {
 	case ev, ok := <-s.Events:
