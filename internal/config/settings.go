@@ -34,7 +34,7 @@ func (s *Set) nats(n *NATS, name string) {
 	s.Bool(&n.Embedded, "NATS_EMBEDDED", false, "Run an in-process NATS server with JetStream (single-node mode); NATS_URL is then ignored.")
 	s.HostPort(&n.Listen, "NATS_LISTEN", "127.0.0.1:4222", "Where the embedded NATS server listens for other processes (NATS_EMBEDDED only).")
 	s.String(&n.StoreDir, "NATS_STORE_DIR", filepath.Join(os.TempDir(), "rig-go", "jetstream"), "JetStream store directory of the embedded NATS server.")
-	s.Int(&n.Replicas, "NATS_REPLICAS", 0, 0, 5, "Replicas of the history stream and the blacklist bucket; 0 follows the cluster (3 with three or more JetStream servers, else 1).")
+	s.Int(&n.Replicas, "NATS_REPLICAS", 0, 0, 5, "Replicas of the history stream, the blacklist bucket and the routes bucket; 0 follows the cluster (3 with three or more JetStream servers, else 1).")
 	s.Duration(&n.MaxAge, "HISTORY_MAX_AGE", 5*time.Minute, time.Second, "How long messages stay in history for resume.")
 	s.Int(&n.MaxPerUser, "HISTORY_MAX_PER_USER", 1000, 1, 1_000_000, "How many messages per user stay in history for resume.")
 	s.String(&n.Name, "NATS_CLIENT_NAME", name, "Connection name shown by NATS monitoring.")
