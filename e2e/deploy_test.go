@@ -401,9 +401,7 @@ func TestDeployCompose(t *testing.T) {
 	if nginx := nginxBinary(); nginx != "" {
 		dir := t.TempDir()
 		text := strings.NewReplacer("edge-1:", "127.0.0.1:", "edge-2:", "127.0.0.1:", "listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", FreePort(t))).Replace(string(conf))
-		locations, _ := os.ReadFile("../deploy/nginx/locations.conf")
-		os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(text), 0o644)
-		os.WriteFile(filepath.Join(dir, "locations.conf"), locations, 0o644)
+		writeNginxConfig(t, dir, text)
 		if out, err := exec.Command(nginx, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr").CombinedOutput(); err != nil {
 			t.Errorf("nginx -t on compose/nginx.conf (edges on loopback): %v\n%s", err, out)
 		}
@@ -420,19 +418,6 @@ func TestDeployCompose(t *testing.T) {
 	} else {
 		t.Log("docker compose is not installed: the compose file was checked by this test only")
 	}
-}
-
-// nginxBinary returns nginx's path, or "" when it is not installed.
-func nginxBinary() string {
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
 }
 
 // TestDeployDockerfile checks what can be read off deploy/Dockerfile: Go
