@@ -24,10 +24,6 @@ import (
 // parses; the settings they give the binaries exist; ports, probes, labels
 // and names agree with each other and with the topology the e2e tests run.
 
-// comingSettings are settings the deploy files use that the binaries do not
-// have yet, with why.
-var comingSettings = map[string]string{}
-
 // yamlDocs parses every document of a YAML file.
 func yamlDocs(t testing.TB, path string) []map[string]any {
 	t.Helper()
@@ -102,7 +98,7 @@ func settingsOf(t testing.TB, binary string) map[string]bool {
 func checkSettings(t testing.TB, where string, known map[string]bool, env map[string]string) {
 	t.Helper()
 	for name := range env {
-		if !known[name] && comingSettings[name] == "" {
+		if !known[name] {
 			t.Errorf("%s sets %s, which --help does not list", where, name)
 		}
 	}
