@@ -478,9 +478,10 @@ func TestDeployYAML(t *testing.T) {
 	t.Logf("%d YAML documents in deploy/", n)
 }
 
-// TestDeployProbePaths: the paths the probes use answer 200 on a ready
-// edge and ingest. (Until the edge's ops port exists, the public port
-// serves them.)
+// TestDeployProbePaths: the paths the probes use, /health and
+// /health/ready, answer 200 on the public ports of a ready edge and ingest.
+// Ingest's probes use that port; the edge's use its ops port (METRICS_PORT),
+// which serves the same paths but is not queried here.
 func TestDeployProbePaths(t *testing.T) {
 	st := StartStack(t, nil, nil)
 	for _, base := range []string{st.Edge.URL, st.Ingest.URL} {
