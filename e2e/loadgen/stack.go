@@ -20,6 +20,8 @@ type server struct {
 	log  *os.File
 	addr string // host:port it serves (NATS: the client port)
 	ops  string // an edge's operations port; ingest's API port
+	// profilePort is nats-server's --profile port; 0 without one.
+	profilePort int
 }
 
 func (s *server) proc() Proc { return Proc{Name: s.name, PID: s.cmd.Process.Pid} }
