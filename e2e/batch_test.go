@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,20 +99,39 @@ func TestBatchesBeyondInFlightLimit(t *testing.T) {
 	}
 	b.WriteByte(']')
 	body := []byte(b.String())
-	errs := make(chan string, 4)
+	// Not Do, which may call t.Fatalf: only the test's goroutine may.
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answers := make(chan answer, 4)
 	for range 4 { // 20,000 messages at once
 		go func() {
-			r := Do(t, "POST", st.Ingest.URL+"/v1/messages", "application/json", body)
-			if r.Status != 202 {
-				errs <- fmt.Sprintf("%d %s", r.Status, r.Body)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second) // as Do
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, "POST", st.Ingest.URL+"/v1/messages", bytes.NewReader(body))
+			if err != nil {
+				answers <- answer{err: err}
 				return
 			}
-			errs <- ""
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{err: fmt.Errorf("POST %s: %w", req.URL, err)}
+				return
+			}
+			defer resp.Body.Close()
+			rb, _ := io.ReadAll(resp.Body)
+			answers <- answer{status: resp.StatusCode, body: rb}
 		}()
 	}
 	for range 4 {
-		if e := <-errs; e != "" {
-			t.Errorf("batch of 5,000: %s", e)
+		switch a := <-answers; {
+		case a.err != nil:
+			t.Errorf("batch of 5,000: %v", a.err)
+		case a.status != 202:
+			t.Errorf("batch of 5,000: %d %s", a.status, a.body)
 		}
 	}
 }

@@ -30,7 +30,6 @@ type EventSource struct {
 	lastID   string
 	retry    time.Duration
 	opens    int    // streams opened (200)
-	drops    int    // streams that ended or broke
 	errs     int    // connection attempts that failed
 	failed   string // why it gave up, as a browser would
 	kinds    map[string]int
@@ -122,7 +121,6 @@ func (es *EventSource) stream(ctx context.Context) error {
 	es.mu.Unlock()
 	defer func() {
 		es.mu.Lock()
-		es.drops++
 		es.body = nil
 		es.mu.Unlock()
 	}()

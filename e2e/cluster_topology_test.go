@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,20 +99,6 @@ func startNATSCluster(t testing.TB, n int) []*ClusterNode {
 	return nodes
 }
 
-// wildcardPort returns a port free on every address a moment ago. Edges
-// and ingest listen on all addresses, where a port FreePort found free on
-// 127.0.0.1 may still be held on another (by connections from 127.0.0.2,
-// say, of another program's load test).
-func wildcardPort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startServer starts an edge or ingest whose port is env[portKey], again
 // on another port if that one was taken meanwhile.
 func startServer(t testing.TB, name, binary string, env map[string]string, portKey string) *Server {
@@ -131,20 +115,14 @@ func startServer(t testing.TB, name, binary string, env map[string]string, portK
 		if attempt == 3 {
 			t.Fatalf("%s: ports taken three times over", name)
 		}
-		env[portKey] = strconv.Itoa(wildcardPort(t))
+		env[portKey] = strconv.Itoa(FreePort(t))
 	}
 }
 
 // Healthy reports whether the node's /healthz answers 200: it serves
 // clients and its JetStream is current with the cluster.
 func (n *ClusterNode) Healthy() bool {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(n.MonitorURL + "/healthz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == 200
+	return status(n.MonitorURL+"/healthz") == 200
 }
 
 // WaitHealthy waits until Healthy, failing the test if the node exits.
@@ -212,7 +190,7 @@ func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topo
 	nodes := StartNATSCluster(t, 3)
 	top := &Topology{NATS: nodes}
 	for i := range 2 {
-		env := EdgeEnv(wildcardPort(t), nodes[i].URL)
+		env := EdgeEnv(FreePort(t), nodes[i].URL)
 		env["EDGE_ID"] = fmt.Sprintf("edge-%d", i+1)
 		env["NATS_CLIENT_NAME"] = env["EDGE_ID"]
 		for k, v := range extraEdge {
@@ -220,7 +198,7 @@ func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topo
 		}
 		top.Edges = append(top.Edges, startServer(t, env["EDGE_ID"], bin.edge, env, "INBOUND_PORT"))
 	}
-	env := IngestEnv(wildcardPort(t), nodes[2].URL)
+	env := IngestEnv(FreePort(t), nodes[2].URL)
 	env["NATS_CLIENT_NAME"] = "ingest"
 	for k, v := range extraIngest {
 		env[k] = v
@@ -233,29 +211,6 @@ func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topo
 	}
 	top.LB = StartNginx(t, nginx, top.Edges...)
 	return top
-}
-
-// waitReady waits for GET /health/ready to answer 200.
-func waitReady(t testing.TB, s *Server, timeout time.Duration) {
-	t.Helper()
-	Eventually(t, timeout, func() bool {
-		if !s.Running() {
-			t.Fatalf("%s exited: %v\n%s", s.Name, s.err, s.Logs())
-		}
-		return readyStatus(s) == 200
-	}, "%s not ready", s.Name)
-}
-
-// readyStatus is the status of GET /health/ready, or 0 when the server
-// does not answer.
-func readyStatus(s *Server) int {
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(s.URL + "/health/ready")
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // Node returns the cluster node named name.
@@ -282,6 +237,18 @@ type Nginx struct {
 // fails in CI, whose .ci/run installs it.
 func NginxPath(t testing.TB) string {
 	t.Helper()
+	if p := nginxBinary(); p != "" {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("nginx is not installed; .ci/run should have installed it")
+	}
+	t.Skip("nginx is not installed (apt-get install nginx): skipping the test through the load balancer")
+	return ""
+}
+
+// nginxBinary returns nginx's path, or "" when it is not installed.
+func nginxBinary() string {
 	if p, err := exec.LookPath("nginx"); err == nil {
 		return p
 	}
@@ -290,11 +257,22 @@ func NginxPath(t testing.TB) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("nginx is not installed; .ci/run should have installed it")
-	}
-	t.Skip("nginx is not installed (apt-get install nginx): skipping the test through the load balancer")
 	return ""
+}
+
+// writeNginxConfig writes nginxConf as dir/nginx.conf and
+// deploy/nginx/locations.conf, which it includes, beside it.
+func writeNginxConfig(t testing.TB, dir, nginxConf string) {
+	t.Helper()
+	locations, err := os.ReadFile("../deploy/nginx/locations.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"nginx.conf": []byte(nginxConf), "locations.conf": locations} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // StartNginx runs nginx with deploy/nginx/nginx.conf, its listen address
@@ -306,10 +284,6 @@ func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 		t.Fatalf("StartNginx: %d edges, deploy/nginx/nginx.conf has 2", len(edges))
 	}
 	conf, err := os.ReadFile("../deploy/nginx/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	locations, err := os.ReadFile("../deploy/nginx/locations.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,11 +310,7 @@ func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 			}
 			text = strings.Replace(text, r[0], r[1], 1)
 		}
-		for name, b := range map[string][]byte{"nginx.conf": []byte(text), "locations.conf": locations} {
-			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		writeNginxConfig(t, dir, text)
 		n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 		n.Proc = StartProc(t, "nginx", nginx,
 			[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)

@@ -24,10 +24,6 @@ import (
 // parses; the settings they give the binaries exist; ports, probes, labels
 // and names agree with each other and with the topology the e2e tests run.
 
-// comingSettings are settings the deploy files use that the binaries do not
-// have yet, with why.
-var comingSettings = map[string]string{}
-
 // yamlDocs parses every document of a YAML file.
 func yamlDocs(t testing.TB, path string) []map[string]any {
 	t.Helper()
@@ -102,7 +98,7 @@ func settingsOf(t testing.TB, binary string) map[string]bool {
 func checkSettings(t testing.TB, where string, known map[string]bool, env map[string]string) {
 	t.Helper()
 	for name := range env {
-		if !known[name] && comingSettings[name] == "" {
+		if !known[name] {
 			t.Errorf("%s sets %s, which --help does not list", where, name)
 		}
 	}
@@ -401,9 +397,7 @@ func TestDeployCompose(t *testing.T) {
 	if nginx := nginxBinary(); nginx != "" {
 		dir := t.TempDir()
 		text := strings.NewReplacer("edge-1:", "127.0.0.1:", "edge-2:", "127.0.0.1:", "listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", FreePort(t))).Replace(string(conf))
-		locations, _ := os.ReadFile("../deploy/nginx/locations.conf")
-		os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(text), 0o644)
-		os.WriteFile(filepath.Join(dir, "locations.conf"), locations, 0o644)
+		writeNginxConfig(t, dir, text)
 		if out, err := exec.Command(nginx, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr").CombinedOutput(); err != nil {
 			t.Errorf("nginx -t on compose/nginx.conf (edges on loopback): %v\n%s", err, out)
 		}
@@ -420,19 +414,6 @@ func TestDeployCompose(t *testing.T) {
 	} else {
 		t.Log("docker compose is not installed: the compose file was checked by this test only")
 	}
-}
-
-// nginxBinary returns nginx's path, or "" when it is not installed.
-func nginxBinary() string {
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
 }
 
 // TestDeployDockerfile checks what can be read off deploy/Dockerfile: Go
@@ -497,9 +478,10 @@ func TestDeployYAML(t *testing.T) {
 	t.Logf("%d YAML documents in deploy/", n)
 }
 
-// TestDeployProbePaths: the paths the probes use answer 200 on a ready
-// edge and ingest. (Until the edge's ops port exists, the public port
-// serves them.)
+// TestDeployProbePaths: the paths the probes use, /health and
+// /health/ready, answer 200 on the public ports of a ready edge and ingest.
+// Ingest's probes use that port; the edge's use its ops port (METRICS_PORT),
+// which serves the same paths but is not queried here.
 func TestDeployProbePaths(t *testing.T) {
 	st := StartStack(t, nil, nil)
 	for _, base := range []string{st.Edge.URL, st.Ingest.URL} {

@@ -247,20 +247,27 @@ type Server struct {
 	OpsURL string
 }
 
-// WaitReady waits for GET /health/ready to answer 200.
+// WaitReady waits up to 20s for GET /health/ready to answer 200.
 func (s *Server) WaitReady(t testing.TB) {
 	t.Helper()
-	Eventually(t, 20*time.Second, func() bool {
+	waitReady(t, s, 20*time.Second)
+}
+
+// waitReady waits for GET /health/ready to answer 200.
+func waitReady(t testing.TB, s *Server, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() bool {
 		if !s.Running() {
 			t.Fatalf("%s exited: %v\n%s", s.Name, s.err, s.Logs())
 		}
-		resp, err := http.Get(s.URL + "/health/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		return readyStatus(s) == 200
 	}, "%s not ready", s.Name)
+}
+
+// readyStatus is the status of GET /health/ready, or 0 when the server
+// does not answer.
+func readyStatus(s *Server) int {
+	return statusWithin(s.URL+"/health/ready", 3*time.Second)
 }
 
 // EdgeEnv is the environment of a test edge; callers add to it.

@@ -55,7 +55,7 @@ next:
 // closes; and no token, accepted or refused, appears in any log.
 func TestJSONLogs(t *testing.T) {
 	jsonLogs := map[string]string{"LOG_FORMAT": "json", "LOG_LEVEL": "debug"}
-	st := StartStack(t, jsonLogs, map[string]string{"LOG_FORMAT": "json", "LOG_LEVEL": "debug", "JWT_SECRET_KEY": Secret})
+	st := StartStack(t, jsonLogs, jsonLogs) // StartStack copies them onto each binary's defaults
 
 	jti := fmt.Sprintf("logs-%d", time.Now().UnixNano())
 	tok := Token(t, "alice", TokenOpts{JTI: jti})

@@ -139,8 +139,11 @@ func Get(t testing.TB, url string, header ...http.Header) Response {
 }
 
 // status answers the status of GET url, or 0 when the request fails.
-func status(url string) int {
-	c := http.Client{Timeout: 2 * time.Second}
+func status(url string) int { return statusWithin(url, 2*time.Second) }
+
+// statusWithin is status with a request timeout.
+func statusWithin(url string, timeout time.Duration) int {
+	c := http.Client{Timeout: timeout}
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0

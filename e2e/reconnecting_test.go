@@ -237,20 +237,9 @@ func tryPost(ingestURL string, msg any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	resp, err := http.Post(ingestURL+"/v1/messages", "application/json", strings.NewReader(string(b)))
-	if err != nil {
-		return "", err
+	status, id, why := post(http.DefaultClient, ingestURL, b)
+	if status != 202 {
+		return "", fmt.Errorf("POST /v1/messages: %s", why)
 	}
-	defer resp.Body.Close()
-	var a struct {
-		ID    string `json:"id"`
-		Error string `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
-		return "", err
-	}
-	if resp.StatusCode != 202 || a.ID == "" {
-		return "", fmt.Errorf("POST /v1/messages: %d %s", resp.StatusCode, a.Error)
-	}
-	return a.ID, nil
+	return id, nil
 }

@@ -205,15 +205,18 @@ func (b *bench) start(group string, n int, edgeEnv map[string]string) (*stack, e
 	}
 	st := &stack{}
 	var natsArgs []string
+	profilePort := 0
 	if b.profile {
 		if p, err := freePort(); err == nil {
 			natsArgs = append(natsArgs, "--profile", fmt.Sprint(p))
+			profilePort = p
 		}
 	}
 	var err error
 	if st.nats, err = startNATS(b.bin, dir, natsArgs...); err != nil {
 		return nil, err
 	}
+	st.nats.profilePort = profilePort
 	natsURL := "nats://" + st.nats.addr
 	env := map[string]string{"PPROF": fmt.Sprint(b.profile)}
 	for k, v := range edgeEnv {
@@ -232,7 +235,6 @@ func (b *bench) start(group string, n int, edgeEnv map[string]string) (*stack, e
 	wg.Wait()
 	st.edges = slices.DeleteFunc(st.edges, func(s *server) bool { return s == nil })
 	if err := errors.Join(errs...); err != nil {
-		st.nats.stop()
 		st.stop()
 		return nil, err
 	}
@@ -345,11 +347,8 @@ func (b *bench) startProfiles(st *stack, d time.Duration) *profiler {
 		"edge":   "http://" + st.edges[0].ops + "/debug/pprof/profile",
 		"ingest": "http://" + st.ingest.addr + "/debug/pprof/profile",
 	}
-	for _, a := range st.nats.cmd.Args {
-		if a == "--profile" {
-			i := slices.Index(st.nats.cmd.Args, a)
-			targets["nats-server"] = "http://127.0.0.1:" + st.nats.cmd.Args[i+1] + "/debug/pprof/profile"
-		}
+	if st.nats.profilePort != 0 {
+		targets["nats-server"] = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", st.nats.profilePort)
 	}
 	for name, url := range targets {
 		p.wg.Add(1)
@@ -379,9 +378,8 @@ func (b *bench) startProfiles(st *stack, d time.Duration) *profiler {
 // wait collects the profiles and keeps the top of each.
 func (p *profiler) wait(b *bench, label string) {
 	p.wg.Wait()
-	bins := map[string]string{"edge": "edge", "ingest": "ingest", "nats-server": "nats-server"}
-	for name, f := range p.files {
-		cmd := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", filepath.Join(b.bin, bins[name]), f)
+	for name, f := range p.files { // name is the binary's
+		cmd := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", filepath.Join(b.bin, name), f)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(b.log, "bench: pprof %s: %v\n", f, err)

@@ -131,7 +131,6 @@ type Session struct {
 	pub     *publisher
 	nc      *nats.Conn
 	res     *Result
-	mu      sync.Mutex
 }
 
 func (sc *Scenario) logf(format string, args ...any) {
@@ -267,9 +266,6 @@ func startWorker(exe string, spec WorkerSpec) (*workerProc, error) {
 
 // Result returns what was measured so far.
 func (s *Session) Result() *Result { return s.res }
-
-// Connected returns how many connections are up.
-func (s *Session) Connected() int { return s.res.Connect.OK }
 
 // Close ends the workers; their connections close with them.
 func (s *Session) Close() {

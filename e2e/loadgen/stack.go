@@ -20,6 +20,8 @@ type server struct {
 	log  *os.File
 	addr string // host:port it serves (NATS: the client port)
 	ops  string // an edge's operations port; ingest's API port
+	// profilePort is nats-server's --profile port; 0 without one.
+	profilePort int
 }
 
 func (s *server) proc() Proc { return Proc{Name: s.name, PID: s.cmd.Process.Pid} }
@@ -125,55 +127,49 @@ func startNATS(binDir, dir string, extra ...string) (*server, error) {
 
 // startEdge starts an edge on NATS with env on top of the bench's settings.
 func startEdge(binDir, dir, name, natsURL, secret string, env map[string]string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	ops, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	e := map[string]string{
-		"INBOUND_PORT":   strconv.Itoa(port),
-		"METRICS_PORT":   strconv.Itoa(ops),
-		"NATS_URL":       natsURL,
-		"JWT_SECRET_KEY": secret,
-		"EDGE_ID":        name,
-	}
-	for k, v := range env {
-		e[k] = v
-	}
-	s, err := startServer(dir, name, filepath.Join(binDir, "edge"), nil, e)
-	if err != nil {
-		return nil, err
-	}
-	s.addr, s.ops = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", ops)
-	if !waitFor(30*time.Second, func() bool { return httpOK("http://" + s.ops + "/health/ready") }) {
-		s.stop()
-		return nil, fmt.Errorf("%s not ready (log: %s)", name, s.log.Name())
-	}
-	return s, nil
+	return startHTTPServer(binDir, dir, name, "edge", "INBOUND_PORT", "METRICS_PORT",
+		map[string]string{"NATS_URL": natsURL, "JWT_SECRET_KEY": secret, "EDGE_ID": name}, env)
 }
 
 // startIngest starts ingest on NATS with env on top of the bench's settings.
 func startIngest(binDir, dir, natsURL string, env map[string]string) (*server, error) {
+	return startHTTPServer(binDir, dir, "ingest", "ingest", "API_PORT", "", map[string]string{"NATS_URL": natsURL}, env)
+}
+
+// startHTTPServer starts binDir/binary as name with its port setting
+// portKey, and its operations port setting opsKey unless that is "", on
+// free ports, then settings and env on top, and waits until /health/ready
+// answers 200 on the operations port, or the port without one.
+func startHTTPServer(binDir, dir, name, binary, portKey, opsKey string, settings, env map[string]string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	e := map[string]string{"API_PORT": strconv.Itoa(port), "NATS_URL": natsURL}
+	e := map[string]string{portKey: strconv.Itoa(port)}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	ops := addr
+	if opsKey != "" {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		e[opsKey] = strconv.Itoa(p)
+		ops = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	for k, v := range settings {
+		e[k] = v
+	}
 	for k, v := range env {
 		e[k] = v
 	}
-	s, err := startServer(dir, "ingest", filepath.Join(binDir, "ingest"), nil, e)
+	s, err := startServer(dir, name, filepath.Join(binDir, binary), nil, e)
 	if err != nil {
 		return nil, err
 	}
-	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	s.ops = s.addr
-	if !waitFor(30*time.Second, func() bool { return httpOK("http://" + s.addr + "/health/ready") }) {
+	s.addr, s.ops = addr, ops
+	if !waitFor(30*time.Second, func() bool { return httpOK("http://" + s.ops + "/health/ready") }) {
 		s.stop()
-		return nil, fmt.Errorf("ingest not ready (log: %s)", s.log.Name())
+		return nil, fmt.Errorf("%s not ready (log: %s)", name, s.log.Name())
 	}
 	return s, nil
 }

@@ -60,7 +60,6 @@ type Report struct {
 	FirstNS  int64    `json:"first_ns"` // first and last message received since reset
 	LastNS   int64    `json:"last_ns"`
 	CPU      float64  `json:"cpu_seconds"`
-	RSS      int64    `json:"rss"`
 }
 
 type worker struct {
@@ -70,7 +69,6 @@ type worker struct {
 	latency atomicHist
 	first   atomic.Int64
 	last    atomic.Int64
-	stop    context.Context
 	lp      *http.Client
 }
 
@@ -87,9 +85,7 @@ func runWorker() error {
 	if err := json.Unmarshal(line, &spec); err != nil {
 		return fmt.Errorf("spec: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := &worker{spec: spec, counts: make([]atomic.Uint32, (spec.UserTo-spec.UserFrom)*spec.Devices), stop: ctx}
+	w := &worker{spec: spec, counts: make([]atomic.Uint32, (spec.UserTo-spec.UserFrom)*spec.Devices)}
 	if spec.Transport == "longpoll" {
 		w.lp = longPollClient(spec)
 	}
@@ -125,7 +121,7 @@ func (w *worker) report() Report {
 		r.Received += uint64(r.Counts[i])
 	}
 	if s, err := readProc(os.Getpid()); err == nil {
-		r.CPU, r.RSS = s.CPU, s.RSS
+		r.CPU = s.CPU
 	}
 	return r
 }
@@ -253,7 +249,7 @@ func (w *worker) run(i int, connected chan<- error) {
 	}
 	if !ok {
 		connected <- err
-	} else if w.stop.Err() == nil {
+	} else {
 		w.ended.Add(1)
 	}
 }
