@@ -264,8 +264,8 @@ func Retry(ctx context.Context, attempt func(context.Context) error, failed func
 // StreamConfig is the history stream's configuration for a replica count.
 func StreamConfig(cfg config.NATS, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:              StreamName,
-		Description:       "RIG-Go: recent messages per user, for resume",
+		Name:        StreamName,
+		Description: "RIG-Go: recent messages per user, for resume",
 		// One token: a publish to user.a.b (a user id not encoded into
 		// one token) gets an error from JetStream instead of being
 		// stored for a subject no edge ever reads.
