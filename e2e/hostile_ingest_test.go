@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -109,6 +110,14 @@ func TestHostileIdempotencyKey(t *testing.T) {
 	if ev := alice.NextMessage(t, 5*time.Second); ev.ID != sentinel {
 		t.Fatalf("after the conflict and the retries alice got %+v, want only the sentinel %s", ev, sentinel)
 	}
+	// The keyed message's event id is a resume point like any other: from
+	// it, alice gets exactly what followed it.
+	resumed := MustSSE(t, sseURL(st.Edge.URL, Token(t, "alice")), http.Header{"Last-Event-ID": {idA}})
+	for _, want := range []string{plain, sentinel} {
+		if ev := resumed.NextMessage(t, 5*time.Second); ev.ID != want {
+			t.Fatalf("resume from the keyed id %s: got %+v, want %s", idA, ev, want)
+		}
+	}
 	// A batch cannot carry a key (it would be silently ignored).
 	if s, e := postKeyed(t, st.Ingest.URL, "batch-1", `[{"user":"alice"}]`); s != 400 {
 		t.Fatalf("batch with a key: %d %s", s, e)
@@ -212,4 +221,80 @@ func TestHostileWrongSubject(t *testing.T) {
 	if _, err := publish.ToUser(ctx, js, "a.b", []byte(`{}`), publish.WithID("seq:999")); !errors.Is(err, publish.ErrInvalidID) {
 		t.Fatalf("publish with a position id: %v", err)
 	}
+}
+
+// TestClusterIdempotencyKey: on a 3-node JetStream cluster (the history
+// stream on three replicas), concurrent retries of one keyed message
+// through three ingests, each on another node, all answer 202 with one id,
+// and one message is stored: a retry that JetStream sees while the first
+// is still being stored ("in process") is asked again, and the first is
+// read back from the stream's leader.
+func TestClusterIdempotencyKey(t *testing.T) {
+	nodes := StartNATSCluster(t, 3)
+	var ingests []*Server
+	for _, n := range nodes {
+		env := IngestEnv(FreePort(t), n.URL)
+		env["NATS_CLIENT_NAME"] = "ingest-" + n.Name
+		ingests = append(ingests, startServer(t, env["NATS_CLIENT_NAME"], bin.ingest, env, "API_PORT"))
+	}
+	for _, s := range ingests {
+		waitReady(t, s, 90*time.Second)
+	}
+	nc, err := nats.Connect(nodes[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	i := replicated(t, js, "RIG_HISTORY", 3, 60*time.Second)
+	t.Logf("history stream on %v, leader %s", peers(i), i.Cluster.Leader)
+
+	const n = 30
+	body := `{"user":"alice","text":"keyed, in a cluster"}`
+	type result struct {
+		status int
+		id     string
+	}
+	results := make(chan result, n)
+	for k := range n {
+		go func() {
+			req, _ := http.NewRequest("POST", ingests[k%3].URL+"/v1/messages", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "cluster-order-1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				results <- result{status: -1, id: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			var a struct{ ID, Error string }
+			_ = json.NewDecoder(resp.Body).Decode(&a)
+			results <- result{resp.StatusCode, a.ID + a.Error}
+		}()
+	}
+	first := ""
+	for range n {
+		r := <-results
+		if r.status != 202 || first != "" && r.id != first {
+			t.Fatalf("concurrent retry: %d %q (others %q)", r.status, r.id, first)
+		}
+		first = r.id
+	}
+	for _, s := range ingests {
+		if st, id := postKeyed(t, s.URL, "cluster-order-1", body); st != 202 || id != first {
+			t.Fatalf("retry through %s: %d %q, want 202 %s", s.Name, st, id, first)
+		}
+		if st, e := postKeyed(t, s.URL, "cluster-order-1", `{"user":"alice","text":"another"}`); st != 409 {
+			t.Fatalf("other body through %s: %d %s, want 409", s.Name, st, e)
+		}
+	}
+	if got := historyMsgs(t, nodes[1].URL); got != 1 {
+		t.Fatalf("history holds %d messages, want 1", got)
+	}
+	asked := 0
+	for _, s := range ingests {
+		asked += strings.Count(s.Logs(), "is being stored; asking again")
+	}
+	t.Logf("%d concurrent posts through 3 ingests on 3 nodes: one message stored, every answer 202 %s; %d publishes met the first still in process",
+		n, first, asked)
 }

@@ -144,7 +144,8 @@ func (s *Server) storeKeyed(c *fiber.Ctx, user, key string, body []byte) error {
 		case err == nil:
 			return s.answerRetry(c, user, key, msgID, ack.Sequence, body, deadline)
 		case errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateInProcess && time.Now().Before(deadline):
-			time.Sleep(20 * time.Millisecond) // the first is being stored; ask again
+			s.log.Debug("a message with this Idempotency-Key is being stored; asking again", "user", user)
+			time.Sleep(20 * time.Millisecond)
 		default:
 			s.metrics.Failed.Inc()
 			return api.Unavailable("message not stored: "+err.Error(), 1)
