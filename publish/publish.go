@@ -31,7 +31,7 @@ const Stream = "RIG_HISTORY"
 // de-duplication window (IDEMPOTENCY_WINDOW, default 30s).
 const HeaderMsgID = "Nats-Msg-Id"
 
-// Errors for what ToUser and NewMsg refuse; nothing is published then.
+// Errors for what ToUser and NewMsg refuse; the message is not stored then.
 var (
 	// ErrInvalidUser: a user id must be 1 to 256 bytes.
 	ErrInvalidUser = rig.ErrInvalidUser
