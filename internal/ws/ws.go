@@ -3,6 +3,10 @@
 // pushes), turns heartbeats into pings, ends sessions with close frames, and
 // reads the client's frames under a size limit and a pong deadline.
 //
+// Every frame a client sends counts against one budget, pings and pongs as
+// much as messages: answering a flood of pings costs the edge as much as
+// reading a flood of messages.
+//
 // A connection costs one goroutine, the one reading; writes happen on the
 // client's short-lived flush goroutine (see package client), and write
 // buffers come from one shared pool, so an idle connection holds only a
@@ -21,9 +25,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/time/rate"
 
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/phoenix"
@@ -69,7 +75,22 @@ const (
 	closeGrace = time.Second
 	// maxDrain bounds what a closing socket reads and drops.
 	maxDrain = 1 << 20
+	// pongWriteWait bounds writing the pong that answers a client's ping.
+	pongWriteWait = time.Second
 )
+
+// What a client may send: FrameBurst frames at once, then FrameRate a
+// second, counting messages, pings and pongs alike. Clients send little
+// (a pong per heartbeat, joins, a Phoenix heartbeat every 30s); one that
+// keeps sending faster is refused with ErrFlood before it costs others.
+const (
+	FrameRate  = 20
+	FrameBurst = 120
+)
+
+// ErrFlood is returned by Read and Discard once a client has sent more
+// frames than the budget allows; the socket should be closed with 1008.
+var ErrFlood = errors.New("client sent too many frames")
 
 var writeBuffers sync.Pool // a websocket.BufferPool shared by every socket
 
@@ -176,6 +197,10 @@ type Conn struct {
 	users []string   // Phoenix: the joined users, whose messages are written
 
 	closing atomic.Bool // a close frame was sent (or is being sent)
+
+	// frames is the client's budget, used only by the reader (the ping
+	// and pong handlers run inside its reads); nil until the first frame.
+	frames *rate.Limiter
 }
 
 // New takes over an upgraded connection. Every write must finish within
@@ -184,9 +209,43 @@ type Conn struct {
 func New(c *websocket.Conn, mode Mode, writeTimeout, pongWait time.Duration, maxMessage int) *Conn {
 	conn := &Conn{ws: c, mode: mode, timeout: writeTimeout, pongWait: pongWait}
 	c.SetReadLimit(int64(maxMessage))
-	c.SetPongHandler(func(string) error { conn.alive(); return nil })
+	c.SetPongHandler(func(string) error {
+		if err := conn.spend(); err != nil {
+			return err
+		}
+		conn.alive()
+		return nil
+	})
+	c.SetPingHandler(conn.pong)
 	conn.alive()
 	return conn
+}
+
+// spend takes one frame from the client's budget.
+func (c *Conn) spend() error {
+	if c.frames == nil {
+		c.frames = rate.NewLimiter(FrameRate, FrameBurst)
+	}
+	if !c.frames.Allow() {
+		return ErrFlood
+	}
+	return nil
+}
+
+// pong answers a client's ping, within its budget: the library's default
+// handler answers every ping, which made a ping flood free for the client
+// and a full core's work for the edge.
+func (c *Conn) pong(data string) error {
+	if err := c.spend(); err != nil {
+		return err
+	}
+	c.alive()
+	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongWriteWait))
+	var ne net.Error
+	if errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) {
+		return nil // closing, or the write failed: the read that follows says why
+	}
+	return err
 }
 
 // alive extends the read deadline: the client answered a ping or spoke.
@@ -202,27 +261,44 @@ func (c *Conn) alive() {
 
 // Read returns the next text message, answering pings and taking pongs on
 // the way. It fails when the client misses pongs for the pong wait, sends
-// a message over the limit, closes, or goes away.
+// a message over the limit, more frames than its budget (ErrFlood), a
+// binary message (ErrBinary) or text that is not UTF-8 (ErrInvalidUTF8),
+// closes, or goes away.
 func (c *Conn) Read() ([]byte, error) {
 	mt, data, err := c.ws.ReadMessage()
 	if err != nil {
+		return nil, err
+	}
+	if err := c.spend(); err != nil {
 		return nil, err
 	}
 	c.alive()
 	if mt != websocket.TextMessage {
 		return nil, ErrBinary
 	}
+	if !utf8.Valid(data) {
+		return nil, ErrInvalidUTF8
+	}
 	return data, nil
 }
 
 // Discard reads the next message and drops it: a plain socket's client has
-// nothing to say, but its pongs and close frame must be read.
+// nothing to say, but its pongs and close frame must be read. It fails as
+// Read does, except that binary messages are dropped too; a text message
+// is checked for UTF-8 as it is read, without being kept.
 func (c *Conn) Discard() error {
-	_, r, err := c.ws.NextReader()
+	mt, r, err := c.ws.NextReader()
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(io.Discard, r)
+	if err := c.spend(); err != nil {
+		return err
+	}
+	if mt == websocket.TextMessage {
+		err = checkUTF8(r)
+	} else {
+		_, err = io.Copy(io.Discard, r)
+	}
 	c.alive()
 	return err
 }
