@@ -28,6 +28,11 @@ func newClient(timeout time.Duration) *fasthttp.Client {
 		NoDefaultUserAgentHeader: true,
 		// The path was normalised for matching; send it as matched.
 		DisablePathNormalizing: true,
+		// Errors about a malformed upstream answer quote none of it.
+		ConfigureClient: func(hc *fasthttp.HostClient) error {
+			hc.SecureErrorLogMessage = true
+			return nil
+		},
 		ReadBufferSize:         16 << 10, // the largest upstream response header
 		WriteBufferSize:        16 << 10,
 		MaxConnsPerHost:        1024,
