@@ -33,11 +33,11 @@ func newClient(timeout time.Duration) *fasthttp.Client {
 			hc.SecureErrorLogMessage = true
 			return nil
 		},
-		ReadBufferSize:         16 << 10, // the largest upstream response header
-		WriteBufferSize:        16 << 10,
-		MaxConnsPerHost:        1024,
-		MaxConnWaitTimeout:     timeout,
-		MaxIdleConnDuration:    30 * time.Second,
+		ReadBufferSize:      16 << 10, // the largest upstream response header
+		WriteBufferSize:     16 << 10,
+		MaxConnsPerHost:     1024,
+		MaxConnWaitTimeout:  timeout,
+		MaxIdleConnDuration: 30 * time.Second,
 		// One more attempt, on a new connection, only when the upstream
 		// closed a kept-alive connection without answering: it has not
 		// seen the request. Timeouts are not retried.

@@ -388,7 +388,9 @@ func TestInvalidUTF8(t *testing.T) {
 	}
 
 	p, pcl := pair(t, Phoenix2, time.Minute, 1024)
-	go func() { _ = pcl.WriteMessage(websocket.TextMessage, []byte(`["1","1","user:a","phx_join",{"x":"bad `+"\xff"+`"}]`)) }()
+	go func() {
+		_ = pcl.WriteMessage(websocket.TextMessage, []byte(`["1","1","user:a","phx_join",{"x":"bad `+"\xff"+`"}]`))
+	}()
 	if _, err := p.Read(); !errors.Is(err, ErrInvalidUTF8) {
 		t.Fatalf("Read of invalid UTF-8: %v, want ErrInvalidUTF8", err)
 	}
