@@ -28,16 +28,11 @@ func newClient(timeout time.Duration) *fasthttp.Client {
 		NoDefaultUserAgentHeader: true,
 		// The path was normalised for matching; send it as matched.
 		DisablePathNormalizing: true,
-		// Errors about a malformed upstream answer quote none of it.
-		ConfigureClient: func(hc *fasthttp.HostClient) error {
-			hc.SecureErrorLogMessage = true
-			return nil
-		},
-		ReadBufferSize:      16 << 10, // the largest upstream response header
-		WriteBufferSize:     16 << 10,
-		MaxConnsPerHost:     1024,
-		MaxConnWaitTimeout:  timeout,
-		MaxIdleConnDuration: 30 * time.Second,
+		ReadBufferSize:         16 << 10, // the largest upstream response header
+		WriteBufferSize:        16 << 10,
+		MaxConnsPerHost:        1024,
+		MaxConnWaitTimeout:     timeout,
+		MaxIdleConnDuration:    30 * time.Second,
 		// One more attempt, on a new connection, only when the upstream
 		// closed a kept-alive connection without answering: it has not
 		// seen the request. Timeouts are not retried.
@@ -51,6 +46,11 @@ func newClient(timeout time.Duration) *fasthttp.Client {
 				return nil, err
 			}
 			return &idleConn{Conn: c, timeout: timeout}, nil
+		},
+		// Errors about a malformed upstream answer quote none of it.
+		ConfigureClient: func(hc *fasthttp.HostClient) error {
+			hc.SecureErrorLogMessage = true
+			return nil
 		},
 	}
 }
