@@ -63,7 +63,8 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		cfg:      cfg,
 		log:      log,
 		broker:   b,
-		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles),
+		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles,
+			auth.RequireJTI(cfg.JWT.RequireJTI)),
 		history:  history.NewReader(b.JS),
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
