@@ -60,12 +60,11 @@ type Server struct {
 // New builds an edge on an open broker. Call Serve to accept connections.
 func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		broker: b,
-		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles,
-			auth.RequireJTI(cfg.JWT.RequireJTI)),
-		history: history.NewReader(b.JS),
+		cfg:      cfg,
+		log:      log,
+		broker:   b,
+		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles, auth.RequireJTI(cfg.JWT.RequireJTI)),
+		history:  history.NewReader(b.JS),
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
 		Delivered:  s.counters.Delivered.Load,
