@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -130,6 +131,59 @@ func TestHostileWebSocketPingFlood(t *testing.T) {
 	}
 	Eventually(t, 5*time.Second, func() bool { return strings.Count(st.Edge.Logs(), "client sent too many frames") == 2 },
 		"want one log line per flooding socket")
+}
+
+// TestHostileWebSocketFragmentFlood: a message that never ends, sent as
+// empty continuation frames as fast as the client can (six bytes each,
+// inside one message, so no message or frame count sees them), is closed
+// with 1008 once the socket's byte budget is spent, on plain and Phoenix
+// sockets. It used to keep a core busy (49 million frames in 3 s) until
+// the pong deadline.
+func TestHostileWebSocketFragmentFlood(t *testing.T) {
+	st := StartStack(t, nil, nil)
+	bystander := MustWS(t, wsURL(st.Edge.URL, plainQuery(Token(t, "alice"))))
+	bystander.Next(t, 5*time.Second)
+	pid := st.Edge.cmd.Process.Pid
+	frames := bytes.Repeat([]byte{0x00, 0x80, 0, 0, 0, 0}, 2000) // continuation, not final, masked, empty
+
+	const floodFor = 3 * time.Second
+	for _, c := range []struct {
+		name string
+		url  string
+	}{
+		{"plain", wsURL(st.Edge.URL, plainQuery(Token(t, "mallory")))},
+		{"phoenix", wsURL(st.Edge.URL, phxQuery(Token(t, "mallory"), "2.0.0"))},
+	} {
+		w := MustWS(t, c.url)
+		nc := w.Conn.NetConn()
+		cpu0 := cpuSeconds(t, pid)
+		start := time.Now()
+		if _, err := nc.Write([]byte{0x01, 0x80, 0, 0, 0, 0}); err != nil { // a text message, not final
+			t.Fatal(err)
+		}
+		sent := 0
+		for time.Since(start) < floodFor && w.Open() {
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := nc.Write(frames); err != nil {
+				break
+			}
+			sent += 2000
+		}
+		code, closed := w.Closed(2 * time.Second)
+		cpu := cpuSeconds(t, pid) - cpu0
+		t.Logf("%s: %d empty continuation frames sent in %s; closed %v with %d; edge CPU %.2fs",
+			c.name, sent, time.Since(start).Round(time.Millisecond), closed, code, cpu)
+		if !closed || code != websocket.ClosePolicyViolation {
+			t.Errorf("%s: closed %v with %d, want 1008 within the flood", c.name, closed, code)
+		}
+		if cpu > 1 {
+			t.Errorf("%s: the flood cost the edge %.2fs of CPU, want well under a second", c.name, cpu)
+		}
+	}
+	id := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "text": "after the flood"})
+	if ev := bystander.Next(t, 5*time.Second); ev.ID != id {
+		t.Fatalf("the bystander got %+v, want message %s", ev, id)
+	}
 }
 
 // TestHostileWebSocketInvalidUTF8: a client text frame that is not UTF-8

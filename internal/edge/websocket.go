@@ -18,7 +18,7 @@ import (
 const (
 	reasonMissedPongs = "client missed pongs"
 	reasonTooLarge    = "message larger than WS_MAX_FRAME_SIZE"
-	reasonFlood       = "client sent too many frames"
+	reasonFlood       = "client sent too many frames or bytes"
 	reasonBinary      = "client sent a binary message"
 	reasonInvalidUTF8 = "client sent a text message that is not UTF-8"
 	reasonPanic       = "internal error"
@@ -87,7 +87,7 @@ func socketMode(c *fiber.Ctx) (ws.Mode, error) {
 // fasthttp and runs the socket; its goroutine is the socket's reader. With
 // KeepHijackedConns fasthttp never closes the connection: Finish does.
 func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.Mode) {
-	c, err := ws.Upgrade(nc, key, s.cfg.WriteTimeout)
+	c, err := ws.Upgrade(nc, key, s.cfg.WriteTimeout, s.cfg.WSMaxFrameSize)
 	if err != nil {
 		s.log.Info("WebSocket handshake failed", "transport", mode.Name(), "user", a.session.User, "remote", a.remote, "err", err)
 		nc.Close()

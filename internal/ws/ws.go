@@ -80,17 +80,28 @@ const (
 )
 
 // What a client may send: FrameBurst frames at once, then FrameRate a
-// second, counting messages, pings and pongs alike. Clients send little
-// (a pong per heartbeat, joins, a Phoenix heartbeat every 30s); one that
-// keeps sending faster is refused with ErrFlood before it costs others.
+// second, counting messages, pings and pongs alike; and ByteBurst bytes
+// more than its largest message at once, then ByteRate a second. Clients
+// send little (a pong per heartbeat, joins, a Phoenix heartbeat every
+// 30s); one that keeps sending more is refused with ErrFlood before it
+// costs others.
+//
+// The bytes are counted because the frames the library reads inside a
+// message are not: a message may come as any number of continuation
+// frames, empty ones too (six bytes each), and 49 million of those in 3 s
+// kept a core busy without a message ever ending. Every frame costs a
+// client at least six bytes, so the byte budget bounds them all.
 const (
 	FrameRate  = 20
 	FrameBurst = 120
+	ByteRate   = 64 << 10
+	ByteBurst  = 64 << 10
 )
 
 // ErrFlood is returned by Read and Discard once a client has sent more
-// frames than the budget allows; the socket should be closed with 1008.
-var ErrFlood = errors.New("client sent too many frames")
+// frames or bytes than its budget allows; the socket should be closed
+// with 1008.
+var ErrFlood = errors.New("client sent more frames or bytes than allowed")
 
 var writeBuffers sync.Pool // a websocket.BufferPool shared by every socket
 
@@ -139,14 +150,16 @@ func headerHasToken(v []byte, token string) bool {
 }
 
 // Upgrade completes the handshake CheckHandshake accepted, on the raw
-// connection the edge took over from fasthttp, and returns the socket.
+// connection the edge took over from fasthttp, and returns the socket,
+// which reads through the client's byte budget for messages of up to
+// maxMessage bytes.
 //
 // Upgrading after fasthttp let go of the connection, rather than inside
 // fasthttp's hijack handler (FastHTTPUpgrader), lets fasthttp free the
 // request context and read buffer at once instead of for the socket's
 // whole life: about 40% of an idle socket's memory. The library's net/http
 // upgrader does it through a minimal http.Hijacker.
-func Upgrade(raw net.Conn, key string, handshakeTimeout time.Duration) (*websocket.Conn, error) {
+func Upgrade(raw net.Conn, key string, handshakeTimeout time.Duration, maxMessage int) (*websocket.Conn, error) {
 	r := &http.Request{Method: http.MethodGet, Header: http.Header{
 		"Connection":            {"Upgrade"},
 		"Upgrade":               {"websocket"},
@@ -155,7 +168,31 @@ func Upgrade(raw net.Conn, key string, handshakeTimeout time.Duration) (*websock
 	}}
 	u := upgrader
 	u.HandshakeTimeout = handshakeTimeout
-	return u.Upgrade(&hijacker{conn: raw}, r, nil)
+	budget := &byteBudget{Conn: raw, burst: float64(maxMessage + ByteBurst), last: time.Now()}
+	budget.allowance = budget.burst
+	return u.Upgrade(&hijacker{conn: budget}, r, nil)
+}
+
+// byteBudget is a connection whose reads spend a client's byte budget (a
+// token bucket of ByteRate a second, burst bytes deep), and fail with
+// ErrFlood once it is spent. It is hand-written rather than a
+// rate.Limiter because one read may return more bytes than any bucket
+// size a Limiter would need. Only the socket's reader reads it.
+type byteBudget struct {
+	net.Conn
+	burst, allowance float64
+	last             time.Time
+}
+
+func (b *byteBudget) Read(p []byte) (int, error) {
+	n, err := b.Conn.Read(p)
+	now := time.Now()
+	b.allowance = min(b.burst, b.allowance+now.Sub(b.last).Seconds()*ByteRate) - float64(n)
+	b.last = now
+	if b.allowance < 0 {
+		return 0, ErrFlood
+	}
+	return n, err
 }
 
 // hijacker is the http.ResponseWriter the upgrader writes to: the
@@ -189,6 +226,7 @@ var ErrBinary = errors.New("binary messages are not accepted")
 // frames) are serialized, as a WebSocket connection allows one writer.
 type Conn struct {
 	ws       *websocket.Conn
+	raw      net.Conn // under the byte budget: for closing, and draining
 	mode     Mode
 	timeout  time.Duration
 	pongWait time.Duration
@@ -207,7 +245,10 @@ type Conn struct {
 // writeTimeout; a client must answer pings (or send something) within
 // pongWait; a message larger than maxMessage closes the socket with 1009.
 func New(c *websocket.Conn, mode Mode, writeTimeout, pongWait time.Duration, maxMessage int) *Conn {
-	conn := &Conn{ws: c, mode: mode, timeout: writeTimeout, pongWait: pongWait}
+	conn := &Conn{ws: c, raw: c.NetConn(), mode: mode, timeout: writeTimeout, pongWait: pongWait}
+	if b, ok := conn.raw.(*byteBudget); ok {
+		conn.raw = b.Conn
+	}
 	c.SetReadLimit(int64(maxMessage))
 	c.SetPongHandler(func(string) error {
 		if err := conn.spend(); err != nil {
@@ -394,9 +435,9 @@ func (c *Conn) CloseWith(code int, text string) {
 // gives the reader a moment to read the peer's answer before Finish closes.
 func (c *Conn) Close() error {
 	if c.closing.Load() {
-		return c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+		return c.raw.SetReadDeadline(time.Now().Add(closeGrace))
 	}
-	return c.ws.NetConn().Close()
+	return c.raw.Close()
 }
 
 // Finish closes the connection once the reader is done; readErr is why it
@@ -406,7 +447,7 @@ func (c *Conn) Close() error {
 // for a moment: closing a socket with unread data sends a reset, which can
 // destroy the close frame before the peer reads it.
 func (c *Conn) Finish(readErr error) {
-	nc := c.ws.NetConn()
+	nc := c.raw
 	var ne net.Error
 	gone := errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF) ||
 		errors.Is(readErr, net.ErrClosed) || errors.As(readErr, &ne)

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -82,7 +83,7 @@ func pair(t *testing.T, mode Mode, pongWait time.Duration, maxMessage int) (*Con
 			srv <- nil
 			return
 		}
-		c, err := Upgrade(nc, r.Header.Get("Sec-WebSocket-Key"), time.Second)
+		c, err := Upgrade(nc, r.Header.Get("Sec-WebSocket-Key"), time.Second, maxMessage)
 		if err != nil {
 			t.Error(err)
 			srv <- nil
@@ -451,4 +452,31 @@ func FuzzCheckUTF8(f *testing.F) {
 			t.Fatalf("checkUTF8(%q) in pieces of %d: %v, utf8.Valid: %v", data, int(size%64)+1, err, want)
 		}
 	})
+}
+
+// TestFragmentFlood: a message that never ends, as empty continuation
+// frames sent as fast as the client can, runs out of the byte budget;
+// the frame budget never sees them (they are inside one message).
+func TestFragmentFlood(t *testing.T) {
+	s, cl := pair(t, Plain, time.Minute, 1024)
+	nc := cl.NetConn()
+	frames := bytes.Repeat([]byte{0x00, 0x80, 0, 0, 0, 0}, 1000) // continuation, not final, masked, empty
+	go func() {
+		if _, err := nc.Write([]byte{0x01, 0x80, 0, 0, 0, 0}); err != nil { // a text message, not final
+			return
+		}
+		for {
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := nc.Write(frames); err != nil {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	if err := s.Discard(); !errors.Is(err, ErrFlood) {
+		t.Fatalf("Discard of an endless message: %v, want ErrFlood", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("ErrFlood after %s, want it once the burst (%d bytes) is spent", d, 1024+ByteBurst)
+	}
 }
