@@ -311,3 +311,31 @@ func TestHostileEdgeRestartSingleNode(t *testing.T) {
 			missing, dup, len(got), len(want))
 	}
 }
+
+// TestTaskRunIngestRestart: on the stack of `go tool task run`, restarting
+// ingest restarts NATS with it; the edge keeps its open stream, which gets
+// the messages posted once ingest is back, and takes new connections.
+func TestTaskRunIngestRestart(t *testing.T) {
+	st := StartTaskRunStack(t)
+	s := MustSSE(t, sseURL(st.Edge.URL, Token(t, "alice")))
+	id := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 1})
+	if ev := s.NextMessage(t, 5*time.Second); ev.ID != id {
+		t.Fatalf("got %+v, want %s", ev, id)
+	}
+	start := time.Now()
+	st.Ingest.Signal(syscall.SIGTERM)
+	if !st.Ingest.Wait(15 * time.Second) {
+		t.Fatal("ingest did not stop within 15s of SIGTERM")
+	}
+	st.Ingest.Restart()
+	st.Ingest.WaitReady(t)
+	id = Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 2})
+	if ev := s.NextMessage(t, 15*time.Second); ev.ID != id {
+		t.Fatalf("after ingest restarted, the open stream got %+v, want %s", ev, id)
+	}
+	Eventually(t, 15*time.Second, func() bool {
+		code, _ := SSEStatus(t, sseURL(st.Edge.URL, Token(t, "bob")))
+		return code == 200
+	}, "the edge takes no new connection after ingest restarted")
+	t.Logf("ingest (and NATS) restarted; the open stream went on, new connections %s after the signal", time.Since(start).Round(time.Millisecond))
+}
