@@ -318,8 +318,9 @@ func StartIngest(t testing.TB, env map[string]string) *Server {
 	return s
 }
 
-// Stack is the single-node stack of `task run`: an edge embedding NATS,
-// and an ingest connected to it.
+// Stack is a single-node stack: an edge and an ingest, one of which embeds
+// NATS. StartStack embeds it in the edge; StartTaskRunStack starts it as
+// `task run` does (in ingest).
 type Stack struct {
 	Edge, Ingest *Server
 	NATSURL      string

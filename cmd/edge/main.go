@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -42,6 +43,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := cfg.Log.Logger(stderr).With("edge", cfg.EdgeID)
+	// Libraries that log through the standard logger get the same
+	// format and redaction.
+	slog.SetDefault(log)
 	// The public port opens when the edge is ready; fail now if it is taken.
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.InboundPort))
 	if err != nil {

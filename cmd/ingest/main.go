@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -41,6 +42,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := cfg.Log.Logger(stderr).With("component", "ingest")
+	// Libraries that log through the standard logger get the same
+	// format and redaction.
+	slog.SetDefault(log)
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.APIPort))
 	if err != nil {
 		return fmt.Errorf("API_PORT=%d: %w", cfg.APIPort, err)

@@ -26,18 +26,29 @@ type Verifier struct {
 	userField  string
 	rolesField string
 	privileged map[string]bool
+	requireJTI bool
 	parser     *jwt.Parser
 }
 
+// An Option changes what a Verifier accepts.
+type Option func(*Verifier)
+
+// RequireJTI says whether a token must have a jti (it does by default): a
+// session without one can never be blacklisted, so a stolen token would
+// stay usable until it expires.
+func RequireJTI(require bool) Option { return func(v *Verifier) { v.requireJTI = require } }
+
 // NewVerifier returns a Verifier for tokens signed with secret.
-// userField names the user claim ("sub" is the fallback), rolesField the
-// roles claim, and privileged the roles that may subscribe to anyone.
-func NewVerifier(secret, userField, rolesField string, privileged []string) *Verifier {
+// userField names the user claim ("sub" is the fallback when the token has
+// no such claim), rolesField the roles claim, and privileged the roles that
+// may subscribe to anyone.
+func NewVerifier(secret, userField, rolesField string, privileged []string, opts ...Option) *Verifier {
 	v := &Verifier{
 		key:        []byte(secret),
 		userField:  userField,
 		rolesField: rolesField,
 		privileged: make(map[string]bool, len(privileged)),
+		requireJTI: true,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods(Algorithms),
 			jwt.WithExpirationRequired(),
@@ -47,7 +58,23 @@ func NewVerifier(secret, userField, rolesField string, privileged []string) *Ver
 	for _, r := range privileged {
 		v.privileged[r] = true
 	}
+	for _, o := range opts {
+		o(v)
+	}
 	return v
+}
+
+// errCrit refuses a token with a crit header: it names extensions the
+// token says must be understood (RFC 7515 §4.1.11), and none is.
+var errCrit = errors.New(`"crit" header: no JWS extension is supported`)
+
+// keyFor is the parser's key function: the one HMAC key, for a token that
+// asks for no extension.
+func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errCrit
+	}
+	return v.key, nil
 }
 
 // Verify checks the token's signature, algorithm and expiry and returns its
@@ -57,7 +84,7 @@ func (v *Verifier) Verify(token string) (*rig.Session, error) {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidToken)
 	}
 	var claims jwt.MapClaims
-	_, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.key, nil })
+	_, err := v.parser.ParseWithClaims(token, &claims, v.keyFor)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
 	}
@@ -66,6 +93,8 @@ func (v *Verifier) Verify(token string) (*rig.Session, error) {
 
 func reason(err error) string {
 	switch {
+	case errors.Is(err, errCrit):
+		return errCrit.Error()
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
@@ -86,15 +115,23 @@ func reason(err error) string {
 
 func (v *Verifier) session(claims jwt.MapClaims) (*rig.Session, error) {
 	s := &rig.Session{}
-	user, ok := claims[v.userField].(string)
-	if !ok || user == "" {
-		user, ok = claims["sub"].(string)
-	}
+	// The user claim, when the token has one, is the user: a claim that is
+	// no usable id (a number, "") refuses the token rather than letting
+	// "sub" say who it is.
+	field := v.userField
+	raw, ok := claims[field]
 	if !ok {
-		return nil, fmt.Errorf("%w: no %q or \"sub\" claim with a user id", ErrInvalidToken, v.userField)
+		field = "sub"
+		if raw, ok = claims[field]; !ok {
+			return nil, fmt.Errorf("%w: no %q or \"sub\" claim with a user id", ErrInvalidToken, v.userField)
+		}
+	}
+	user, ok := raw.(string)
+	if !ok {
+		return nil, fmt.Errorf("%w: claim %q is not a string", ErrInvalidToken, field)
 	}
 	if err := rig.ValidateUser(user); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return nil, fmt.Errorf("%w: claim %q: %w", ErrInvalidToken, field, err)
 	}
 	s.User = user
 	switch roles := claims[v.rolesField].(type) {
@@ -121,6 +158,9 @@ func (v *Verifier) session(claims jwt.MapClaims) (*rig.Session, error) {
 			return nil, fmt.Errorf("%w: claim \"jti\" is not a string", ErrInvalidToken)
 		}
 		s.ID = id
+	}
+	if s.ID == "" && v.requireJTI {
+		return nil, fmt.Errorf("%w: no \"jti\" claim: a session without one could never be blacklisted (JWT_REQUIRE_JTI)", ErrInvalidToken)
 	}
 	exp, err := claims.GetExpirationTime()
 	if err != nil || exp == nil {

@@ -40,12 +40,68 @@ func TestVerifyAccepts(t *testing.T) {
 			t.Fatalf("%s: session %+v", m.Alg(), s)
 		}
 	}
-	s, err := v.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "bob", "exp": future()}))
+	s, err := v.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "bob", "exp": future(), "jti": "s2"}))
 	if err != nil || s.User != "bob" || s.Privileged {
 		t.Fatalf("sub fallback: %+v %v", s, err)
 	}
 	if !s.MaySubscribe("bob") || s.MaySubscribe("alice") {
 		t.Fatal("non-privileged session may subscribe to others")
+	}
+	// JWT_REQUIRE_JTI=false lets tokens without a session id in.
+	lax := NewVerifier(secret, "user", "roles", nil, RequireJTI(false))
+	if s, err := lax.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"user": "alice", "exp": future()})); err != nil || s.User != "alice" || s.ID != "" {
+		t.Fatalf("no jti, not required: %+v %v", s, err)
+	}
+	// JWT_USER_FIELD=sub: the fallback is the claim itself.
+	subOnly := NewVerifier(secret, "sub", "roles", nil)
+	if s, err := subOnly.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "carol", "exp": future(), "jti": "s3"})); err != nil || s.User != "carol" {
+		t.Fatalf("user field sub: %+v %v", s, err)
+	}
+}
+
+// signWithHeader signs claims with extra JOSE header fields.
+func signWithHeader(t *testing.T, header map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	for k, v := range header {
+		tok.Header[k] = v
+	}
+	s, err := tok.SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestWeakTokenShapes: issue 12's tokens that connected as someone they
+// did not name, could never be blacklisted, or asked for extensions the
+// verifier ignored. Each is refused, with a reason, by Verify (and the
+// crit one by Expiry, which ingest uses).
+func TestWeakTokenShapes(t *testing.T) {
+	v := verifier()
+	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, []byte(secret), c) }
+	for _, c := range []struct {
+		name, token, reason string
+	}{
+		{"number user, sub bob", hs(jwt.MapClaims{"user": 42, "sub": "bob", "exp": future(), "jti": "j"}), `claim "user" is not a string`},
+		{"empty user, sub bob", hs(jwt.MapClaims{"user": "", "sub": "bob", "exp": future(), "jti": "j"}), `claim "user"`},
+		{"null user, sub bob", hs(jwt.MapClaims{"user": nil, "sub": "bob", "exp": future(), "jti": "j"}), `claim "user" is not a string`},
+		{"list user, sub bob", hs(jwt.MapClaims{"user": []string{"bob"}, "sub": "bob", "exp": future(), "jti": "j"}), `claim "user" is not a string`},
+		{"number sub", hs(jwt.MapClaims{"sub": 42, "exp": future(), "jti": "j"}), `claim "sub" is not a string`},
+		{"no jti", hs(jwt.MapClaims{"user": "bob", "exp": future()}), `no "jti" claim`},
+		{"empty jti", hs(jwt.MapClaims{"user": "bob", "exp": future(), "jti": ""}), `no "jti" claim`},
+		{"crit exp", signWithHeader(t, map[string]any{"crit": []string{"exp"}, "exp": 1}, jwt.MapClaims{"user": "bob", "exp": future(), "jti": "j"}), `"crit"`},
+		{"crit b64", signWithHeader(t, map[string]any{"crit": []string{"b64"}, "b64": false}, jwt.MapClaims{"user": "bob", "exp": future(), "jti": "j"}), `"crit"`},
+		{"empty crit", signWithHeader(t, map[string]any{"crit": []string{}}, jwt.MapClaims{"user": "bob", "exp": future(), "jti": "j"}), `"crit"`},
+	} {
+		s, err := v.Verify(c.token)
+		if err == nil || !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), c.reason) {
+			t.Errorf("%s: Verify = %+v, %v; want ErrInvalidToken saying %s", c.name, s, err, c.reason)
+		}
+	}
+	crit := signWithHeader(t, map[string]any{"crit": []string{"exp"}, "exp": 1}, jwt.MapClaims{"user": "bob", "exp": future(), "jti": "j"})
+	if jti, _, err := v.Expiry(crit); err == nil || !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("Expiry of a crit token: %q, %v; want ErrInvalidToken", jti, err)
 	}
 }
 
@@ -53,7 +109,7 @@ func TestVerifyRejects(t *testing.T) {
 	v := verifier()
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	good := jwt.MapClaims{"user": "alice", "exp": future()}
+	good := jwt.MapClaims{"user": "alice", "exp": future(), "jti": "j"}
 	none := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good)
 	cases := map[string]string{
 		"empty":                  "",
@@ -99,7 +155,10 @@ func TestMintRoundTrip(t *testing.T) {
 // FuzzVerify feeds arbitrary strings to the verifier: it must never panic
 // and never accept a token it did not sign.
 func FuzzVerify(f *testing.F) {
-	tok, _ := Mint(secret, Claims{User: "alice", TTL: time.Hour}, time.Now())
+	tok, _ := Mint(secret, Claims{User: "alice", ID: "j1", TTL: time.Hour}, time.Now())
+	if _, err := verifier().Verify(tok); err != nil {
+		f.Fatalf("the seed token is refused: %v", err)
+	}
 	f.Add(tok)
 	f.Add("eyJhbGciOiJub25lIn0.eyJ1c2VyIjoiYSJ9.")
 	f.Add("a.b.c")

@@ -12,7 +12,7 @@ import (
 // a session needs to know about the token it revokes.
 func (v *Verifier) Expiry(token string) (jti string, exp time.Time, err error) {
 	var claims jwt.MapClaims
-	if _, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.key, nil }); err != nil {
+	if _, err := v.parser.ParseWithClaims(token, &claims, v.keyFor); err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
 	}
 	e, err := claims.GetExpirationTime()

@@ -74,6 +74,7 @@ type JWT struct {
 	UserField       string   // JWT_USER_FIELD
 	RolesField      string   // JWT_ROLES_FIELD
 	PrivilegedRoles []string // PRIVILEGED_ROLES
+	RequireJTI      bool     // JWT_REQUIRE_JTI
 }
 
 func (s *Set) jwt(j *JWT) {
@@ -81,6 +82,7 @@ func (s *Set) jwt(j *JWT) {
 	s.String(&j.UserField, "JWT_USER_FIELD", "user", `JWT claim holding the user id; "sub" is used when it is absent.`)
 	s.String(&j.RolesField, "JWT_ROLES_FIELD", "roles", "JWT claim holding the list of roles.")
 	s.List(&j.PrivilegedRoles, "PRIVILEGED_ROLES", "", "Roles that may subscribe to any user's messages (comma-separated).")
+	s.Bool(&j.RequireJTI, "JWT_REQUIRE_JTI", true, `Refuse (401) tokens without a "jti" claim: their sessions could never be blacklisted.`)
 }
 
 var errNoSecret = errors.New("invalid JWT_SECRET_KEY=\"\": expected a secret of at least 8 bytes (set JWT_SECRET_KEY or --jwt-secret-key)")

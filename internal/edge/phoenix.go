@@ -2,7 +2,6 @@ package edge
 
 import (
 	"encoding/json"
-	"errors"
 	"slices"
 
 	"github.com/fasthttp/websocket"
@@ -42,7 +41,6 @@ type phoenixSocket struct {
 	wc     *ws.Conn
 	v      phoenix.Version
 	joins  []phoenixJoin
-	frames *rate.Limiter
 	joinsL *rate.Limiter
 }
 
@@ -56,24 +54,16 @@ type phoenixJoin struct {
 }
 
 func (s *Server) newPhoenixSocket(cn *conn, wc *ws.Conn, v phoenix.Version) *phoenixSocket {
-	return &phoenixSocket{s: s, cn: cn, wc: wc, v: v,
-		frames: rate.NewLimiter(messageRate, messageBurst),
-		joinsL: rate.NewLimiter(joinRate, joinBurst)}
+	return &phoenixSocket{s: s, cn: cn, wc: wc, v: v, joinsL: rate.NewLimiter(joinRate, joinBurst)}
 }
 
 // serve reads and answers frames until the socket ends, and says why.
+// ws.Conn.Read holds the client to its frame budget, text and UTF-8.
 func (p *phoenixSocket) serve() (string, error) {
 	for {
 		data, err := p.wc.Read()
-		switch {
-		case errors.Is(err, ws.ErrBinary):
-			p.wc.CloseWith(websocket.CloseUnsupportedData, "binary messages are not accepted")
-			return reasonBinary, err
-		case err != nil:
-			return readReason(err), err
-		case !p.frames.Allow():
-			p.wc.CloseWith(websocket.ClosePolicyViolation, "too many messages")
-			return reasonFlood, errFlood
+		if err != nil {
+			return readFailed(p.wc, err), err
 		}
 		f, err := phoenix.Decode(p.v, data)
 		if err != nil {

@@ -63,7 +63,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		cfg:      cfg,
 		log:      log,
 		broker:   b,
-		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles),
+		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles, auth.RequireJTI(cfg.JWT.RequireJTI)),
 		history:  history.NewReader(b.JS),
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
@@ -92,6 +92,9 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	// Streams own their connections after the upgrade: fasthttp must not
 	// close them, nor keep its per-request buffers for them.
 	s.app.Server().KeepHijackedConns = true
+	// A malformed request's error must not quote it: its query or header
+	// may hold a token, and the error is logged and answered.
+	s.app.Server().SecureErrorLogMessage = true
 	s.routes()
 
 	s.bucket = blacklist.OpenBucket(b, log)

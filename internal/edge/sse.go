@@ -53,14 +53,14 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 		nc.Close()
 		return
 	}
-	// Spread reconnects of many clients over a few seconds.
-	retry := time.Second + rand.N(2*time.Second)
 	_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	if _, err := nc.Write(sse.Header(retry, extra)); err != nil {
+	if _, err := nc.Write(sse.Header(extra)); err != nil {
 		s.close(cn, client.ReasonWriteFailed)
 		return
 	}
-	cn.Start(sse.NewConn(nc, s.cfg.WriteTimeout))
+	// Spread reconnects of many clients over a few seconds.
+	retry := time.Second + rand.N(2*time.Second)
+	cn.Start(sse.NewConn(nc, s.cfg.WriteTimeout, retry))
 	s.start(cn, a.users, a.resume)
 	// Setting up grew this goroutine's stack (JWT, NATS, history, logging);
 	// an idle stream's reader needs a fraction of it. A new goroutine

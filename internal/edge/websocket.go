@@ -7,7 +7,6 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/client"
@@ -15,24 +14,15 @@ import (
 	"github.com/rig-go/rig/internal/ws"
 )
 
-// What a socket's client may send: messageBurst messages at once, then
-// messageRate a second. Clients send little (joins, a heartbeat every 30s);
-// one that keeps sending faster is closed (1008) before it costs others.
-const (
-	messageRate  = 20
-	messageBurst = 120
-)
-
 // Reasons a socket is closed from the reading side, as logged.
 const (
 	reasonMissedPongs = "client missed pongs"
 	reasonTooLarge    = "message larger than WS_MAX_FRAME_SIZE"
-	reasonFlood       = "client sent too many messages"
+	reasonFlood       = "client sent too many frames or bytes"
 	reasonBinary      = "client sent a binary message"
+	reasonInvalidUTF8 = "client sent a text message that is not UTF-8"
 	reasonPanic       = "internal error"
 )
-
-var errFlood = errors.New("too many messages")
 
 // handleWebSocket serves /socket/websocket: RIG's JSON events, or the
 // Phoenix channels protocol when the query names a serializer (vsn=). Every
@@ -97,7 +87,7 @@ func socketMode(c *fiber.Ctx) (ws.Mode, error) {
 // fasthttp and runs the socket; its goroutine is the socket's reader. With
 // KeepHijackedConns fasthttp never closes the connection: Finish does.
 func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.Mode) {
-	c, err := ws.Upgrade(nc, key, s.cfg.WriteTimeout)
+	c, err := ws.Upgrade(nc, key, s.cfg.WriteTimeout, s.cfg.WSMaxFrameSize)
 	if err != nil {
 		s.log.Info("WebSocket handshake failed", "transport", mode.Name(), "user", a.session.User, "remote", a.remote, "err", err)
 		nc.Close()
@@ -143,27 +133,33 @@ func (s *Server) readWebSocket(cn *conn, wc *ws.Conn, a *admission, mode ws.Mode
 }
 
 // readPlain reads what a plain socket's client sends, which is only pongs
-// and its close frame that matter; messages are dropped.
+// and its close frame that matter; messages are dropped (after the checks
+// of ws.Conn.Discard: the frame budget, UTF-8).
 func readPlain(wc *ws.Conn) (string, error) {
-	var limit *rate.Limiter // most clients never send a message
 	for {
 		if err := wc.Discard(); err != nil {
-			return readReason(err), err
-		}
-		if limit == nil {
-			limit = rate.NewLimiter(messageRate, messageBurst)
-		}
-		if !limit.Allow() {
-			wc.CloseWith(websocket.ClosePolicyViolation, "too many messages")
-			return reasonFlood, errFlood
+			return readFailed(wc, err), err
 		}
 	}
 }
 
-// readReason says why reading a socket stopped.
-func readReason(err error) string {
+// readFailed closes a socket whose client broke a rule, with the close
+// code that rule calls for, and says why reading stopped. The library has
+// already sent its close frame for an oversized message (1009) or a
+// protocol error (1002); for a client that went away there is nothing to
+// send.
+func readFailed(wc *ws.Conn, err error) string {
 	var ne net.Error
 	switch {
+	case errors.Is(err, ws.ErrFlood):
+		wc.CloseWith(websocket.ClosePolicyViolation, "too many frames")
+		return reasonFlood
+	case errors.Is(err, ws.ErrInvalidUTF8):
+		wc.CloseWith(websocket.CloseInvalidFramePayloadData, "invalid UTF-8")
+		return reasonInvalidUTF8
+	case errors.Is(err, ws.ErrBinary):
+		wc.CloseWith(websocket.CloseUnsupportedData, "binary messages are not accepted")
+		return reasonBinary
 	case errors.Is(err, websocket.ErrReadLimit):
 		return reasonTooLarge
 	case errors.As(err, &ne) && ne.Timeout():

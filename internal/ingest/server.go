@@ -84,6 +84,9 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 		IdleTimeout:  2 * time.Minute,
 		ErrorHandler: api.ErrorHandler(log),
 	})
+	// A malformed request's error must not quote it (a bearer token), in
+	// the log or the answer.
+	s.app.Server().SecureErrorLogMessage = true
 	if cfg.Pprof {
 		s.app.Use(pprof.New())
 	}

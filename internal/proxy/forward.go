@@ -47,6 +47,11 @@ func newClient(timeout time.Duration) *fasthttp.Client {
 			}
 			return &idleConn{Conn: c, timeout: timeout}, nil
 		},
+		// Errors about a malformed upstream answer quote none of it.
+		ConfigureClient: func(hc *fasthttp.HostClient) error {
+			hc.SecureErrorLogMessage = true
+			return nil
+		},
 	}
 }
 

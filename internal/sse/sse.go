@@ -77,29 +77,16 @@ func encode(ev *rig.Event) []byte { return Encode(ev) }
 // gives EventSource: short, since another edge is ready.
 const ReconnectRetryMillis = 500
 
-// Header returns the response head and the stream's first bytes: the
-// reconnection delay for EventSource. extra holds more header lines, each
-// ending in "\r\n" (CORS).
-func Header(retry time.Duration, extra string) []byte {
-	var b bytes.Buffer
-	b.WriteString("HTTP/1.1 200 OK\r\n" +
+// Header returns the response head of a stream. extra holds more header
+// lines, each ending in "\r\n" (CORS).
+func Header(extra string) []byte {
+	return []byte("HTTP/1.1 200 OK\r\n" +
 		"Content-Type: text/event-stream; charset=utf-8\r\n" +
 		"Cache-Control: no-cache, no-transform\r\n" +
 		"Connection: keep-alive\r\n" +
 		"X-Accel-Buffering: no\r\n" +
-		"Transfer-Encoding: chunked\r\n")
-	b.WriteString(extra)
-	b.WriteString("\r\n")
-	body := "retry: " + strconv.FormatInt(retry.Milliseconds(), 10) + "\n\n"
-	writeChunk(&b, []byte(body))
-	return b.Bytes()
-}
-
-func writeChunk(b *bytes.Buffer, p []byte) {
-	b.WriteString(strconv.FormatInt(int64(len(p)), 16))
-	b.WriteString("\r\n")
-	b.Write(p)
-	b.WriteString("\r\n")
+		"Transfer-Encoding: chunked\r\n" +
+		extra + "\r\n")
 }
 
 var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -108,12 +95,23 @@ var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 type Conn struct {
 	nc      net.Conn
 	timeout time.Duration
+	// retry is the "retry:" line the connected event's block starts with,
+	// nil once written. A block of its own, before the first event, was
+	// reported as an empty event by Go SSE clients (r3labs/sse,
+	// tmaxmax/go-sse); inside the connected event it is one event, and
+	// EventSource reads it the same.
+	retry []byte
 }
 
 // NewConn wraps a hijacked connection whose response head was written.
-// Every write must finish within timeout.
-func NewConn(nc net.Conn, timeout time.Duration) *Conn {
-	return &Conn{nc: nc, timeout: timeout}
+// Every write must finish within timeout. retry is EventSource's
+// reconnection delay, sent with the connected event; 0 sends none.
+func NewConn(nc net.Conn, timeout, retry time.Duration) *Conn {
+	c := &Conn{nc: nc, timeout: timeout}
+	if retry > 0 {
+		c.retry = []byte("retry: " + strconv.FormatInt(retry.Milliseconds(), 10) + "\n")
+	}
+	return c
 }
 
 // Write coalesces evs into one chunk and one write. After a final event it
@@ -130,6 +128,9 @@ func (c *Conn) Write(evs []*rig.Event) error {
 	b.Reset()
 	n := 0
 	for _, ev := range evs {
+		if ev.Kind == rig.KindConnected {
+			n += len(c.retry)
+		}
 		n += len(ev.Encoded(rig.FormatSSE, encode))
 	}
 	b.Grow(n + 16)
@@ -137,6 +138,10 @@ func (c *Conn) Write(evs []*rig.Event) error {
 	b.WriteString("\r\n")
 	end := false
 	for _, ev := range evs {
+		if ev.Kind == rig.KindConnected {
+			b.Write(c.retry) // the connected event is the first, and only one
+			c.retry = nil
+		}
 		b.Write(ev.Encoded(rig.FormatSSE, encode))
 		end = end || client.Final(ev.Kind)
 	}

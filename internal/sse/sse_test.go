@@ -48,8 +48,9 @@ func TestStreamIsValidHTTP(t *testing.T) {
 		if err != nil {
 			return
 		}
-		nc.Write(Header(1500*time.Millisecond, "X-Extra: 1\r\n"))
-		c := NewConn(nc, time.Second)
+		nc.Write(Header("X-Extra: 1\r\n"))
+		c := NewConn(nc, time.Second, 1500*time.Millisecond)
+		c.Write([]*rig.Event{{Kind: rig.KindConnected, ID: "seq:0", Data: []byte(`{"users":["a"]}`)}})
 		c.Write([]*rig.Event{{Kind: rig.KindMessage, ID: "1", Data: []byte("one")}, {Kind: rig.KindMessage, ID: "2", Data: []byte("two")}})
 		c.Write([]*rig.Event{{Kind: rig.KindReconnect, Data: []byte("{}")}})
 	}()
@@ -70,7 +71,8 @@ func TestStreamIsValidHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "retry: 1500\n\nid: 1\nevent: message\ndata: one\n\nid: 2\nevent: message\ndata: two\n\nretry: 500\nevent: reconnect\ndata: {}\n\n"
+	// retry: opens the connected event's block: no block without an event.
+	want := "retry: 1500\nid: seq:0\nevent: connected\ndata: {\"users\":[\"a\"]}\n\nid: 1\nevent: message\ndata: one\n\nid: 2\nevent: message\ndata: two\n\nretry: 500\nevent: reconnect\ndata: {}\n\n"
 	if string(body) != want {
 		t.Fatalf("body %q\nwant %q", body, want)
 	}
@@ -86,7 +88,7 @@ func TestEncodedOnce(t *testing.T) {
 }
 
 func BenchmarkWrite(b *testing.B) {
-	c := NewConn(discardConn{}, time.Second)
+	c := NewConn(discardConn{}, time.Second, 0)
 	evs := make([]*rig.Event, 8)
 	for i := range evs {
 		evs[i] = &rig.Event{Kind: rig.KindMessage, ID: "01K0000000000000000000000", Data: []byte(`{"user":"alice","text":"hello"}`)}

@@ -3,6 +3,10 @@
 // pushes), turns heartbeats into pings, ends sessions with close frames, and
 // reads the client's frames under a size limit and a pong deadline.
 //
+// Every frame a client sends counts against one budget, pings and pongs as
+// much as messages: answering a flood of pings costs the edge as much as
+// reading a flood of messages.
+//
 // A connection costs one goroutine, the one reading; writes happen on the
 // client's short-lived flush goroutine (see package client), and write
 // buffers come from one shared pool, so an idle connection holds only a
@@ -21,9 +25,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/time/rate"
 
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/phoenix"
@@ -69,7 +75,33 @@ const (
 	closeGrace = time.Second
 	// maxDrain bounds what a closing socket reads and drops.
 	maxDrain = 1 << 20
+	// pongWriteWait bounds writing the pong that answers a client's ping.
+	pongWriteWait = time.Second
 )
+
+// What a client may send: FrameBurst frames at once, then FrameRate a
+// second, counting messages, pings and pongs alike; and ByteBurst bytes
+// more than its largest message at once, then ByteRate a second. Clients
+// send little (a pong per heartbeat, joins, a Phoenix heartbeat every
+// 30s); one that keeps sending more is refused with ErrFlood before it
+// costs others.
+//
+// The bytes are counted because the frames the library reads inside a
+// message are not: a message may come as any number of continuation
+// frames, empty ones too (six bytes each), and 49 million of those in 3 s
+// kept a core busy without a message ever ending. Every frame costs a
+// client at least six bytes, so the byte budget bounds them all.
+const (
+	FrameRate  = 20
+	FrameBurst = 120
+	ByteRate   = 64 << 10
+	ByteBurst  = 64 << 10
+)
+
+// ErrFlood is returned by Read and Discard once a client has sent more
+// frames or bytes than its budget allows; the socket should be closed
+// with 1008.
+var ErrFlood = errors.New("client sent more frames or bytes than allowed")
 
 var writeBuffers sync.Pool // a websocket.BufferPool shared by every socket
 
@@ -118,14 +150,16 @@ func headerHasToken(v []byte, token string) bool {
 }
 
 // Upgrade completes the handshake CheckHandshake accepted, on the raw
-// connection the edge took over from fasthttp, and returns the socket.
+// connection the edge took over from fasthttp, and returns the socket,
+// which reads through the client's byte budget for messages of up to
+// maxMessage bytes.
 //
 // Upgrading after fasthttp let go of the connection, rather than inside
 // fasthttp's hijack handler (FastHTTPUpgrader), lets fasthttp free the
 // request context and read buffer at once instead of for the socket's
 // whole life: about 40% of an idle socket's memory. The library's net/http
 // upgrader does it through a minimal http.Hijacker.
-func Upgrade(raw net.Conn, key string, handshakeTimeout time.Duration) (*websocket.Conn, error) {
+func Upgrade(raw net.Conn, key string, handshakeTimeout time.Duration, maxMessage int) (*websocket.Conn, error) {
 	r := &http.Request{Method: http.MethodGet, Header: http.Header{
 		"Connection":            {"Upgrade"},
 		"Upgrade":               {"websocket"},
@@ -134,7 +168,31 @@ func Upgrade(raw net.Conn, key string, handshakeTimeout time.Duration) (*websock
 	}}
 	u := upgrader
 	u.HandshakeTimeout = handshakeTimeout
-	return u.Upgrade(&hijacker{conn: raw}, r, nil)
+	budget := &byteBudget{Conn: raw, burst: float64(maxMessage + ByteBurst), last: time.Now()}
+	budget.allowance = budget.burst
+	return u.Upgrade(&hijacker{conn: budget}, r, nil)
+}
+
+// byteBudget is a connection whose reads spend a client's byte budget (a
+// token bucket of ByteRate a second, burst bytes deep), and fail with
+// ErrFlood once it is spent. It is hand-written rather than a
+// rate.Limiter because one read may return more bytes than any bucket
+// size a Limiter would need. Only the socket's reader reads it.
+type byteBudget struct {
+	net.Conn
+	burst, allowance float64
+	last             time.Time
+}
+
+func (b *byteBudget) Read(p []byte) (int, error) {
+	n, err := b.Conn.Read(p)
+	now := time.Now()
+	b.allowance = min(b.burst, b.allowance+now.Sub(b.last).Seconds()*ByteRate) - float64(n)
+	b.last = now
+	if b.allowance < 0 {
+		return 0, ErrFlood
+	}
+	return n, err
 }
 
 // hijacker is the http.ResponseWriter the upgrader writes to: the
@@ -168,6 +226,7 @@ var ErrBinary = errors.New("binary messages are not accepted")
 // frames) are serialized, as a WebSocket connection allows one writer.
 type Conn struct {
 	ws       *websocket.Conn
+	raw      net.Conn // under the byte budget: for closing, and draining
 	mode     Mode
 	timeout  time.Duration
 	pongWait time.Duration
@@ -176,17 +235,58 @@ type Conn struct {
 	users []string   // Phoenix: the joined users, whose messages are written
 
 	closing atomic.Bool // a close frame was sent (or is being sent)
+
+	// frames is the client's budget, used only by the reader (the ping
+	// and pong handlers run inside its reads); nil until the first frame.
+	frames *rate.Limiter
 }
 
 // New takes over an upgraded connection. Every write must finish within
 // writeTimeout; a client must answer pings (or send something) within
 // pongWait; a message larger than maxMessage closes the socket with 1009.
 func New(c *websocket.Conn, mode Mode, writeTimeout, pongWait time.Duration, maxMessage int) *Conn {
-	conn := &Conn{ws: c, mode: mode, timeout: writeTimeout, pongWait: pongWait}
+	conn := &Conn{ws: c, raw: c.NetConn(), mode: mode, timeout: writeTimeout, pongWait: pongWait}
+	if b, ok := conn.raw.(*byteBudget); ok {
+		conn.raw = b.Conn
+	}
 	c.SetReadLimit(int64(maxMessage))
-	c.SetPongHandler(func(string) error { conn.alive(); return nil })
+	c.SetPongHandler(func(string) error {
+		if err := conn.spend(); err != nil {
+			return err
+		}
+		conn.alive()
+		return nil
+	})
+	c.SetPingHandler(conn.pong)
 	conn.alive()
 	return conn
+}
+
+// spend takes one frame from the client's budget.
+func (c *Conn) spend() error {
+	if c.frames == nil {
+		c.frames = rate.NewLimiter(FrameRate, FrameBurst)
+	}
+	if !c.frames.Allow() {
+		return ErrFlood
+	}
+	return nil
+}
+
+// pong answers a client's ping, within its budget: the library's default
+// handler answers every ping, which made a ping flood free for the client
+// and a full core's work for the edge.
+func (c *Conn) pong(data string) error {
+	if err := c.spend(); err != nil {
+		return err
+	}
+	c.alive()
+	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongWriteWait))
+	var ne net.Error
+	if errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) {
+		return nil // closing, or the write failed: the read that follows says why
+	}
+	return err
 }
 
 // alive extends the read deadline: the client answered a ping or spoke.
@@ -202,27 +302,44 @@ func (c *Conn) alive() {
 
 // Read returns the next text message, answering pings and taking pongs on
 // the way. It fails when the client misses pongs for the pong wait, sends
-// a message over the limit, closes, or goes away.
+// a message over the limit, more frames than its budget (ErrFlood), a
+// binary message (ErrBinary) or text that is not UTF-8 (ErrInvalidUTF8),
+// closes, or goes away.
 func (c *Conn) Read() ([]byte, error) {
 	mt, data, err := c.ws.ReadMessage()
 	if err != nil {
+		return nil, err
+	}
+	if err := c.spend(); err != nil {
 		return nil, err
 	}
 	c.alive()
 	if mt != websocket.TextMessage {
 		return nil, ErrBinary
 	}
+	if !utf8.Valid(data) {
+		return nil, ErrInvalidUTF8
+	}
 	return data, nil
 }
 
 // Discard reads the next message and drops it: a plain socket's client has
-// nothing to say, but its pongs and close frame must be read.
+// nothing to say, but its pongs and close frame must be read. It fails as
+// Read does, except that binary messages are dropped too; a text message
+// is checked for UTF-8 as it is read, without being kept.
 func (c *Conn) Discard() error {
-	_, r, err := c.ws.NextReader()
+	mt, r, err := c.ws.NextReader()
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(io.Discard, r)
+	if err := c.spend(); err != nil {
+		return err
+	}
+	if mt == websocket.TextMessage {
+		err = checkUTF8(r)
+	} else {
+		_, err = io.Copy(io.Discard, r)
+	}
 	c.alive()
 	return err
 }
@@ -318,9 +435,9 @@ func (c *Conn) CloseWith(code int, text string) {
 // gives the reader a moment to read the peer's answer before Finish closes.
 func (c *Conn) Close() error {
 	if c.closing.Load() {
-		return c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+		return c.raw.SetReadDeadline(time.Now().Add(closeGrace))
 	}
-	return c.ws.NetConn().Close()
+	return c.raw.Close()
 }
 
 // Finish closes the connection once the reader is done; readErr is why it
@@ -330,7 +447,7 @@ func (c *Conn) Close() error {
 // for a moment: closing a socket with unread data sends a reset, which can
 // destroy the close frame before the peer reads it.
 func (c *Conn) Finish(readErr error) {
-	nc := c.ws.NetConn()
+	nc := c.raw
 	var ne net.Error
 	gone := errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF) ||
 		errors.Is(readErr, net.ErrClosed) || errors.As(readErr, &ne)

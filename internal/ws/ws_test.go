@@ -2,12 +2,17 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
@@ -78,7 +83,7 @@ func pair(t *testing.T, mode Mode, pongWait time.Duration, maxMessage int) (*Con
 			srv <- nil
 			return
 		}
-		c, err := Upgrade(nc, r.Header.Get("Sec-WebSocket-Key"), time.Second)
+		c, err := Upgrade(nc, r.Header.Get("Sec-WebSocket-Key"), time.Second, maxMessage)
 		if err != nil {
 			t.Error(err)
 			srv <- nil
@@ -278,5 +283,200 @@ func TestCloseWithSendsCode(t *testing.T) {
 	go s.Finish(nil)
 	if code := closeCode(t, cl); code != websocket.CloseInvalidFramePayloadData {
 		t.Fatalf("close code %d, want 1007", code)
+	}
+}
+
+// TestPingFlood: pings count against the frame budget. The library's
+// default handler answered every one; now the read fails with ErrFlood
+// after the burst, and no more pongs go out.
+func TestPingFlood(t *testing.T) {
+	s, cl := pair(t, Plain, time.Minute, 1024)
+	var pongs atomic.Int64
+	cl.SetPongHandler(func(string) error { pongs.Add(1); return nil })
+	go func() {
+		for {
+			if _, _, err := cl.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if cl.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second)) != nil {
+				return
+			}
+		}
+	}()
+	err := s.Discard()
+	if !errors.Is(err, ErrFlood) {
+		t.Fatalf("Discard during a ping flood: %v, want ErrFlood", err)
+	}
+	// The frame over the budget was not answered; the client may not have
+	// read every earlier pong yet, so this is an upper bound.
+	if n := pongs.Load(); n > FrameBurst+1 {
+		t.Fatalf("%d pongs answered, want at most the burst of %d", n, FrameBurst)
+	}
+}
+
+// TestFrameBudgetCountsEverything: messages and pongs share the budget.
+func TestFrameBudgetCountsEverything(t *testing.T) {
+	s, cl := pair(t, Phoenix2, time.Minute, 1024)
+	go func() {
+		for i := 0; ; i++ {
+			var err error
+			if i%2 == 0 {
+				err = cl.WriteMessage(websocket.TextMessage, []byte(`[null,"1","phoenix","heartbeat",{}]`))
+			} else {
+				err = cl.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	reads := 0
+	for {
+		_, err := s.Read()
+		if errors.Is(err, ErrFlood) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		reads++
+	}
+	// About half the burst went to pongs.
+	if reads > FrameBurst/2+1 || reads < FrameBurst/2-FrameRate {
+		t.Fatalf("%d messages read before ErrFlood, want about %d (half of the burst)", reads, FrameBurst/2)
+	}
+}
+
+// TestInvalidUTF8: a text message that is not UTF-8 fails the read, on a
+// plain socket (checked while it is dropped) and a Phoenix one; a binary
+// message on a plain socket is dropped unchecked; valid text passes.
+func TestInvalidUTF8(t *testing.T) {
+	s, cl := pair(t, Plain, time.Minute, 1<<16)
+	msgs := []struct {
+		typ  int
+		data []byte
+	}{
+		{websocket.TextMessage, []byte("héllo, 世界 🎉")},
+		{websocket.BinaryMessage, []byte("bad \xff")},
+		{websocket.TextMessage, []byte(strings.Repeat("é", 3000))}, // runes cut between reads
+		{websocket.TextMessage, append([]byte(strings.Repeat("a", 2000)), 0xff)},
+	}
+	go func() {
+		for _, m := range msgs {
+			if cl.WriteMessage(m.typ, m.data) != nil {
+				return
+			}
+		}
+	}()
+	for _, m := range msgs[:3] {
+		if err := s.Discard(); err != nil {
+			t.Fatalf("Discard(%.20q): %v", m.data, err)
+		}
+	}
+	if err := s.Discard(); !errors.Is(err, ErrInvalidUTF8) {
+		t.Fatalf("Discard of invalid UTF-8: %v, want ErrInvalidUTF8", err)
+	}
+
+	p, pcl := pair(t, Phoenix2, time.Minute, 1024)
+	go func() {
+		_ = pcl.WriteMessage(websocket.TextMessage, []byte(`["1","1","user:a","phx_join",{"x":"bad `+"\xff"+`"}]`))
+	}()
+	if _, err := p.Read(); !errors.Is(err, ErrInvalidUTF8) {
+		t.Fatalf("Read of invalid UTF-8: %v, want ErrInvalidUTF8", err)
+	}
+}
+
+// chunkReader returns its data a few bytes at a time.
+type chunkReader struct {
+	data []byte
+	size int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), r.size, len(r.data))
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func TestCheckUTF8(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		valid bool
+	}{
+		{"", true},
+		{"plain", true},
+		{"é世🎉", true},
+		{"\xff", false},
+		{"\xc3", false},          // cut at the end
+		{"\xf0\x9f\x8e", false},  // cut at the end
+		{"a\xed\xa0\x80", false}, // a surrogate
+		{"\xc0\xaf", false},      // overlong
+		{"\x80", false},          // a lone continuation byte
+	} {
+		for size := 1; size <= 5; size++ {
+			err := checkUTF8(&chunkReader{data: []byte(c.in), size: size})
+			if got := err == nil; got != c.valid || (err != nil && !errors.Is(err, ErrInvalidUTF8)) {
+				t.Errorf("checkUTF8(%q) in pieces of %d: %v, want valid %v", c.in, size, err, c.valid)
+			}
+		}
+	}
+	if err := checkUTF8(iotest.ErrReader(io.ErrUnexpectedEOF)); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a read error: %v, want it returned", err)
+	}
+}
+
+// FuzzCheckUTF8: read in pieces of any size, checkUTF8 agrees with
+// utf8.Valid on the whole.
+func FuzzCheckUTF8(f *testing.F) {
+	f.Add([]byte("é世🎉"), uint8(1))
+	f.Add([]byte("bad \xff"), uint8(3))
+	f.Add([]byte(strings.Repeat("🎉", 200)), uint8(255))
+	f.Fuzz(func(t *testing.T, data []byte, size uint8) {
+		err := checkUTF8(&chunkReader{data: data, size: int(size%64) + 1})
+		if want := utf8.Valid(data); (err == nil) != want {
+			t.Fatalf("checkUTF8(%q) in pieces of %d: %v, utf8.Valid: %v", data, int(size%64)+1, err, want)
+		}
+	})
+}
+
+// TestFragmentFlood: a message that never ends, as empty continuation
+// frames sent as fast as the client can, runs out of the byte budget;
+// the frame budget never sees them (they are inside one message).
+func TestFragmentFlood(t *testing.T) {
+	s, cl := pair(t, Plain, time.Minute, 1024)
+	nc := cl.NetConn()
+	frames := bytes.Repeat([]byte{0x00, 0x80, 0, 0, 0, 0}, 1000) // continuation, not final, masked, empty
+	go func() {
+		if _, err := nc.Write([]byte{0x01, 0x80, 0, 0, 0, 0}); err != nil { // a text message, not final
+			return
+		}
+		for {
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := nc.Write(frames); err != nil {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	if err := s.Discard(); !errors.Is(err, ErrFlood) {
+		t.Fatalf("Discard of an endless message: %v, want ErrFlood", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("ErrFlood after %s, want it once the burst (%d bytes) is spent", d, 1024+ByteBurst)
 	}
 }
