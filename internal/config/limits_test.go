@@ -41,7 +41,7 @@ func contains(ps []netip.Prefix, addr string) bool {
 
 func TestTrustedProxies(t *testing.T) {
 	cases := []struct {
-		value         string
+		value              string
 		trusted, untrusted []string
 	}{
 		{"none", nil, []string{"127.0.0.1", "10.0.0.1"}},

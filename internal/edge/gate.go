@@ -39,8 +39,8 @@ type gate struct {
 	addr    string
 	log     *slog.Logger
 	metrics *metrics.Edge
-	max     int64 // MAX_CONNECTIONS in force
-	conns   atomic.Int64 // connections handed out and not closed
+	max     int64                    // MAX_CONNECTIONS in force
+	conns   atomic.Int64             // connections handed out and not closed
 	perIP   *limit.Count[netip.Addr] // TCP connections of untrusted peers
 	trusted *clientaddr.Trusted
 
