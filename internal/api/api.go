@@ -69,9 +69,11 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 			switch fe.Code {
 			case fiber.StatusRequestEntityTooLarge:
 				e.Message = "request body too large"
-			case fiber.StatusRequestTimeout:
+			case fiber.StatusRequestTimeout, fiber.StatusBadGateway:
 				// A connection that sent no complete request head in
-				// time: a flood of idle connections makes thousands.
+				// time, or broke before it did (fiber's 502 for a read
+				// error): nothing failed here, and a flood of idle
+				// connections makes thousands.
 				e.Quiet = true
 			}
 		default:

@@ -51,9 +51,12 @@ type gate struct {
 	final  bool
 	bound  net.Addr
 
-	// Only Accept's goroutine uses these: what was last logged, and when.
-	warned     map[string]time.Time
-	failedRuns int // accept errors since the last accepted connection
+	// Only Accept's goroutine uses these: what was last logged, and when;
+	// accept errors since the last "accepting again", and whether one of
+	// them was logged.
+	warned       map[string]time.Time
+	failed       int
+	failedLogged bool
 }
 
 func newGate(addr string, log *slog.Logger, m *metrics.Edge, max int, perIP *limit.Count[netip.Addr], trusted *clientaddr.Trusted) *gate {
@@ -156,19 +159,21 @@ func (g *gate) Accept() (net.Conn, error) {
 // or last logged a while ago: a flood fails thousands of accepts a second.
 func (g *gate) acceptFailed(err error, pause time.Duration) {
 	g.metrics.AcceptErrors.Inc()
-	g.failedRuns++
+	g.failed++
 	reason := "accept: " + acceptReason(err)
 	if g.shouldWarn(reason) {
 		g.log.Warn("public port cannot accept connections; pausing and retrying", "addr", g.addr, "err", err,
 			"pause", pause.String(), "open", g.conns.Load(), "max_connections", g.max)
+		g.failedLogged = true
 	}
 }
 
+// acceptRecovered logs the end of trouble that was logged, once.
 func (g *gate) acceptRecovered() {
-	if g.failedRuns > 0 {
-		g.log.Info("public port accepting again", "failed_accepts", g.failedRuns, "open", g.conns.Load())
+	if g.failedLogged {
+		g.log.Info("public port accepting again", "failed_accepts", g.failed, "open", g.conns.Load())
+		g.failed, g.failedLogged = 0, false
 	}
-	g.failedRuns = 0
 }
 
 // acceptReason names an accept error by its errno where it has one, so
