@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 )
 
 // checkTooMany fails unless r is a 429 with a JSON error and Retry-After.
@@ -224,4 +229,72 @@ func TestHostileTrustedProxy(t *testing.T) {
 	if got := metric(t, st.Edge, `rig_edge_connections_refused_total{reason="ip"}`); got != 3 {
 		t.Errorf("refused for ip: %v, want 3 (1 forwarded, 2 at accept)", got)
 	}
+}
+
+// Connections that come and go at once, on every transport, many at a
+// time on one session, some cut off in the middle of their start: none of
+// them keeps a place. Afterwards the edge counts no TCP connection and the
+// session gets its full MAX_CONNECTIONS_PER_SESSION again.
+func TestHostileConnectionChurn(t *testing.T) {
+	st := StartStack(t, map[string]string{"MAX_CONNECTIONS_PER_SESSION": "5", "LONGPOLL_TIMEOUT": "300ms"}, nil)
+	token := Token(t, "churn-user")
+	var wg sync.WaitGroup
+	var opened, refused atomic.Int64
+	for i := range 120 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i % 4 {
+			case 0, 1: // SSE, half of them cut off after a moment
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%7)*3*time.Millisecond+time.Millisecond)
+				defer cancel()
+				req, _ := http.NewRequestWithContext(ctx, "GET", sseURL(st.Edge.URL, token), nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					if resp.StatusCode == 200 {
+						opened.Add(1)
+					} else {
+						refused.Add(1)
+					}
+					resp.Body.Close()
+				}
+			case 2: // WebSocket, plain or Phoenix, closed at once
+				q := plainQuery(token)
+				if i%8 == 2 {
+					q = phxQuery(token, "2.0.0")
+				}
+				d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+				c, resp, err := d.Dial(wsURL(st.Edge.URL, q), nil)
+				if err == nil {
+					opened.Add(1)
+					c.Close()
+				} else if resp != nil {
+					refused.Add(1)
+				}
+			case 3: // long-poll, waiting out its timeout
+				if resp, err := http.Get(pollURL(st.Edge.URL, token, "")); err == nil {
+					if resp.StatusCode == 200 {
+						opened.Add(1)
+					} else {
+						refused.Add(1)
+					}
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("churn: 120 connections on one session with MAX_CONNECTIONS_PER_SESSION=5: %d opened, %d refused (429), the rest cut off", opened.Load(), refused.Load())
+	Eventually(t, 10*time.Second, func() bool {
+		m := Scrape(t, st.Edge.OpsURL+"/metrics")
+		return m["rig_edge_tcp_connections"] == 0 && m[`rig_edge_connections{transport="sse"}`] == 0 &&
+			m[`rig_edge_connections{transport="websocket"}`] == 0 && m[`rig_edge_connections{transport="phoenix"}`] == 0 &&
+			m[`rig_edge_connections{transport="longpoll"}`] == 0
+	}, "connections still counted after the churn: %v tcp", metric(t, st.Edge, "rig_edge_tcp_connections"))
+	for i := range 5 {
+		if s, r, err := DialSSEWith(t, http.DefaultClient, sseURL(st.Edge.URL, token), nil); err != nil || s == nil {
+			t.Fatalf("stream %d of the session after the churn: %v %d %s", i, err, r.Status, r.Body)
+		}
+	}
+	_, r := DialSSE(t, sseURL(st.Edge.URL, token), nil)
+	checkTooMany(t, "stream 6 of the session after the churn", r, "MAX_CONNECTIONS_PER_SESSION")
 }

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"math"
 	"net/netip"
 	"strconv"
@@ -45,6 +46,27 @@ func newLimits(cfg config.Limits, m *metrics.Edge) *limits {
 		l.perMinute = limit.NewRate(float64(cfg.PerMinute)/60, cfg.PerMinute)
 	}
 	return l
+}
+
+// sweepEvery is how often the per-minute buckets that have refilled are
+// dropped: each client address that connected has one until then.
+const sweepEvery = 10 * time.Second
+
+// sweep drops refilled per-minute buckets until ctx ends.
+func (l *limits) sweep(ctx context.Context) {
+	if l.perMinute == nil {
+		return
+	}
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			l.perMinute.Sweep(now)
+		}
+	}
 }
 
 // fileReserve is what the edge keeps of its open-file limit for everything

@@ -127,6 +127,11 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		s.heartbeats(ctx)
 	}()
 	s.startGateway(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.limits.sweep(ctx)
+	}()
 	maxConns, nofile := maxConnections(cfg.Limits.MaxConnections)
 	if cfg.Limits.MaxConnections == 0 {
 		log.Info("connection cap derived from the open-file limit", "max_connections", maxConns, "open_file_limit", nofile, "reserve", nofile-maxConns)
