@@ -28,8 +28,13 @@ const StreamName = "RIG_HISTORY"
 
 // Headers of stored and republished messages.
 const (
-	// HeaderMsgID carries the event id (JetStream's de-duplication id).
+	// HeaderMsgID is JetStream's de-duplication id, and the event id
+	// unless HeaderEventID is set (see EventIDOf).
 	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderEventID carries the event id of a message whose HeaderMsgID
+	// is not one: ingest's messages sent with an Idempotency-Key, whose
+	// de-duplication id is derived from the user and the key.
+	HeaderEventID = "Rig-Event-Id"
 	// HeaderSequence is a republished message's stream sequence.
 	HeaderSequence = "Nats-Sequence"
 	// HeaderLastSequence is the sequence of the previous message on the
@@ -259,28 +264,44 @@ func Retry(ctx context.Context, attempt func(context.Context) error, failed func
 // StreamConfig is the history stream's configuration for a replica count.
 func StreamConfig(cfg config.NATS, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:              StreamName,
-		Description:       "RIG-Go: recent messages per user, for resume",
-		Subjects:          []string{rig.SubjectPrefix + ">"},
+		Name:        StreamName,
+		Description: "RIG-Go: recent messages per user, for resume",
+		// One token: a publish to user.a.b (a user id not encoded into
+		// one token) gets an error from JetStream instead of being
+		// stored for a subject no edge ever reads.
+		Subjects:          []string{rig.SubjectPrefix + "*"},
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           jetstream.FileStorage,
 		Discard:           jetstream.DiscardOld,
 		MaxAge:            cfg.MaxAge,
 		MaxMsgsPerSubject: int64(cfg.MaxPerUser),
-		Duplicates:        min(cfg.MaxAge, 30*time.Second),
+		Duplicates:        dedupWindow(cfg),
 		Replicas:          replicas,
 		AllowDirect:       true,
 		// Edges receive what the stream stored, in stream order, with its
 		// sequence: see rig.LiveSubjectPrefix.
+		// (A "*" destination is refused for a "*" source; the transform
+		// names the token.)
 		RePublish: &jetstream.RePublish{
-			Source:      rig.SubjectPrefix + ">",
-			Destination: rig.LiveSubjectPrefix + rig.SubjectPrefix + ">",
+			Source:      rig.SubjectPrefix + "*",
+			Destination: rig.LiveSubjectPrefix + rig.SubjectPrefix + "{{wildcard(1)}}",
 		},
 	}
 }
 
+// dedupWindow is IDEMPOTENCY_WINDOW, or for a config not parsed from
+// settings (tests) its default, 30s or MaxAge when shorter.
+func dedupWindow(cfg config.NATS) time.Duration {
+	if cfg.IdempotencyWindow > 0 {
+		return cfg.IdempotencyWindow
+	}
+	return min(cfg.MaxAge, 30*time.Second)
+}
+
 // EnsureStream creates or updates the history stream once, with the
-// replica count the cluster calls for (see replicasFor).
+// replica count the cluster calls for (see replicasFor). Updating moves a
+// stream made by an older version (subjects user.>) to user.* in place:
+// its stored messages stay.
 func (b *Broker) EnsureStream(ctx context.Context) error {
 	if !b.NC.IsConnected() {
 		return fmt.Errorf("NATS not connected (%s)", b.NC.Status())

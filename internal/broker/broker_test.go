@@ -30,7 +30,7 @@ func TestEmbeddedSingleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.CachedInfo().Config
-	if c.Subjects[0] != "user.>" || c.MaxAge != time.Minute || c.MaxMsgsPerSubject != 10 || !c.AllowDirect {
+	if len(c.Subjects) != 1 || c.Subjects[0] != "user.*" || c.Duplicates != 30*time.Second || c.MaxAge != time.Minute || c.MaxMsgsPerSubject != 10 || !c.AllowDirect {
 		t.Fatalf("stream config %+v", c)
 	}
 	// Idempotent: a second ensure (another process starting) succeeds.

@@ -127,3 +127,30 @@ func TestIngestConfig(t *testing.T) {
 		t.Fatalf("%+v", c)
 	}
 }
+
+// TestIdempotencyWindow: 30s by default, following a shorter history
+// (JetStream refuses a longer window than the stream's max age), and an
+// explicit window longer than the history is refused at start.
+func TestIdempotencyWindow(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, 30 * time.Second},
+		{map[string]string{"HISTORY_MAX_AGE": "10s"}, 10 * time.Second},
+		{map[string]string{"IDEMPOTENCY_WINDOW": "2m"}, 2 * time.Minute},
+		{map[string]string{"IDEMPOTENCY_WINDOW": "5s", "HISTORY_MAX_AGE": "5s"}, 5 * time.Second},
+	} {
+		got, err := ParseIngest(nil, env(c.env), nil)
+		if err != nil || got.NATS.IdempotencyWindow != c.want {
+			t.Errorf("env %v: window %v, %v; want %v", c.env, got.NATS.IdempotencyWindow, err, c.want)
+		}
+	}
+	_, err := ParseIngest(nil, env(map[string]string{"IDEMPOTENCY_WINDOW": "1m", "HISTORY_MAX_AGE": "20s"}), nil)
+	if err == nil || !strings.Contains(err.Error(), `invalid IDEMPOTENCY_WINDOW="1m0s": expected a duration of at most HISTORY_MAX_AGE (20s)`) {
+		t.Errorf("window longer than history: %v", err)
+	}
+	if _, err := ParseEdge(nil, env(map[string]string{"JWT_SECRET_KEY": "12345678", "IDEMPOTENCY_WINDOW": "50ms"}), nil); err == nil {
+		t.Error("a window under JetStream's 100ms minimum was accepted")
+	}
+}

@@ -21,7 +21,17 @@ type NATS struct {
 	MaxAge     time.Duration // HISTORY_MAX_AGE
 	MaxPerUser int           // HISTORY_MAX_PER_USER
 	Name       string        // NATS_CLIENT_NAME
+	// IdempotencyWindow (IDEMPOTENCY_WINDOW) is the history stream's
+	// de-duplication window: how long a Nats-Msg-Id (and so an ingest
+	// Idempotency-Key) keeps a second message with it from being stored.
+	// It is part of the stream's configuration, which edge and ingest
+	// both ensure, so it sits here for both to agree on.
+	IdempotencyWindow time.Duration
 }
+
+// defaultIdempotencyWindow is IDEMPOTENCY_WINDOW's default, when
+// HISTORY_MAX_AGE is not shorter.
+const defaultIdempotencyWindow = 30 * time.Second
 
 // Log is how a binary logs.
 type Log struct {
@@ -38,6 +48,19 @@ func (s *Set) nats(n *NATS, name string) {
 	s.Duration(&n.MaxAge, "HISTORY_MAX_AGE", 5*time.Minute, time.Second, "How long messages stay in history for resume.")
 	s.Int(&n.MaxPerUser, "HISTORY_MAX_PER_USER", 1000, 1, 1_000_000, "How many messages per user stay in history for resume.")
 	s.String(&n.Name, "NATS_CLIENT_NAME", name, "Connection name shown by NATS monitoring.")
+	s.Duration(&n.IdempotencyWindow, "IDEMPOTENCY_WINDOW", defaultIdempotencyWindow, 100*time.Millisecond, "How long the history stream remembers a message's id (Nats-Msg-Id, or ingest's Idempotency-Key) to drop a second message with it; at most HISTORY_MAX_AGE (the default follows a shorter HISTORY_MAX_AGE). Set the same on edges and ingest.")
+	s.Check(func() error {
+		switch {
+		case n.IdempotencyWindow <= n.MaxAge:
+		case n.IdempotencyWindow == defaultIdempotencyWindow:
+			// JetStream refuses a window longer than the stream's max age.
+			n.IdempotencyWindow = n.MaxAge
+		default:
+			return &Error{Setting: "IDEMPOTENCY_WINDOW", Value: n.IdempotencyWindow.String(),
+				Expected: fmt.Sprintf("a duration of at most HISTORY_MAX_AGE (%s): the history stream cannot remember an id longer than it keeps the message", n.MaxAge)}
+		}
+		return nil
+	})
 }
 
 func (s *Set) log(l *Log) {

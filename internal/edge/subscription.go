@@ -197,7 +197,7 @@ func liveEvent(m *nats.Msg) (*rig.Event, bool) {
 	var id string
 	var seq, prev uint64
 	if m.Header != nil {
-		id = m.Header.Get(broker.HeaderMsgID)
+		id = broker.EventIDOf(m.Header)
 		seq, _ = strconv.ParseUint(m.Header.Get(broker.HeaderSequence), 10, 64)
 		prev, _ = strconv.ParseUint(m.Header.Get(broker.HeaderLastSequence), 10, 64)
 	}

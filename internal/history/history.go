@@ -230,7 +230,7 @@ func (r *Reader) read(ctx context.Context, cfg jetstream.ConsumerConfig) ([]*rig
 			if err != nil {
 				continue
 			}
-			if ev, ok := EventOf(msg.Subject(), msg.Headers().Get(broker.HeaderMsgID), msg.Data(), meta.Sequence.Stream, 0); ok {
+			if ev, ok := EventOf(msg.Subject(), broker.EventIDOf(msg.Headers()), msg.Data(), meta.Sequence.Stream, 0); ok {
 				events = append(events, ev)
 			}
 		}

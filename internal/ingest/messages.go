@@ -3,6 +3,9 @@ package ingest
 import (
 	"bytes"
 	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,7 +57,7 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 		s.metrics.Rejected.Inc()
 		return err
 	}
-	id, err := idempotencyKey(c)
+	key, err := idempotencyKey(c)
 	if err != nil {
 		s.metrics.Rejected.Inc()
 		return err
@@ -63,14 +66,16 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 		s.metrics.Failed.Inc()
 		return api.Unavailable("cannot accept messages: "+err.Error(), 1)
 	}
-	if id == "" {
-		id = ulid.Make().String()
-	}
 	// The request buffer is reused after the handler returns; the pending
 	// publish keeps the message until it is acknowledged.
-	paf, err := s.publishAsync(user, id, bytes.Clone(body))
+	body = bytes.Clone(body)
+	if key != "" {
+		return s.storeKeyed(c, user, key, body)
+	}
+	id := ulid.Make().String()
+	paf, err := s.publishAsync(user, id, "", body)
 	if err == nil {
-		err = s.await(paf, time.Now().Add(s.cfg.PublishTimeout+100*time.Millisecond))
+		_, err = s.await(paf, time.Now().Add(s.cfg.PublishTimeout+100*time.Millisecond))
 	}
 	if err != nil {
 		s.metrics.Failed.Inc()
@@ -81,9 +86,7 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 }
 
 // HeaderIdempotencyKey lets a back-end that retries a message (after a 503
-// or a lost answer) have it stored, and delivered, once: the key becomes
-// the event id, and JetStream drops a second message with the same id
-// within its duplicate window (30 s).
+// or a lost answer) have it stored, and delivered, once. See storeKeyed.
 const HeaderIdempotencyKey = "Idempotency-Key"
 
 // idempotencyKey returns the request's Idempotency-Key, "" if none.
@@ -98,12 +101,99 @@ func idempotencyKey(c *fiber.Ctx) (string, error) {
 	return strings.Clone(key), nil
 }
 
+// keyedMsgID is the de-duplication id (Nats-Msg-Id) of user's message sent
+// with key: the same for every retry, and never the same for two users, or
+// for a key and another message's id (ULIDs, and direct publishers' ids,
+// have no "idem:" prefix). Hashed, so any key fits in a header. A subject
+// token holds no line break, so the first one ends it, whatever the key.
+func keyedMsgID(user, key string) string {
+	sum := sha256.Sum256([]byte(rig.SubjectToken(user) + "\n" + key))
+	return keyedPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+const keyedPrefix = "idem:"
+
+// errDuplicateInProcess is JetStream's answer (in a cluster) to a message
+// whose id is that of one still being stored: the first's sequence is not
+// known yet, so the publish is repeated until it is.
+const errDuplicateInProcess = 10158
+
+// storeKeyed stores a message sent with an Idempotency-Key and answers
+// 202 with its event id. The key does not become the event id, which is a
+// new ULID carried in broker.HeaderEventID: the key only makes the message's
+// de-duplication id (keyedMsgID), so two users, or a key and another
+// message's id, never collide. A retry within IDEMPOTENCY_WINDOW is dropped
+// by JetStream, which acknowledges it as a duplicate with the first's
+// sequence; the first is read back: the same body answers 202 with the
+// first's event id, another body 409 (the key is taken).
+func (s *Server) storeKeyed(c *fiber.Ctx, user, key string, body []byte) error {
+	msgID := keyedMsgID(user, key)
+	deadline := time.Now().Add(s.cfg.PublishTimeout + 100*time.Millisecond)
+	for {
+		id := ulid.Make().String()
+		paf, err := s.publishAsync(user, msgID, id, body)
+		var ack *jetstream.PubAck
+		if err == nil {
+			ack, err = s.await(paf, deadline)
+		}
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil && !ack.Duplicate:
+			s.metrics.Stored.Inc()
+			return api.JSON(c, fiber.StatusAccepted, accepted{ID: id})
+		case err == nil:
+			return s.answerRetry(c, user, key, msgID, ack.Sequence, body, deadline)
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateInProcess && time.Now().Before(deadline):
+			s.log.Debug("a message with this Idempotency-Key is being stored; asking again", "user", user)
+			time.Sleep(20 * time.Millisecond)
+		default:
+			s.metrics.Failed.Inc()
+			return api.Unavailable("message not stored: "+err.Error(), 1)
+		}
+	}
+}
+
+// answerRetry answers a keyed message JetStream dropped as a duplicate of
+// the one it stored at seq: 202 with that one's event id if it is the same
+// message, else 409.
+func (s *Server) answerRetry(c *fiber.Ctx, user, key, msgID string, seq uint64, body []byte, deadline time.Time) error {
+	// The stream's leader answers (not a direct get, which a replica may
+	// answer before it has stored seq).
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	first, err := s.leader.GetMsg(broker.StreamName, seq, nats.Context(ctx))
+	switch {
+	case errors.Is(err, nats.ErrMsgNotFound):
+		// Pushed out of history by newer messages for the user: its body
+		// cannot be compared any more.
+		s.metrics.Rejected.Inc()
+		return api.Errorf(fiber.StatusConflict, fmt.Sprintf("%s %q was used within IDEMPOTENCY_WINDOW (%s) for a message no longer in history; use a new key for a new message",
+			HeaderIdempotencyKey, key, s.cfg.NATS.IdempotencyWindow))
+	case err != nil:
+		s.metrics.Failed.Inc()
+		return api.Unavailable(fmt.Sprintf("cannot tell whether this is a retry of the message stored with this %s: %v", HeaderIdempotencyKey, err), 1)
+	}
+	if first.Subject != rig.SubjectPrefix+rig.SubjectToken(user) || first.Header.Get(broker.HeaderMsgID) != msgID || !bytes.Equal(first.Data, body) {
+		s.metrics.Rejected.Inc()
+		return api.Errorf(fiber.StatusConflict, fmt.Sprintf("%s %q was used within IDEMPOTENCY_WINDOW (%s) for a different message for this user; use a new key for a new message",
+			HeaderIdempotencyKey, key, s.cfg.NATS.IdempotencyWindow))
+	}
+	s.metrics.Duplicates.Inc()
+	return api.JSON(c, fiber.StatusAccepted, accepted{ID: broker.EventIDOf(first.Header)})
+}
+
 // handleBatch checks every message of a batch first and publishes none
 // unless all are valid, then publishes them all at once and answers when
 // JetStream has stored every one. Within a batch, messages for the same
 // user are stored in the order given.
 func (s *Server) handleBatch(c *fiber.Ctx, body []byte) error {
 	s.metrics.Batches.Inc()
+	if c.Get(HeaderIdempotencyKey) != "" {
+		// One key cannot name each message, and a retried batch with one
+		// message changed could be neither refused whole nor stored whole.
+		s.metrics.Rejected.Inc()
+		return api.Errorf(fiber.StatusBadRequest, HeaderIdempotencyKey+" applies to a single message, not a batch: post keyed messages one at a time")
+	}
 	msgs, users, err := s.parseBatch(body)
 	if err != nil {
 		s.metrics.Rejected.Add(float64(max(len(msgs), 1)))
@@ -119,7 +209,7 @@ func (s *Server) handleBatch(c *fiber.Ctx, body []byte) error {
 		ids[i] = ulid.Make().String()
 		var paf pending
 		// The raw message was copied out of the request buffer already.
-		if paf, err = s.publishAsync(users[i], ids[i], m); err != nil {
+		if paf, err = s.publishAsync(users[i], ids[i], "", m); err != nil {
 			break
 		}
 		pafs = append(pafs, paf)
@@ -127,7 +217,7 @@ func (s *Server) handleBatch(c *fiber.Ctx, body []byte) error {
 	deadline := time.Now().Add(s.cfg.PublishTimeout + 100*time.Millisecond)
 	stored := 0
 	for _, paf := range pafs {
-		if werr := s.await(paf, deadline); werr != nil {
+		if _, werr := s.await(paf, deadline); werr != nil {
 			err = cmp.Or(err, werr)
 			continue
 		}
@@ -238,14 +328,18 @@ func (s *Server) userOf(body []byte) (string, error) {
 
 var errTimeout = errors.New("JetStream did not acknowledge in time")
 
-// publishAsync hands body to JetStream for user's subject, with event id
-// id, which JetStream de-duplicates by. body must not be reused: the
-// pending publish keeps it until it is acknowledged.
-func (s *Server) publishAsync(user, id string, body []byte) (pending, error) {
+// publishAsync hands body to JetStream for user's subject, with
+// de-duplication id msgID and, when it is not msgID, event id eventID.
+// body must not be reused: the pending publish keeps it until it is
+// acknowledged.
+func (s *Server) publishAsync(user, msgID, eventID string, body []byte) (pending, error) {
 	msg := &nats.Msg{
 		Subject: rig.SubjectPrefix + rig.SubjectToken(user),
 		Data:    body,
-		Header:  nats.Header{broker.HeaderMsgID: []string{id}},
+		Header:  nats.Header{broker.HeaderMsgID: []string{msgID}},
+	}
+	if eventID != "" && eventID != msgID {
+		msg.Header[broker.HeaderEventID] = []string{eventID}
 	}
 	start := time.Now()
 	// With maxInFlight publishes waiting for their acknowledgement, wait for
@@ -262,18 +356,19 @@ type pending struct {
 	start time.Time
 }
 
-// await waits until p is acknowledged (the message is stored), failed, or
-// deadline passed, and observes the publish time.
-func (s *Server) await(p pending, deadline time.Time) error {
+// await waits until p is acknowledged (the message is stored, or was
+// already: ack.Duplicate), failed, or deadline passed, and observes the
+// publish time.
+func (s *Server) await(p pending, deadline time.Time) (*jetstream.PubAck, error) {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
-	case <-p.Ok():
+	case ack := <-p.Ok():
 		metrics.Since(s.metrics.PublishSeconds, p.start)
-		return nil
+		return ack, nil
 	case err := <-p.Err():
-		return err
+		return nil, err
 	case <-t.C:
-		return errTimeout
+		return nil, errTimeout
 	}
 }

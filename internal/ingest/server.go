@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/pprof"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/api"
@@ -33,6 +35,10 @@ type Server struct {
 	log    *slog.Logger
 	broker *broker.Broker
 	js     jetstream.JetStream
+	// leader reads a stored message back from the stream's leader, which
+	// has every acknowledged message (the jetstream package's GetMsg would
+	// use a direct get, which a replica that lags may answer).
+	leader nats.JetStreamContext
 	app    *fiber.App
 	// metrics is what GET /metrics serves.
 	metrics *metrics.Ingest
@@ -53,11 +59,15 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 	if err != nil {
 		return nil, err
 	}
+	leader, err := b.NC.JetStream()
+	if err != nil {
+		return nil, err
+	}
 	g, err := presence.NewGatherer(b.NC, cfg.PresenceTimeout, log)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, js: js, presence: g, bucket: blacklist.OpenBucket(b, log)}
+	s := &Server{cfg: cfg, log: log, broker: b, js: js, leader: leader, presence: g, bucket: blacklist.OpenBucket(b, log)}
 	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
 	s.apis = broker.NewAPIs(b)
 	s.quorum = startQuorum(b, log)
@@ -78,7 +88,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 		s.app.Use(pprof.New())
 	}
 	s.app.Get("/metrics", adaptor.HTTPHandler(metrics.Handler(s.metrics.Registry)))
-	s.app.Use(s.limitBody)
+	s.app.Use(s.limitBody, s.requireUTF8)
 	s.routes()
 	return s, nil
 }
@@ -90,6 +100,37 @@ func (s *Server) limitBody(c *fiber.Ctx) error {
 		return api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d (MESSAGE_MAX_SIZE)", n, s.cfg.MaxMessageSize))
 	}
 	return c.Next()
+}
+
+// requireUTF8 refuses a body that is not valid UTF-8 with a 400. Every
+// body ingest takes is JSON, which is UTF-8 (RFC 8259), but neither parser
+// says so: fastjson passes the bytes on (a message would reach WebSocket
+// clients as an invalid text frame, which closes their connection, again
+// on every resume while it is in history), and encoding/json replaces them
+// with U+FFFD (a session id would name another session).
+func (s *Server) requireUTF8(c *fiber.Ctx) error {
+	body := c.Body()
+	if utf8.Valid(body) {
+		return c.Next()
+	}
+	if c.Method() == fiber.MethodPost && c.Path() == "/v1/messages" {
+		s.metrics.Rejected.Inc()
+	}
+	at := invalidUTF8At(body)
+	return api.Errorf(fiber.StatusBadRequest, fmt.Sprintf("body is not valid UTF-8: byte 0x%02X at offset %d", body[at], at))
+}
+
+// invalidUTF8At returns the offset of the first byte of b that does not
+// start a valid UTF-8 sequence, or -1.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // Serve accepts requests on ln until Shutdown.

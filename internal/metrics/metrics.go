@@ -137,6 +137,9 @@ type Ingest struct {
 	// Stored, Rejected and Failed count posted messages: stored in
 	// history (202), refused as invalid (4xx), not stored (503).
 	Stored, Rejected, Failed prometheus.Counter
+	// Duplicates counts retries of a message sent with an Idempotency-Key
+	// that was stored already (202 with the first's id, not stored again).
+	Duplicates prometheus.Counter
 	// Batches counts POST /v1/messages requests with a JSON array.
 	Batches prometheus.Counter
 	// PublishSeconds is the time from handing a message to JetStream to
@@ -151,12 +154,13 @@ type Ingest struct {
 func NewIngest(natsConnected func() bool, pending func() int) *Ingest {
 	r := newRegistry()
 	f := factory{r}
-	msgs := f.counterVec("rig_ingest_messages_total", "Posted messages by result: stored (202), rejected (4xx), failed (503).", "result")
+	msgs := f.counterVec("rig_ingest_messages_total", "Posted messages by result: stored (202), duplicate (202 to a retry with an Idempotency-Key, not stored again), rejected (4xx), failed (503).", "result")
 	m := &Ingest{
 		Registry:       r,
 		Stored:         msgs.WithLabelValues("stored"),
 		Rejected:       msgs.WithLabelValues("rejected"),
 		Failed:         msgs.WithLabelValues("failed"),
+		Duplicates:     msgs.WithLabelValues("duplicate"),
 		Batches:        f.counter("rig_ingest_batches_total", "POST /v1/messages requests carrying a JSON array of messages."),
 		BlacklistCalls: f.counter("rig_ingest_blacklist_calls_total", "Sessions blacklisted through ingest."),
 	}
