@@ -216,8 +216,10 @@ func (g *gate) admit(c net.Conn) net.Conn {
 		if peer := clientaddr.Addr(c.RemoteAddr()); !g.trusted.Contains(peer) {
 			if !g.perIP.Acquire(peer) {
 				g.metrics.Refused.IP.Inc()
-				if g.shouldWarn("ip " + peer.String()) {
-					g.log.Warn("client address at MAX_CONNECTIONS_PER_IP: closing its new connections", "remote", peer.String(), "max", g.perIP.Max())
+				// Once a minute for all addresses: a flood from many
+				// must not grow what the gate remembers.
+				if g.shouldWarn("ip") {
+					g.log.Warn("client address at MAX_CONNECTIONS_PER_IP: closing its new connections (logged once a minute, whatever the address)", "remote", peer.String(), "max", g.perIP.Max())
 				}
 				closeNow(c)
 				return nil
