@@ -133,9 +133,11 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		s.limits.sweep(ctx)
 	}()
 	maxConns, nofile := maxConnections(cfg.Limits.MaxConnections)
-	if cfg.Limits.MaxConnections == 0 {
-		log.Info("connection cap derived from the open-file limit", "max_connections", maxConns, "open_file_limit", nofile, "reserve", nofile-maxConns)
-	} else if room := nofile - fileReserve(nofile); maxConns > room {
+	l := cfg.Limits
+	log.Info("connection limits", "max_connections", maxConns, "derived", l.MaxConnections == 0, "open_file_limit", nofile,
+		"per_ip", l.PerIP, "per_minute", l.PerMinute, "per_user", l.PerUser, "per_session", l.PerSession,
+		"trusted_proxies", l.TrustedProxiesSet, "header_timeout", l.HeaderTimeout.String())
+	if room := nofile - fileReserve(nofile); l.MaxConnections > room {
 		log.Warn("MAX_CONNECTIONS leaves less than the reserve of the open-file limit: a flood can exhaust file descriptors (the edge then pauses accepting)",
 			"max_connections", maxConns, "open_file_limit", nofile, "reserve", fileReserve(nofile))
 	}
