@@ -17,6 +17,9 @@ type Error struct {
 	Status     int
 	Message    string
 	RetryAfter int // seconds; sets Retry-After when > 0
+	// Quiet marks a refusal that comes in floods (a limit reached): it is
+	// logged at debug, and counted in metrics where it is made.
+	Quiet bool
 }
 
 func (e *Error) Error() string { return strconv.Itoa(e.Status) + " " + e.Message }
@@ -63,15 +66,25 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &e):
 		case errors.As(err, &fe):
 			e = &Error{Status: fe.Code, Message: fe.Message}
-			if fe.Code == fiber.StatusRequestEntityTooLarge {
+			switch fe.Code {
+			case fiber.StatusRequestEntityTooLarge:
 				e.Message = "request body too large"
+			case fiber.StatusRequestTimeout, fiber.StatusBadGateway:
+				// A connection that sent no complete request head in
+				// time, or broke before it did (fiber's 502 for a read
+				// error): nothing failed here, and a flood of idle
+				// connections makes thousands.
+				e.Quiet = true
 			}
 		default:
 			e = &Error{Status: fiber.StatusInternalServerError, Message: "internal error"}
 		}
-		if e.Status >= 500 {
+		switch {
+		case e.Quiet:
+			log.Debug("request refused", "method", c.Method(), "path", c.Path(), "status", e.Status, "err", e.Message)
+		case e.Status >= 500:
 			log.Error("request failed", "method", c.Method(), "path", c.Path(), "status", e.Status, "err", err)
-		} else {
+		default:
 			log.Info("request refused", "method", c.Method(), "path", c.Path(), "status", e.Status, "err", e.Message)
 		}
 		return Write(c, e)

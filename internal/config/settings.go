@@ -105,7 +105,8 @@ type Edge struct {
 	Log  Log
 	JWT  JWT
 
-	Proxy Proxy // the API gateway
+	Proxy  Proxy  // the API gateway
+	Limits Limits // of the public port
 
 	InboundPort       int           // INBOUND_PORT
 	MetricsPort       int           // METRICS_PORT; 0: off
@@ -137,6 +138,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Check(checkOrigins(&c.AllowedOrigins))
 	s.Duration(&c.LongPollTimeout, "LONGPOLL_TIMEOUT", 25*time.Second, 100*time.Millisecond, "How long a long-poll request waits for an event before answering with none.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
+	s.limits(&c.Limits)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(requireSecret(&c.JWT))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -28,6 +29,14 @@ type admission struct {
 	session *rig.Session
 	users   []string
 	remote  string
+	// addr is the client's address (behind a trusted proxy, the one it
+	// forwarded); limited says whether per-address limits apply to it,
+	// proxied whether it came through a trusted proxy.
+	addr             netip.Addr
+	limited, proxied bool
+	// held is what the connection counts against the limits, from hold
+	// until the connection ends.
+	held *held
 	// resume is the id of the last event the client saw (Last-Event-ID
 	// or last_event_id=); empty for a fresh start.
 	resume string
@@ -37,6 +46,12 @@ type admission struct {
 // or the Authorization header, a valid signature and expiry, valid user ids,
 // and no one else's messages without a privileged role.
 func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
+	// Refuse a client over its rate before anything costs: a reconnect
+	// storm, or a script guessing tokens.
+	addr, limited, proxied := s.limits.client(c)
+	if err := s.limits.checkRate(addr, limited); err != nil {
+		return nil, err
+	}
 	token, err := requestToken(c)
 	if err != nil {
 		return nil, err
@@ -79,7 +94,23 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	if s.blacklist.Ready() != nil {
 		return nil, api.Unavailable("session blacklist not loaded; connect to another edge", 1)
 	}
-	return &admission{session: sess, users: users, remote: strings.Clone(c.IP()), resume: resume}, nil
+	return &admission{session: sess, users: users, remote: remoteString(addr), resume: resume,
+		addr: addr, limited: limited, proxied: proxied}, nil
+}
+
+// hold counts an admitted connection against the per-address, per-user
+// and per-session limits (or refuses it with 429) before its stream
+// starts. What it holds is released when the connection ends (unregister),
+// or by a.held.release() on the way out of a connection that never opens.
+// Streams call it on the connection taken over from fasthttp, so that no
+// path between admission and the stream can lose what it holds.
+func (s *Server) hold(a *admission) *api.Error {
+	h, err := s.limits.hold(a)
+	if err != nil {
+		return err
+	}
+	a.held = h
+	return nil
 }
 
 func quote(s string) string {
@@ -149,6 +180,7 @@ type conn struct {
 	handle  *hub.Handle
 	expiry  *time.Timer
 	metrics *metrics.Transport
+	held    *held // released when the connection ends
 }
 
 var errNotConnected = errors.New("NATS is unreachable")
@@ -171,6 +203,7 @@ func (s *Server) open(a *admission, transport string) (*conn, error) {
 // client for its own short life.
 func (s *Server) register(a *admission, transport string) (*conn, error) {
 	if !s.broker.Connected() {
+		a.held.release()
 		return nil, errNotConnected
 	}
 	cl := client.New(a.session, a.users, transport, s.cfg.QueueSize)
@@ -178,10 +211,11 @@ func (s *Server) register(a *admission, transport string) (*conn, error) {
 	cl.Hold()
 	hd, err := s.hub.Register(cl, a.session.ID, a.users)
 	if err != nil {
+		a.held.release()
 		return nil, err
 	}
 	cl.Handle = hd
-	cn := &conn{Client: cl, handle: hd, metrics: s.metrics.Transport(transport)}
+	cn := &conn{Client: cl, handle: hd, metrics: s.metrics.Transport(transport), held: a.held}
 	cn.metrics.Opened.Inc()
 	cn.metrics.Open.Inc()
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
@@ -322,4 +356,5 @@ func (s *Server) unregister(cn *conn, reason string) {
 	cn.expiry.Stop()
 	s.hub.Unregister(cn.handle)
 	cn.metrics.Open.Dec()
+	cn.held.release()
 }

@@ -29,6 +29,9 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.hold(a); err != nil {
+		return err
+	}
 	cn, err := s.register(a, "longpoll")
 	if err != nil {
 		return api.Unavailable("NATS is unreachable", 1)

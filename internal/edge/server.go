@@ -16,6 +16,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/valyala/fasthttp"
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/auth"
@@ -49,7 +50,8 @@ type Server struct {
 	blacklist *blacklist.Set      // admission checks it; not loaded means not ready
 	presence  *presence.Responder // nil if it could not subscribe
 
-	gate     *gate // the public listener
+	gate     *gate   // the public listener
+	limits   *limits // per client address, user and session
 	ops      *http.Server
 	opsMu    sync.Mutex
 	draining atomic.Bool
@@ -81,13 +83,22 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	})
 	s.hub = hub.New(s.subs)
 	s.subs.hub = s.hub
+	s.limits = newLimits(cfg.Limits, s.metrics)
 	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
+	s.gateway.SetClientIP(func(c *fiber.Ctx) string {
+		addr, _, _ := s.limits.client(c)
+		return remoteString(addr)
+	})
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
-		ReadTimeout:           30 * time.Second,
-		IdleTimeout:           2 * time.Minute,
-		ReadBufferSize:        8 << 10,
-		ErrorHandler:          api.ErrorHandler(log),
+		// fasthttp applies ReadTimeout from the connection's start (or a
+		// later request's first byte) to the end of the request head: a
+		// connection that sends nothing, or drips its head, is closed
+		// then. The body gets its own, longer, deadline (below).
+		ReadTimeout:    cfg.Limits.HeaderTimeout,
+		IdleTimeout:    2 * time.Minute,
+		ReadBufferSize: 8 << 10,
+		ErrorHandler:   api.ErrorHandler(log),
 	})
 	// Streams own their connections after the upgrade: fasthttp must not
 	// close them, nor keep its per-request buffers for them.
@@ -95,6 +106,9 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	// A malformed request's error must not quote it: its query or header
 	// may hold a token, and the error is logged and answered.
 	s.app.Server().SecureErrorLogMessage = true
+	s.app.Server().HeaderReceived = func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+	}
 	s.routes()
 
 	s.bucket = blacklist.OpenBucket(b, log)
@@ -116,7 +130,22 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		s.heartbeats(ctx)
 	}()
 	s.startGateway(ctx)
-	s.gate = newGate(":" + strconv.Itoa(cfg.InboundPort))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.limits.sweep(ctx)
+	}()
+	maxConns, nofile := maxConnections(cfg.Limits.MaxConnections)
+	l := cfg.Limits
+	log.Info("connection limits", "max_connections", maxConns, "derived", l.MaxConnections == 0, "open_file_limit", nofile,
+		"per_ip", l.PerIP, "per_minute", l.PerMinute, "per_user", l.PerUser, "per_session", l.PerSession,
+		"trusted_proxies", l.TrustedProxiesSet, "header_timeout", l.HeaderTimeout.String())
+	if room := nofile - fileReserve(nofile); l.MaxConnections > room {
+		log.Warn("MAX_CONNECTIONS leaves less than the reserve of the open-file limit: a flood can exhaust file descriptors (the edge then pauses accepting)",
+			"max_connections", maxConns, "open_file_limit", nofile, "reserve", fileReserve(nofile))
+	}
+	s.gate = newGate(":"+strconv.Itoa(cfg.InboundPort), log, s.metrics, maxConns, s.limits.perIP, s.limits.trusted)
+	s.metrics.TCP(s.gate.Conns, maxConns)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -133,6 +162,10 @@ func (s *Server) Hub() *hub.Hub { return s.hub }
 func (s *Server) Serve() error {
 	return s.app.Listener(s.gate)
 }
+
+// bodyTimeout bounds the reading of a request body (through the API
+// gateway: up to 4 MiB), once its head is in.
+const bodyTimeout = 30 * time.Second
 
 // A draining edge tells drainBatch clients to reconnect, then pauses.
 const (

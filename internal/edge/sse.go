@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
 
+	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/sse"
 )
@@ -46,10 +47,18 @@ func rawConn(hc net.Conn) net.Conn {
 }
 
 func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
+	// Counted here, on the connection the edge now owns, so that whatever
+	// becomes of it, the connection's end gives its slots back.
+	if err := s.hold(a); err != nil {
+		s.log.Debug("request refused", "path", "/socket/sse", "status", err.Status, "err", err.Message, "remote", a.remote)
+		writeRawError(nc, err, extra)
+		nc.Close()
+		return
+	}
 	cn, err := s.open(a, "sse")
 	if err != nil {
 		s.log.Warn("SSE connection refused after upgrade", "err", err)
-		writeRawError(nc, 503, "NATS is unreachable")
+		writeRawError(nc, api.Unavailable("NATS is unreachable", 1), extra)
 		nc.Close()
 		return
 	}
@@ -86,10 +95,15 @@ func readUntilClosed(nc net.Conn) {
 	}
 }
 
-func writeRawError(nc net.Conn, status int, msg string) {
-	body := `{"error":` + quote(msg) + `}`
+// writeRawError answers a request whose connection the edge took over
+// before its stream started; extra is more header lines (CORS).
+func writeRawError(nc net.Conn, e *api.Error, extra string) {
+	body := `{"error":` + quote(e.Message) + `}`
+	if e.RetryAfter > 0 {
+		extra += "Retry-After: " + itoa(e.RetryAfter) + "\r\n"
+	}
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = nc.Write([]byte("HTTP/1.1 " + itoa(status) + " " + fiberStatus(status) + "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body))
+	_, _ = nc.Write([]byte("HTTP/1.1 " + itoa(e.Status) + " " + fiberStatus(e.Status) + "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + itoa(len(body)) + "\r\n" + extra + "\r\n" + body))
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

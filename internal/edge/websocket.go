@@ -87,8 +87,17 @@ func socketMode(c *fiber.Ctx) (ws.Mode, error) {
 // fasthttp and runs the socket; its goroutine is the socket's reader. With
 // KeepHijackedConns fasthttp never closes the connection: Finish does.
 func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, mode ws.Mode) {
+	// Counted before the handshake's answer, on the connection the edge
+	// now owns (see serveSSE): a refusal is still a plain HTTP answer.
+	if err := s.hold(a); err != nil {
+		s.log.Debug("request refused", "path", "/socket/websocket", "status", err.Status, "err", err.Message, "remote", a.remote)
+		writeRawError(nc, err, "")
+		nc.Close()
+		return
+	}
 	c, err := ws.Upgrade(nc, key, s.cfg.WriteTimeout, s.cfg.WSMaxFrameSize)
 	if err != nil {
+		a.held.release()
 		s.log.Info("WebSocket handshake failed", "transport", mode.Name(), "user", a.session.User, "remote", a.remote, "err", err)
 		nc.Close()
 		return

@@ -60,6 +60,21 @@ type Edge struct {
 	// NATS, or sent while it was cut off), GapFilled the messages refilled.
 	GapFills  prometheus.Counter
 	GapFilled prometheus.Counter
+
+	// Refused counts connections a limit turned away, by reason.
+	Refused Refusals
+	// AcceptErrors counts failed accepts on the public port (such as
+	// EMFILE: out of file descriptors), each followed by a pause.
+	AcceptErrors prometheus.Counter
+}
+
+// Refusals are the reasons of rig_edge_connections_refused_total.
+type Refusals struct {
+	Capacity prometheus.Counter // MAX_CONNECTIONS: closed at accept
+	IP       prometheus.Counter // MAX_CONNECTIONS_PER_IP
+	IPRate   prometheus.Counter // MAX_CONNECTIONS_PER_MINUTE
+	User     prometheus.Counter // MAX_CONNECTIONS_PER_USER
+	Session  prometheus.Counter // MAX_CONNECTIONS_PER_SESSION
 }
 
 // NewEdge registers the edge's metrics. The functions give values read at
@@ -86,7 +101,19 @@ func NewEdge(natsConnected func() bool, clients ClientCounters) *Edge {
 	f.counterFunc("rig_edge_events_dropped_total", "Events not queued because a client's queue was full (the client is closed).", clients.Dropped)
 	f.counterFunc("rig_edge_slow_clients_closed_total", "Clients closed because their queue was full.", clients.SlowClosed)
 	f.gaugeFunc("rig_nats_connected", "1 while the connection to NATS is up.", boolFloat(natsConnected))
+	refused := f.counterVec("rig_edge_connections_refused_total", "Connections refused by a limit, by reason: capacity (MAX_CONNECTIONS), ip (MAX_CONNECTIONS_PER_IP), ip_rate (MAX_CONNECTIONS_PER_MINUTE), user, session.", "reason")
+	m.Refused = Refusals{Capacity: refused.WithLabelValues("capacity"), IP: refused.WithLabelValues("ip"),
+		IPRate: refused.WithLabelValues("ip_rate"), User: refused.WithLabelValues("user"), Session: refused.WithLabelValues("session")}
+	m.AcceptErrors = f.counter("rig_edge_accept_errors_total", "Failed accepts on the public port (such as EMFILE), each followed by a pause.")
 	return m
+}
+
+// TCP registers the public port's connection gauges: open reads the TCP
+// connections open now, max is the cap in force (MAX_CONNECTIONS).
+func (m *Edge) TCP(open func() int64, max int) {
+	f := factory{m.Registry}
+	f.gaugeFunc("rig_edge_tcp_connections", "TCP connections open on the public port now, requests and streams alike.", func() float64 { return float64(open()) })
+	f.gaugeFunc("rig_edge_max_connections", "Most TCP connections the public port holds (MAX_CONNECTIONS, or derived from the open-file limit).", func() float64 { return float64(max) })
 }
 
 // Transport returns the metrics of one transport. Connections call it once

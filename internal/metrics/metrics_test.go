@@ -68,3 +68,26 @@ func get(t *testing.T, r *prometheus.Registry) string {
 	}
 	return string(b)
 }
+
+func TestEdgeConnectionLimitMetrics(t *testing.T) {
+	m := NewEdge(func() bool { return true }, ClientCounters{
+		Delivered: func() uint64 { return 0 }, Dropped: func() uint64 { return 0 }, SlowClosed: func() uint64 { return 0 },
+	})
+	m.TCP(func() int64 { return 42 }, 18000)
+	m.Refused.Capacity.Add(3)
+	m.Refused.Session.Inc()
+	m.AcceptErrors.Add(2)
+	body := get(t, m.Registry)
+	for _, want := range []string{
+		"rig_edge_tcp_connections 42",
+		"rig_edge_max_connections 18000",
+		`rig_edge_connections_refused_total{reason="capacity"} 3`,
+		`rig_edge_connections_refused_total{reason="session"} 1`,
+		`rig_edge_connections_refused_total{reason="ip_rate"} 0`,
+		"rig_edge_accept_errors_total 2",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

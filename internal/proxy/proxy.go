@@ -19,6 +19,7 @@ import (
 
 	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/limit"
 	"github.com/rig-go/rig/internal/route"
 )
 
@@ -44,8 +45,12 @@ type Gateway struct {
 	log      *slog.Logger
 	verifier *auth.Verifier
 	client   *fasthttp.Client
-	limiter  *limiter // nil: no rate limit
+	limiter  *limit.Rate // nil: no rate limit
+	perIP    bool        // a bucket per API and client address, else per API
 	sweep    time.Duration
+	// clientIP is the client's address for per-IP buckets: the peer's, or
+	// the one a trusted proxy forwarded (see SetClientIP).
+	clientIP func(*fiber.Ctx) string
 	table    atomic.Pointer[route.Table]
 	revoked  atomic.Pointer[Revocations]
 }
@@ -56,15 +61,21 @@ func New(cfg config.Proxy, verifier *auth.Verifier, log *slog.Logger) *Gateway {
 		log:      log.With("component", "proxy"),
 		verifier: verifier,
 		client:   newClient(cfg.RecvTimeout),
+		clientIP: (*fiber.Ctx).IP,
 	}
 	if rl := cfg.RateLimit; rl.Enabled {
-		g.limiter = newLimiter(rl.AvgRatePerSec, rl.BurstSize, rl.PerIP)
+		g.limiter = limit.NewRate(float64(rl.AvgRatePerSec), rl.BurstSize)
+		g.perIP = rl.PerIP
 		g.sweep = rl.SweepInterval
 	}
 	t, _ := route.NewTable(nil, nil)
 	g.table.Store(t)
 	return g
 }
+
+// SetClientIP sets how the per-IP rate limit finds a request's client
+// address (default: the peer's). Call it before serving.
+func (g *Gateway) SetClientIP(fn func(*fiber.Ctx) string) { g.clientIP = fn }
 
 // SetRoutes swaps in a new route table; requests in flight keep the old one.
 func (g *Gateway) SetRoutes(t *route.Table) { g.table.Store(t) }
@@ -94,8 +105,8 @@ func (g *Gateway) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if n := g.limiter.sweep(now); n > 0 {
-				g.log.Debug("rate-limit buckets dropped", "dropped", n, "left", g.limiter.len())
+			if n := g.limiter.Sweep(now); n > 0 {
+				g.log.Debug("rate-limit buckets dropped", "dropped", n, "left", g.limiter.Len())
 			}
 		}
 	}
@@ -119,7 +130,7 @@ func (g *Gateway) Handle(c *fiber.Ctx) error {
 		}
 		return g.refuse(c, fiber.StatusNotFound, msgNoRoute, "no route", nil)
 	}
-	if g.limiter != nil && !g.limiter.allow(m.API.ID, c.IP(), time.Now()) {
+	if g.limiter != nil && !g.limiter.Allow(g.bucket(c, m.API.ID), time.Now()) {
 		c.Set(fiber.HeaderRetryAfter, "1")
 		return g.refuse(c, fiber.StatusTooManyRequests, msgTooMany, "rate limit", m)
 	}
@@ -134,6 +145,14 @@ func (g *Gateway) Handle(c *fiber.Ctx) error {
 		return reply(c, fiber.StatusBadGateway, msgBadGateway)
 	}
 	return g.forward(c, m)
+}
+
+// bucket names the rate-limit bucket of a request to api.
+func (g *Gateway) bucket(c *fiber.Ctx, api string) string {
+	if !g.perIP {
+		return api
+	}
+	return api + "\x00" + g.clientIP(c)
 }
 
 // refuse answers a request the gateway does not forward, logged once:

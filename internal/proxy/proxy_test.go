@@ -275,31 +275,37 @@ func TestNoRoute(t *testing.T) {
 	}
 }
 
-func TestLimiter(t *testing.T) {
-	now := time.Now()
-	l := newLimiter(10, 3, true)
-	for i := range 3 {
-		if !l.allow("a", "1.1.1.1", now) {
-			t.Fatalf("request %d of the burst refused", i+1)
+// The rate limit keeps a bucket per API and client address (the one
+// SetClientIP finds), or one per API without RATE_LIMIT_PER_IP.
+func TestRateLimitBuckets(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer upstream.Close()
+	get := func(base, client string) int {
+		req, _ := http.NewRequest("GET", base+"/api/free", nil)
+		req.Header.Set("X-Client", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
 		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	if l.allow("a", "1.1.1.1", now) {
-		t.Fatal("4th request of a burst of 3 allowed")
-	}
-	if !l.allow("a", "2.2.2.2", now) || !l.allow("b", "1.1.1.1", now) {
-		t.Fatal("another IP or another upstream shares the bucket")
-	}
-	if !l.allow("a", "1.1.1.1", now.Add(100*time.Millisecond)) {
-		t.Fatal("a token did not come back after 1/rate")
-	}
-	if n := l.sweep(now); n != 0 {
-		t.Fatalf("swept %d buckets in use", n)
-	}
-	if n := l.sweep(now.Add(time.Second)); n != 3 || l.len() != 0 {
-		t.Fatalf("swept %d refilled buckets, %d left; want 3, 0", n, l.len())
-	}
-	shared := newLimiter(10, 1, false)
-	if !shared.allow("a", "1.1.1.1", now) || shared.allow("a", "2.2.2.2", now) {
-		t.Fatal("without RATE_LIMIT_PER_IP the upstream's bucket is not shared")
+	for _, perIP := range []bool{true, false} {
+		g, base := gateway(t, routesTo(upstream.URL), config.Proxy{RateLimit: config.RateLimit{
+			Enabled: true, PerIP: perIP, AvgRatePerSec: 1, BurstSize: 2}})
+		g.SetClientIP(func(c *fiber.Ctx) string { return c.Get("X-Client") })
+		if a, b := get(base, "a"), get(base, "a"); a != 200 || b != 200 {
+			t.Fatalf("perIP=%v: the burst of 2 refused: %d %d", perIP, a, b)
+		}
+		if got := get(base, "a"); got != 429 {
+			t.Fatalf("perIP=%v: third request of a burst of 2: %d, want 429", perIP, got)
+		}
+		want := 200
+		if !perIP {
+			want = 429
+		}
+		if got := get(base, "b"); got != want {
+			t.Fatalf("perIP=%v: another client: %d, want %d", perIP, got, want)
+		}
 	}
 }
