@@ -92,6 +92,9 @@ type Edge struct {
 	AllowedOrigins    []string      // ALLOWED_ORIGINS; "*" allows any
 	WSMaxFrameSize    int           // WS_MAX_FRAME_SIZE
 	LongPollTimeout   time.Duration // LONGPOLL_TIMEOUT
+	// HistoryReadConcurrency (HISTORY_READ_CONCURRENCY) bounds the reads of
+	// history (resumes, long-polls) that run at once; the others queue.
+	HistoryReadConcurrency int
 	Pprof             bool          // PPROF: /debug/pprof/ on the operations port
 }
 
@@ -111,6 +114,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.List(&c.AllowedOrigins, "ALLOWED_ORIGINS", "*", `Origins (scheme://host[:port]) whose pages may open WebSockets and SSE streams; others get 403, allowed ones CORS headers. "*" allows any page, as RIG did; unsafe in production.`)
 	s.Check(checkOrigins(&c.AllowedOrigins))
 	s.Duration(&c.LongPollTimeout, "LONGPOLL_TIMEOUT", 25*time.Second, 100*time.Millisecond, "How long a long-poll request waits for an event before answering with none.")
+	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
