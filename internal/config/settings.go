@@ -95,7 +95,7 @@ type Edge struct {
 	// HistoryReadConcurrency (HISTORY_READ_CONCURRENCY) bounds the reads of
 	// history (resumes, long-polls) that run at once; the others queue.
 	HistoryReadConcurrency int
-	Pprof             bool          // PPROF: /debug/pprof/ on the operations port
+	Pprof                  bool // PPROF: /debug/pprof/ on the operations port
 }
 
 // ParseEdge reads the edge's configuration.
