@@ -461,6 +461,10 @@ func resumeLongPoll(ctx context.Context, edge string, u resumeUser) resumed {
 				r.err = fmt.Errorf("%d without Retry-After", resp.StatusCode)
 				return r
 			}
+			if leaksInternals(b) {
+				r.err = fmt.Errorf("%d echoes NATS internals: %s", resp.StatusCode, b)
+				return r
+			}
 			retryWait(ctx)
 			continue
 		}
@@ -492,6 +496,17 @@ func resumeLongPoll(ctx context.Context, edge string, u resumeUser) resumed {
 		last = lp.LastEventID
 	}
 	return r
+}
+
+// leaksInternals reports whether an error body tells a client about NATS
+// or the edge's code (error codes, stream names, Go errors).
+func leaksInternals(body []byte) bool {
+	for _, s := range []string{"err_code", "RIG_HISTORY", "nats:", "history:", "context deadline"} {
+		if strings.Contains(string(body), s) {
+			return true
+		}
+	}
+	return false
 }
 
 // mintToken is Token for goroutines: it cannot fail the test.
