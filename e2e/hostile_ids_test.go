@@ -182,3 +182,72 @@ func nodeFrames(t *testing.T, node, u string, n int) []string {
 	}
 	return frames
 }
+
+// TestHostileHistoryUnavailable: when history cannot be read (here the
+// stream is gone), no transport carries on as if nothing was missed, and
+// none moves the client's cursor: an SSE resume ends with a reconnect event
+// (no id), a plain socket with the reconnect frame and 1012, a Phoenix join
+// gets an error reply, a long-poll 503 with Retry-After and no NATS
+// internals; a fresh connection the same.
+func TestHostileHistoryUnavailable(t *testing.T) {
+	st := StartStack(t, map[string]string{"LONGPOLL_TIMEOUT": "1s"}, nil)
+	tok := Token(t, "dana")
+	start := Poll(t, pollURL(st.Edge.URL, tok, "")).LastEventID
+	Post(t, st.Ingest.URL, map[string]any{"user": "dana", "n": 1})
+	nc, err := nats.Connect(st.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, "RIG_HISTORY"); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, cursor := range []string{start, ""} {
+		h := http.Header{}
+		if cursor != "" {
+			h.Set("Last-Event-ID", cursor)
+		}
+		s, r := DialSSE(t, sseURL(st.Edge.URL, tok), h)
+		if s == nil {
+			t.Fatalf("sse from %q: %d %s, want a stream that ends with reconnect", cursor, r.Status, r.Body)
+		}
+		if ev := s.Next(t, 15*time.Second); ev.Event != "reconnect" || ev.ID != "" {
+			t.Fatalf("sse from %q: %+v, want reconnect without an id", cursor, ev)
+		}
+		if !s.Ended(5 * time.Second) {
+			t.Fatalf("sse from %q: the stream did not end", cursor)
+		}
+
+		q := plainQuery(tok)
+		if cursor != "" {
+			q.Set("last_event_id", cursor)
+		}
+		w := MustWS(t, wsURL(st.Edge.URL, q))
+		if ev := w.Next(t, 15*time.Second); ev.Event != "reconnect" || ev.ID != "" {
+			t.Fatalf("websocket from %q: %+v, want reconnect", cursor, ev)
+		}
+		if code, ok := w.Closed(5 * time.Second); !ok || code != 1012 {
+			t.Fatalf("websocket from %q: closed %v with %d, want 1012", cursor, ok, code)
+		}
+
+		p := dialPhx(t, st.Edge.URL, tok, "2.0.0")
+		payload := map[string]any{}
+		if cursor != "" {
+			payload["last_event_id"] = cursor
+		}
+		p.push(t, "1", "1", "user:dana", "phx_join", payload)
+		m := p.NextFrame(t, 15*time.Second)
+		if !strings.Contains(string(m), `"phx_reply"`) || !strings.Contains(string(m), `"error"`) {
+			t.Fatalf("phoenix join from %q: %s, want an error reply", cursor, m)
+		}
+
+		r2 := Do(t, "GET", pollURL(st.Edge.URL, tok, cursor), "", nil)
+		if r2.Status != 503 || r2.Header.Get("Retry-After") == "" || leaksInternals(r2.Body) {
+			t.Fatalf("long-poll from %q: %d %v %s, want 503 with Retry-After and no internals", cursor, r2.Status, r2.Header, r2.Body)
+		}
+	}
+}
