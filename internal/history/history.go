@@ -328,8 +328,8 @@ func (r *Reader) readConsumer(ctx context.Context, users []string, start from) (
 		if d, ok := ctx.Deadline(); ok {
 			wait = min(wait, time.Until(d))
 		}
-		if err := ctx.Err(); err != nil || wait <= 0 {
-			return nil, false, fmt.Errorf("history: read %d of %d messages before the deadline", seen, pending)
+		if ctx.Err() != nil || wait <= 0 {
+			return nil, false, fmt.Errorf("history: read %d of %d messages before the deadline: %w", seen, pending, context.DeadlineExceeded)
 		}
 		batch, err := cons.Fetch(min(pending-seen, fetchBatch), jetstream.FetchMaxWait(wait))
 		if err != nil {
