@@ -145,12 +145,15 @@ func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
 	s.hub.Publish(ev.User, ev)
 }
 
-// Refills are retried refillAttempts times, refillBackoff and then twice
-// as long apart, within one replayTimeout: a lane waits for them, and so do
-// the live messages of all its users.
+// A refill is tried again, refillBackoff and then up to twice as long
+// apart (at most a second), for refillTimeout: long enough to outlast the
+// election of a new stream leader after a NATS node is lost (a few seconds;
+// reads fail meanwhile), short enough that a lane (and the live messages of
+// all its users, which wait for it) is not stuck for long when history
+// stays unreadable.
 const (
-	refillAttempts = 3
-	refillBackoff  = 100 * time.Millisecond
+	refillTimeout = 30 * time.Second
+	refillBackoff = 100 * time.Millisecond
 )
 
 // catchUp publishes what history holds for users after the last message
@@ -208,23 +211,23 @@ func (s *subscriber) catchUp(ctx context.Context, users []string) bool {
 	return ok
 }
 
-// refill reads users' messages after from, trying again a little when
-// the read fails.
+// refill reads users' messages after from, trying again while the read
+// fails, for refillTimeout.
 func (s *subscriber) refill(ctx context.Context, users []string, from uint64) (*history.Replay, error) {
-	rctx, cancel := context.WithTimeout(ctx, replayTimeout)
+	rctx, cancel := context.WithTimeout(ctx, refillTimeout)
 	defer cancel()
 	wait := refillBackoff
-	for attempt := 1; ; attempt++ {
+	for {
 		rp, err := s.history.Refill(rctx, users, from)
-		if err == nil || attempt == refillAttempts {
-			return rp, err
+		if err == nil {
+			return rp, nil
 		}
 		select {
 		case <-rctx.Done():
 			return nil, err
 		case <-time.After(wait):
 		}
-		wait *= 2
+		wait = min(2*wait, time.Second)
 	}
 }
 

@@ -123,7 +123,9 @@ func (c *captured) kinds() []rig.Kind {
 	defer c.mu.Unlock()
 	var out []rig.Kind
 	for _, ev := range c.evs {
-		out = append(out, ev.Kind)
+		if ev.Kind != rig.KindHeartbeat {
+			out = append(out, ev.Kind)
+		}
 	}
 	return out
 }
@@ -154,8 +156,11 @@ func TestRefillFailureReconnects(t *testing.T) {
 	if _, err := b.JS.Stream(ctx, broker.StreamName); err != jetstream.ErrStreamNotFound {
 		t.Fatalf("stream still there: %v", err)
 	}
-	// A live message whose predecessor (seq 3) never came.
-	s.subs.deliver(ctx, &rig.Event{Kind: rig.KindMessage, ID: "m5", User: "alice", Seq: 5, Prev: 3})
+	// A live message whose predecessor (seq 3) never came. The refill is
+	// tried until the lane's context ends (refillTimeout in the edge).
+	lane, cancelLane := context.WithTimeout(context.Background(), time.Second)
+	defer cancelLane()
+	s.subs.deliver(lane, &rig.Event{Kind: rig.KindMessage, ID: "m5", User: "alice", Seq: 5, Prev: 3})
 	select {
 	case <-cl.Done():
 	case <-time.After(5 * time.Second):
