@@ -253,6 +253,31 @@ func (c *Client) Resume(users []string, floor uint64, first ...*rig.Event) {
 	c.kickLocked()
 }
 
+// Fail ends a Hold whose first events could not be read (history was
+// unavailable): the live events held meanwhile are dropped and ev, a final
+// event, is the only thing written, so the client learns of nothing past
+// the cursor it came with and comes back with that same cursor.
+func (c *Client) Fail(ev *rig.Event, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holds == 0 {
+		panic("client: Fail without Hold")
+	}
+	c.holds--
+	if c.closed || c.final {
+		return
+	}
+	if c.reason == "" {
+		c.reason = reason
+	}
+	if c.holds == 0 {
+		c.held = nil
+	}
+	c.final = true
+	c.queue = append(c.queue, ev)
+	c.kickLocked()
+}
+
 // Finish sends a final event (session_killed, token_expired, reconnect) and
 // closes the client once it is written, or at once if the client is stuck.
 func (c *Client) Finish(ev *rig.Event, reason string) {

@@ -323,3 +323,28 @@ func TestDeliverHereFullQueue(t *testing.T) {
 		t.Errorf("reason %q, slow %d, dropped %d", c.Reason(), c.Counters.SlowClosed.Load(), c.Counters.Dropped.Load())
 	}
 }
+
+// TestFailDropsHeldEvents: a start that could not be read from history
+// ends the hold with only the final event: the live events held meanwhile
+// (past the client's cursor) are not written, and nothing after it is.
+func TestFailDropsHeldEvents(t *testing.T) {
+	c := New(&rig.Session{}, []string{"u"}, "test", 8)
+	p := newPipe()
+	c.Hold()
+	c.Start(p)
+	c.Deliver(seqMsg("u", 7))
+	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})
+	c.Fail(&rig.Event{Kind: rig.KindReconnect, ID: ""}, "history unavailable")
+	c.Deliver(seqMsg("u", 8))
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not closed after the final event")
+	}
+	if got := p.written(); len(got) != 1 || got[0] != "reconnect:" {
+		t.Fatalf("written %v, want only the reconnect event", got)
+	}
+	if c.Reason() != "history unavailable" {
+		t.Fatalf("reason %q", c.Reason())
+	}
+}

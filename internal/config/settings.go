@@ -119,6 +119,10 @@ type Edge struct {
 	WSMaxFrameSize    int           // WS_MAX_FRAME_SIZE
 	LongPollTimeout   time.Duration // LONGPOLL_TIMEOUT
 	Pprof             bool          // PPROF: /debug/pprof/ on the operations port
+
+	// HistoryReadConcurrency (HISTORY_READ_CONCURRENCY) bounds the reads of
+	// history (resumes, long-polls) that run at once; the others queue.
+	HistoryReadConcurrency int
 }
 
 // ParseEdge reads the edge's configuration.
@@ -137,6 +141,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.List(&c.AllowedOrigins, "ALLOWED_ORIGINS", "*", `Origins (scheme://host[:port]) whose pages may open WebSockets and SSE streams; others get 403, allowed ones CORS headers. "*" allows any page, as RIG did; unsafe in production.`)
 	s.Check(checkOrigins(&c.AllowedOrigins))
 	s.Duration(&c.LongPollTimeout, "LONGPOLL_TIMEOUT", 25*time.Second, 100*time.Millisecond, "How long a long-poll request waits for an event before answering with none.")
+	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.limits(&c.Limits)
 	s.nats(&c.NATS, "rig-edge")

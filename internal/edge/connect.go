@@ -232,11 +232,17 @@ func (s *Server) register(a *admission, transport string) (*conn, error) {
 
 // start queues a connection's first events and releases the live ones held
 // since open: the connected event, then, for a client that resumes, what
-// history holds after its last event id.
+// history holds after its last event id. When history cannot be read the
+// connection ends instead (see failStart), before any event with an id.
 func (s *Server) start(cn *conn, users []string, from string) {
 	connected := connectedEvent(users)
 	if from != "" {
-		s.resume(cn, users, from, connected)
+		rp, err := s.readHistory(users, from)
+		if err != nil {
+			s.failStart(cn, from, err)
+			return
+		}
+		s.replayed(cn, users, from, rp, connected)
 		return
 	}
 	// A fresh connection starts at the users' latest message: its
@@ -245,12 +251,28 @@ func (s *Server) start(cn *conn, users []string, from string) {
 	// exactly (EventSource sends it back as Last-Event-ID).
 	floor, err := s.position(users)
 	if err != nil {
-		s.log.Warn("no start position: the connected event has no id", "user", cn.Session.User, "err", err)
-		cn.Resume(users, 0, connected)
+		s.failStart(cn, from, err)
 		return
 	}
 	connected.ID = rig.SeqID(floor)
 	cn.Resume(users, floor, connected)
+}
+
+// historyUnavailable ends a connection whose start could not be read from
+// history. Being a reconnect event, it carries no id: an SSE client keeps
+// its Last-Event-ID, a plain socket (closed with 1012) reconnects with its
+// last_event_id, and both get exactly what they missed once history
+// answers. Sending the connection on without its replay, or with a gap
+// for messages history still holds, would be the silent loss.
+var historyUnavailable = &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"history unavailable; reconnect with the same last event id"}`)}
+
+// reasonHistoryUnavailable is why such a connection was closed, as logged.
+const reasonHistoryUnavailable = "history unavailable"
+
+func (s *Server) failStart(cn *conn, from string, err error) {
+	s.log.Warn("history unavailable: closing the connection so that the client comes back with its cursor",
+		"transport", cn.Transport, "user", cn.Session.User, "last_event_id", from, "err", err)
+	cn.Fail(historyUnavailable, reasonHistoryUnavailable)
 }
 
 // position returns the stream position a fresh subscription to users starts
@@ -270,6 +292,7 @@ func (s *Server) position(users []string) (uint64, error) {
 		last, err := s.history.LastSeq(ctx, u)
 		cancel()
 		if err != nil {
+			s.metrics.HistoryReadFailures.Inc()
 			return 0, err
 		}
 		s.hub.NoteBase(u, last)
@@ -295,30 +318,25 @@ func connectedEvent(users []string) *rig.Event {
 	return &rig.Event{Kind: rig.KindConnected, Data: data}
 }
 
-// resume queues first, then what history holds for users after the id the
-// client resumes from, then releases the live events held since open.
-// Subscribing first and replaying second means nothing falls between the
-// two; the client drops live copies of replayed messages. When history
-// cannot be read, the client gets a gap event: it may have missed messages.
-func (s *Server) resume(cn *conn, users []string, from string, first ...*rig.Event) {
-	if _, err := s.replay(cn, users, from, first...); err != nil {
-		s.log.Warn("resume failed: sending gap", "user", cn.Session.User, "last_event_id", from, "err", err)
-		s.metrics.Gaps.Inc()
-		cn.Resume(users, 0, append(first, gapEvent(from, users...))...)
-	}
-}
-
-// replay reads what history holds for users after from (an empty from
-// reads only where history stands), then queues first, a gap event if the
-// id is no longer in history, and the replayed messages, and releases the
-// held live events. On error it queues nothing.
-func (s *Server) replay(cn *conn, users []string, from string, first ...*rig.Event) (*history.Replay, error) {
+// readHistory reads what history holds for users after from (an empty
+// from reads only where history stands), waiting for its turn among the
+// edge's reads; the whole wait and read must end within replayTimeout.
+func (s *Server) readHistory(users []string, from string) (*history.Replay, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
 	defer cancel()
 	rp, err := s.history.Since(ctx, users, from)
 	if err != nil {
+		s.metrics.HistoryReadFailures.Inc()
 		return nil, err
 	}
+	return rp, nil
+}
+
+// replayed queues first, a gap event if the replay says messages may be
+// missing, and the replayed messages, then releases the held live events.
+// Subscribing first and replaying second means nothing falls between the
+// two; the client drops live copies of replayed messages.
+func (s *Server) replayed(cn *conn, users []string, from string, rp *history.Replay, first ...*rig.Event) {
 	if from != "" {
 		s.metrics.Replays.Inc()
 		s.metrics.ReplayedMessages.Add(float64(len(rp.Events)))
@@ -330,7 +348,6 @@ func (s *Server) replay(cn *conn, users []string, from string, first ...*rig.Eve
 	s.noteBases(users, rp)
 	cn.Resume(users, rp.Floor, append(first, rp.Events...)...)
 	s.log.Debug("replayed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
-	return rp, nil
 }
 
 // gapEvent tells a client that messages after from may be missing. Its

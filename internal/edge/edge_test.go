@@ -19,6 +19,12 @@ import (
 
 func newTestEdge(t *testing.T) (*Server, *broker.Broker) {
 	t.Helper()
+	return newTestEdgeWith(t, nil)
+}
+
+// newTestEdgeWith is newTestEdge with its configuration changed by adjust.
+func newTestEdgeWith(t *testing.T, adjust func(*config.Edge)) (*Server, *broker.Broker) {
+	t.Helper()
 	cfg := &config.Edge{
 		NATS:              config.NATS{Embedded: true, Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxAge: time.Minute, MaxPerUser: 100, Name: "rig-edge"},
 		JWT:               config.JWT{SecretKey: "test-secret", UserField: "user", RolesField: "roles"},
@@ -27,6 +33,9 @@ func newTestEdge(t *testing.T) (*Server, *broker.Broker) {
 		WriteTimeout:      time.Second,
 		DrainTimeout:      time.Second,
 		EdgeID:            "test-edge",
+	}
+	if adjust != nil {
+		adjust(cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b, err := broker.Open(cfg.NATS, log)

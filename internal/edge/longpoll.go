@@ -37,11 +37,14 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 		return api.Unavailable("NATS is unreachable", 1)
 	}
 	defer s.unregister(cn, client.ReasonClientGone)
-	rp, err := s.replay(cn, a.users, a.resume)
+	rp, err := s.readHistory(a.users, a.resume)
 	if err != nil {
-		s.log.Warn("long-poll cannot read history", "user", a.session.User, "last_event_id", a.resume, "err", err)
-		return api.Unavailable("history unavailable: "+err.Error(), 1)
+		// The poll comes again with the same cursor: nothing is skipped.
+		// The error stays in the log; clients learn nothing of NATS.
+		s.log.Warn("long-poll cannot read history: 503", "user", a.session.User, "last_event_id", a.resume, "err", err)
+		return api.Unavailable("history unavailable; poll again with the same last_event_id", 1)
 	}
+	s.replayed(cn, a.users, a.resume, rp)
 	box := newMailbox()
 	cn.Start(box)
 

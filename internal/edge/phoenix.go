@@ -7,6 +7,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/phoenix"
 	"github.com/rig-go/rig/internal/rig"
 	"github.com/rig-go/rig/internal/ws"
@@ -134,20 +135,30 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	}
 	// Live messages wait until what the join starts with is queued: the
 	// replay after last_event_id, or nothing older than its position.
+	// Both are read before the join is answered: a join whose history
+	// cannot be read gets an error reply, and phoenix.js joins again with
+	// the same params, so the client's cursor never moves past what it has.
 	p.cn.Hold()
 	var subErr error
 	var floor uint64
+	var rp *history.Replay
+	reason := reasonNotSubscribed
 	err := p.wc.Join(user, func() error {
 		if subErr = p.s.hub.AddUser(p.cn.handle, user); subErr != nil {
 			return subErr
 		}
 		if lastEventID == "" {
 			floor, subErr = p.s.position([]string{user})
+		} else {
+			rp, subErr = p.s.readHistory([]string{user}, lastEventID)
+		}
+		if subErr != nil {
+			reason = reasonHistoryUnavailable
 		}
 		return subErr
 	}, func(err error) []byte {
 		if err != nil {
-			return phoenix.ErrorReply(p.v, f, reasonNotSubscribed)
+			return phoenix.ErrorReply(p.v, f, reason)
 		}
 		if lastEventID == "" {
 			// The channel's position, for a later join's last_event_id.
@@ -158,13 +169,13 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	if subErr != nil {
 		p.cn.Resume(nil, 0)
 		p.s.hub.RemoveUser(p.cn.handle, user)
-		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "err", subErr)
+		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "last_event_id", lastEventID, "reason", reason, "err", subErr)
 		return err
 	}
 	p.joins = append(p.joins, phoenixJoin{user: user, joinRef: f.JoinRef, lastEventID: lastEventID})
 	p.s.log.Debug("phoenix join", "user", sess.User, "session", sess.ID, "topic", f.Topic, "last_event_id", lastEventID)
 	if lastEventID != "" {
-		p.s.resume(p.cn, []string{user}, lastEventID)
+		p.s.replayed(p.cn, []string{user}, lastEventID, rp)
 	} else {
 		p.cn.Resume([]string{user}, floor)
 	}

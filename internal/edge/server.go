@@ -66,13 +66,14 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		log:      log,
 		broker:   b,
 		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles, auth.RequireJTI(cfg.JWT.RequireJTI)),
-		history:  history.NewReader(b.JS),
+		history:  history.NewReader(b.JS, cfg.HistoryReadConcurrency),
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
 		Delivered:  s.counters.Delivered.Load,
 		Dropped:    s.counters.Dropped.Load,
 		SlowClosed: s.counters.SlowClosed.Load,
 	})
+	s.metrics.HistoryReads(s.history.InFlight, s.history.Waiting)
 	s.subs = newSubscriber(b.NC, s.history, log, s.metrics)
 	b.OnReconnect(s.subs.resyncAll)
 	b.OnSlowConsumer(func(sub *nats.Subscription) {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/metrics"
@@ -122,7 +123,9 @@ func (s *subscriber) dispatch(ctx context.Context, lane int) {
 }
 
 // deliver publishes a live event unless it was delivered already, first
-// filling the gap before it if the user's previous message never came.
+// filling the gap before it if the user's previous message never came. If
+// the gap cannot be filled, the event is not published either: the user's
+// clients were told to reconnect, and resume from their own cursors.
 func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
 	if ev.Seq != 0 && ev.Seq <= s.hub.LastSeq(ev.User) {
 		s.metrics.Duplicates.Inc()
@@ -131,7 +134,9 @@ func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
 	// The user's previous message is past the last one delivered (or,
 	// before any, past where the subscription started): it was missed.
 	if point, ok := s.hub.ResumePoint(ev.User); ok && ev.Prev > point {
-		s.catchUp(ctx, []string{ev.User})
+		if !s.catchUp(ctx, []string{ev.User}) {
+			return
+		}
 		if ev.Seq <= s.hub.LastSeq(ev.User) {
 			s.metrics.Duplicates.Inc()
 			return
@@ -140,22 +145,38 @@ func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
 	s.hub.Publish(ev.User, ev)
 }
 
+// A refill is tried again, refillBackoff and then up to twice as long
+// apart (at most a second), for refillTimeout: long enough to outlast the
+// election of a new stream leader after a NATS node is lost (a few seconds;
+// reads fail meanwhile), short enough that a lane (and the live messages of
+// all its users, which wait for it) is not stuck for long when history
+// stays unreadable.
+const (
+	refillTimeout = 30 * time.Second
+	refillBackoff = 100 * time.Millisecond
+)
+
 // catchUp publishes what history holds for users after the last message
 // each was delivered (or, before any, after where its subscription
-// started); users with neither known are skipped.
-func (s *subscriber) catchUp(ctx context.Context, users []string) {
+// started); users with neither known are skipped. When history cannot be
+// read, the clients of the users it could not refill are closed with a
+// reconnect event (see refillFailed), and catchUp reports false.
+func (s *subscriber) catchUp(ctx context.Context, users []string) bool {
 	lasts := make(map[string]uint64, len(users))
 	var batch []string
 	from := uint64(0)
+	ok := true
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
-		rctx, cancel := context.WithTimeout(ctx, replayTimeout)
-		defer cancel()
-		rp, err := s.history.Since(rctx, batch, rig.SeqID(from))
+		defer func() { batch, from = batch[:0], 0 }()
+		rp, err := s.refill(ctx, batch, from)
 		if err != nil {
-			s.log.Warn("cannot refill from history", "users", len(batch), "err", err)
+			s.metrics.HistoryReadFailures.Inc()
+			s.log.Warn("cannot refill from history: telling those users' clients to reconnect", "users", len(batch), "err", err)
+			s.reconnectClients(batch)
+			ok = false
 			return
 		}
 		n := 0
@@ -171,11 +192,10 @@ func (s *subscriber) catchUp(ctx context.Context, users []string) {
 			s.metrics.GapFilled.Add(float64(n))
 			s.log.Info("refilled missed messages from history", "users", len(batch), "messages", n)
 		}
-		batch, from = batch[:0], 0
 	}
 	for _, u := range users {
-		last, ok := s.hub.ResumePoint(u)
-		if !ok {
+		last, known := s.hub.ResumePoint(u)
+		if !known {
 			continue
 		}
 		lasts[u] = last
@@ -188,6 +208,44 @@ func (s *subscriber) catchUp(ctx context.Context, users []string) {
 		}
 	}
 	flush()
+	return ok
+}
+
+// refill reads users' messages after from, trying again while the read
+// fails, for refillTimeout.
+func (s *subscriber) refill(ctx context.Context, users []string, from uint64) (*history.Replay, error) {
+	rctx, cancel := context.WithTimeout(ctx, refillTimeout)
+	defer cancel()
+	wait := refillBackoff
+	for {
+		rp, err := s.history.Refill(rctx, users, from)
+		if err == nil {
+			return rp, nil
+		}
+		select {
+		case <-rctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// refillFailed ends the connections of users whose missed messages could
+// not be read: a client that stayed connected would go on without them.
+// Each reconnects and resumes from the last id it got (see
+// historyUnavailable).
+var refillFailed = historyUnavailable
+
+// reconnectClients tells every client of users to reconnect.
+func (s *subscriber) reconnectClients(users []string) {
+	for _, u := range users {
+		for _, c := range s.hub.Clients(u) {
+			if cl, ok := c.(*client.Client); ok {
+				cl.Finish(refillFailed, reasonHistoryUnavailable)
+			}
+		}
+	}
 }
 
 // liveEvent turns a republished message into the event every client of its

@@ -265,6 +265,22 @@ func (h *Hub) Publish(user string, ev *rig.Event) int {
 	return len(e.clients)
 }
 
+// Clients returns the clients subscribed to user's messages.
+func (h *Hub) Clients(user string) []Client {
+	s := &h.users[h.shard(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := s.m[user]
+	if e == nil {
+		return nil
+	}
+	out := make([]Client, len(e.clients))
+	for i, hd := range e.clients {
+		out[i] = hd.Client
+	}
+	return out
+}
+
 // NoteBase records, once per subscription, the stream position it started
 // from: every message of user after it reaches the user's clients. A
 // caller that finds messages were missed, before any was delivered, reads

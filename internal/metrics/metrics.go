@@ -60,6 +60,10 @@ type Edge struct {
 	// NATS, or sent while it was cut off), GapFilled the messages refilled.
 	GapFills  prometheus.Counter
 	GapFilled prometheus.Counter
+	// HistoryReadFailures counts reads of history that failed (timed out
+	// or NATS unreachable): each ended its connection, or answered 503, so
+	// that the client retries from its own cursor.
+	HistoryReadFailures prometheus.Counter
 
 	// Refused counts connections a limit turned away, by reason.
 	Refused Refusals
@@ -97,6 +101,7 @@ func NewEdge(natsConnected func() bool, clients ClientCounters) *Edge {
 	m.Gaps = f.counter("rig_edge_gap_events_total", "Gap events sent: a client resumed from an id no longer in history.")
 	m.GapFills = f.counter("rig_edge_gap_fills_total", "Refills from history of live messages this edge missed.")
 	m.GapFilled = f.counter("rig_edge_gap_filled_messages_total", "Messages refilled from history.")
+	m.HistoryReadFailures = f.counter("rig_edge_history_read_failures_total", "Reads of history that failed; the client was told to come back with its cursor (connection closed, or 503).")
 	f.counterFunc("rig_edge_messages_delivered_total", "Message events written to client connections.", clients.Delivered)
 	f.counterFunc("rig_edge_events_dropped_total", "Events not queued because a client's queue was full (the client is closed).", clients.Dropped)
 	f.counterFunc("rig_edge_slow_clients_closed_total", "Clients closed because their queue was full.", clients.SlowClosed)
@@ -114,6 +119,14 @@ func (m *Edge) TCP(open func() int64, max int) {
 	f := factory{m.Registry}
 	f.gaugeFunc("rig_edge_tcp_connections", "TCP connections open on the public port now, requests and streams alike.", func() float64 { return float64(open()) })
 	f.gaugeFunc("rig_edge_max_connections", "Most TCP connections the public port holds (MAX_CONNECTIONS, or derived from the open-file limit).", func() float64 { return float64(max) })
+}
+
+// HistoryReads registers the gauges of the history reader's queue: reads
+// running now and reads waiting for their turn.
+func (m *Edge) HistoryReads(inFlight, waiting func() int) {
+	f := factory{m.Registry}
+	f.gaugeFunc("rig_edge_history_reads_in_flight", "Reads of history running now.", func() float64 { return float64(inFlight()) })
+	f.gaugeFunc("rig_edge_history_reads_waiting", "Reads of history waiting for their turn (HISTORY_READ_CONCURRENCY).", func() float64 { return float64(waiting()) })
 }
 
 // Transport returns the metrics of one transport. Connections call it once
