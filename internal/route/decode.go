@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -86,6 +87,11 @@ func (d *decoder) object(raw json.RawMessage, field string, in any) error {
 	if !ok {
 		return d.errorf(field, "expected a JSON object, got %s", kind(raw))
 	}
+	return d.decode(raw, ms, field, in)
+}
+
+// decode is object for a caller that has read the object's members.
+func (d *decoder) decode(raw json.RawMessage, ms []member, field string, in any) error {
 	known, ignored := names(reflect.TypeOf(in).Elem())
 	seen := make(map[string]bool, len(ms))
 	for _, m := range ms {
@@ -130,9 +136,18 @@ func (d *decoder) typeError(field string, t reflect.Type, raw json.RawMessage) e
 	return d.errorf(field, "expected %s, got %s", t, kind(raw))
 }
 
+// schema is the member names of an input struct: known are its fields',
+// ignored those of a struct embedded in it.
+type schema struct{ known, ignored []string }
+
+var schemas sync.Map // reflect.Type to schema
+
 // names returns the json names of struct type t's fields (known) and of
 // the fields of structs embedded in it (ignored).
 func names(t reflect.Type) (known, ignored []string) {
+	if s, ok := schemas.Load(t); ok {
+		return s.(schema).known, s.(schema).ignored
+	}
 	for f := range t.Fields() {
 		if f.Anonymous {
 			ignored, _ = names(f.Type)
@@ -141,6 +156,7 @@ func names(t reflect.Type) (known, ignored []string) {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		known = append(known, name)
 	}
+	schemas.Store(t, schema{known, ignored})
 	return known, ignored
 }
 

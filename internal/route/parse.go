@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -117,19 +118,18 @@ type (
 // until its id is known.
 func parseAPI(raw json.RawMessage, label string) (*API, error) {
 	d := &decoder{api: label}
+	ms, ok := members(raw)
+	if !ok {
+		return nil, d.errorf("", "expected a JSON object, got %s", kind(raw))
+	}
 	// Name the API by its id in every error when it has a usable one.
-	if ms, ok := members(raw); ok {
-		for _, m := range ms {
-			if m.name == "id" {
-				if s, ok := str(m.value); ok && ValidID(s) {
-					d.api = s
-				}
-				break
-			}
+	if i := slices.IndexFunc(ms, func(m member) bool { return m.name == "id" }); i >= 0 {
+		if s, ok := str(ms[i].value); ok && ValidID(s) {
+			d.api = s
 		}
 	}
 	var in apiInput
-	if err := d.object(raw, "", &in); err != nil {
+	if err := d.decode(raw, ms, "", &in); err != nil {
 		return nil, err
 	}
 	a := &API{Name: in.Name, AuthType: in.AuthType, Versioned: in.Versioned}
@@ -212,7 +212,7 @@ func (d *decoder) versionData(a *API, raw json.RawMessage) error {
 		}
 	}
 	var vd versionDataInput
-	if err := d.object(raw, "version_data", &vd); err != nil {
+	if err := d.decode(raw, ms, "version_data", &vd); err != nil {
 		return err
 	}
 	const at = "version_data.default"

@@ -2,6 +2,7 @@ package route
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -270,6 +271,36 @@ func TestBaseURL(t *testing.T) {
 	for _, bad := range []string{"", "http://", "http://u@h", "http://h?x", "gopher://h", "http://h:99999"} {
 		if got, err := baseURL(bad, 0); err == nil {
 			t.Errorf("baseURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// BenchmarkParseList reads a route file of 100 APIs with 10 endpoints
+// each: the edge's start, and ingest's POST /v1/apis, pay this once per
+// definition.
+func BenchmarkParseList(b *testing.B) {
+	var s strings.Builder
+	s.WriteString("[")
+	for a := range 100 {
+		if a > 0 {
+			s.WriteString(",")
+		}
+		fmt.Fprintf(&s, `{"id":"api%d","auth_type":"jwt","version_data":{"default":{"endpoints":[`, a)
+		for e := range 10 {
+			if e > 0 {
+				s.WriteString(",")
+			}
+			fmt.Fprintf(&s, `{"id":"e%d","path":"/a%d/e%d/{id}","method":"GET","secured":true}`, e, a, e)
+		}
+		s.WriteString(`]}},"proxy":{"target_url":"http://h","port":8080}}`)
+	}
+	s.WriteString("]")
+	data := []byte(s.String())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseList(data); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
