@@ -1,11 +1,11 @@
 package route
 
-// Reading a definition's JSON strictly with encoding/json. Two things it
-// does not do are done here: it keeps the last of repeated members
-// silently, and it matches member names case-insensitively ("ID" would
-// fill "id"). So each object's member names are checked first, exactly
-// and in document order, by a token-level pass with json.Decoder; then the
-// object is decoded, with DisallowUnknownFields, into its input struct.
+// Reading a definition's JSON strictly with encoding/json. Left alone,
+// encoding/json keeps the last of repeated members silently and matches
+// member names case-insensitively ("ID" would fill "id"); a definition
+// allows neither. So each object's member names are checked first,
+// exactly and in document order, by a token-level pass with json.Decoder;
+// then the object is decoded into its input struct.
 
 import (
 	"bytes"
@@ -106,7 +106,7 @@ func (d *decoder) decode(raw json.RawMessage, ms []member, field string, in any)
 		seen[m.name] = true
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
+	dec.DisallowUnknownFields() // the pass above refused unknown names already; this keeps the decoding strict without it
 	err := dec.Decode(in)
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
@@ -136,8 +136,7 @@ func (d *decoder) typeError(field string, t reflect.Type, raw json.RawMessage) e
 	return d.errorf(field, "expected %s, got %s", t, kind(raw))
 }
 
-// schema is the member names of an input struct: known are its fields',
-// ignored those of a struct embedded in it.
+// schema is the member names of an input struct, as names returns them.
 type schema struct{ known, ignored []string }
 
 var schemas sync.Map // reflect.Type to schema

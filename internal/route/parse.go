@@ -64,7 +64,8 @@ func ParseAPI(data []byte) (*API, error) {
 // its zero value. A nested object or array stays raw until the rules below
 // reach it, so that they check a definition in one fixed order, member by
 // member, and name each fault by its full path (encoding/json's own
-// errors leave out array indices).
+// errors leave out array indices). A member of the wrong type is named as
+// its object is decoded, before the rules look at the object's others.
 type (
 	apiInput struct {
 		ID          *string         `json:"id"`
