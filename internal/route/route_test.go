@@ -2,6 +2,7 @@ package route
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -171,6 +172,66 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestParseStrict: encoding/json alone would take the last of repeated
+// members, fill "id" from "ID", and read invalid UTF-8 as U+FFFD; a
+// definition does none of these, at every level.
+func TestParseStrict(t *testing.T) {
+	ep := `{"id":"e","path":"/a","method":"GET"}`
+	cases := []struct{ name, in, want string }{
+		{"repeated member", api(eps + `,` + prx + `,"name":"a","name":"b"`), `API "svc": name: appears more than once`},
+		{"repeated in auth", api(`"auth":{"use_query":true,"query_name":"t","query_name":"u"},` + eps + `,` + prx), `API "svc": auth.query_name: appears more than once`},
+		{"repeated version", api(`"version_data":{"default":{"endpoints":[]},"default":{"endpoints":[]}},` + prx), `API "svc": version_data.default: appears more than once`},
+		{"repeated endpoints", api(`"version_data":{"default":{"endpoints":[],"endpoints":[` + ep + `]}},` + prx), `API "svc": version_data.default.endpoints: appears more than once`},
+		{"repeated in endpoint", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET","secured":true,"secured":false}]}},` + prx),
+			`API "svc": version_data.default.endpoints[0].secured: appears more than once`},
+		{"repeated in transform", api(`"version_data":{"default":{"transform_request_headers":{"add_headers":{},"add_headers":{}},"endpoints":[]}},` + prx),
+			`API "svc": version_data.default.transform_request_headers.add_headers: appears more than once`},
+		{"repeated in proxy", api(eps + `,"proxy":{"target_url":"http://h","port":80,"port":70000}`), `API "svc": proxy.port: appears more than once`},
+		{"name in another case", api(eps + `,` + prx + `,"ID":"other"`), `API "svc": ID: unknown field (expected one of id, name, auth_type, auth, versioned, version_data, proxy)`},
+		{"endpoint member in another case", api(`"version_data":{"default":{"endpoints":[{"id":"e","path":"/a","Method":"GET"}]}},` + prx),
+			`API "svc": version_data.default.endpoints[0].Method: unknown field (expected one of id, path, path_regex, path_replacement, method, secured, not_secured, transform_request_headers, target, response_from)`},
+		{"unknown in proxy", api(eps + `,"proxy":{"target_url":"http://h","host":"h"}`), `API "svc": proxy.host: unknown field (expected one of use_env, target_url, port)`},
+		{"invalid UTF-8", "{\"id\":\"svc\",\"name\":\"caf\xe9\"}", `not valid JSON: byte 0xE9 at offset 23 is not UTF-8`},
+		{"trailing data", api(eps+`,`+prx) + ` {}`, `not valid JSON: invalid character '{' after top-level value (at offset`},
+		{"leading zero", api(eps + `,"proxy":{"target_url":"h","port":080}`), `not valid JSON`},
+		{"id of another type", `{"id":7}`, `id: expected a string, got a number`},
+		{"null endpoint", api(`"version_data":{"default":{"endpoints":[null]}},` + prx), `API "svc": version_data.default.endpoints[0]: expected a JSON object, got null`},
+		{"null header value", api(`"version_data":{"default":{"transform_request_headers":{"add_headers":{"X-A":null}},"endpoints":[]}},` + prx),
+			`version_data.default.transform_request_headers.add_headers.X-A: expected a string, got null`},
+		{"port as a fraction", api(eps + `,"proxy":{"target_url":"h","port":80.0}`), `proxy.port: expected a port number from 1 to 65535, got 80.0`},
+		{"bool as an object", api(eps + `,"proxy":{"use_env":{ "a" : 1 },"target_url":"h"}`), `proxy.use_env: expected true or false, got {"a":1}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseAPI([]byte(c.in))
+			if err == nil {
+				t.Fatalf("accepted %s", c.in)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+
+	// RIG's bookkeeping is accepted with any value and dropped; null is
+	// the same as leaving a member out.
+	in := `{"id":"svc","active":true,"node_name":"rig@host","ref_number":3,"timestamp":{"at":1},"phx_ref":null,
+	  "name":null,"auth_type":null,"auth":null,"versioned":null,
+	  "version_data":{"default":{"transform_request_headers":null,"endpoints":[{"id":"e","path":"/a","method":"GET","secured":null,"target":null}]}},
+	  "proxy":{"use_env":null,"target_url":"h","port":null}}`
+	got, err := ParseAPI([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ParseAPI([]byte(`{"id":"svc","version_data":{"default":{"endpoints":[{"id":"e","path":"/a","method":"GET"}]}},"proxy":{"target_url":"h"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("bookkeeping and nulls: %+v, want %+v", got, want)
+	}
+}
+
 func TestParseListErrors(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{`{}`, "expected a JSON array of API definitions, got an object"},
@@ -210,6 +271,36 @@ func TestBaseURL(t *testing.T) {
 	for _, bad := range []string{"", "http://", "http://u@h", "http://h?x", "gopher://h", "http://h:99999"} {
 		if got, err := baseURL(bad, 0); err == nil {
 			t.Errorf("baseURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// BenchmarkParseList reads a route file of 100 APIs with 10 endpoints
+// each: the edge's start, and ingest's POST /v1/apis, pay this once per
+// definition.
+func BenchmarkParseList(b *testing.B) {
+	var s strings.Builder
+	s.WriteString("[")
+	for a := range 100 {
+		if a > 0 {
+			s.WriteString(",")
+		}
+		fmt.Fprintf(&s, `{"id":"api%d","auth_type":"jwt","version_data":{"default":{"endpoints":[`, a)
+		for e := range 10 {
+			if e > 0 {
+				s.WriteString(",")
+			}
+			fmt.Fprintf(&s, `{"id":"e%d","path":"/a%d/e%d/{id}","method":"GET","secured":true}`, e, a, e)
+		}
+		s.WriteString(`]}},"proxy":{"target_url":"http://h","port":8080}}`)
+	}
+	s.WriteString("]")
+	data := []byte(s.String())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseList(data); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

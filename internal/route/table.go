@@ -183,3 +183,8 @@ func (e *entry) match(path string, idx []int) *Match {
 	}
 	return m
 }
+
+// SortByID orders apis by id, the order every edge builds its table in.
+func SortByID(apis []*API) {
+	sort.Slice(apis, func(i, j int) bool { return apis[i].ID < apis[j].ID })
+}

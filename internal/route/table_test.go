@@ -113,8 +113,11 @@ func TestReserved(t *testing.T) {
 	}
 }
 
-// FuzzParse: no input panics the route parser, and whatever it accepts
-// survives the round trip through the JSON it is stored and listed as.
+// FuzzParse: no input panics the route parser, every error is one line,
+// and whatever it accepts survives the round trip through the JSON it is
+// stored and listed as, also with its members in another order (PUT
+// stores a merge of maps, whose members encoding/json sorts), and parses
+// the same alone as in a route file.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(rig1))
 	f.Add([]byte(rig3))
@@ -124,23 +127,43 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		apis, err := ParseList(data)
 		if err != nil {
-			if a, err := ParseAPI(data); err == nil {
-				apis = []*API{a}
-			} else {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			a, err := ParseAPI(data)
+			if err != nil {
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error spans lines: %q", err)
+				}
 				return
 			}
+			in, err := ParseList([]byte("[" + string(data) + "]"))
+			if err != nil || !reflect.DeepEqual(in, []*API{a}) {
+				t.Fatalf("ParseAPI accepts %s as %+v, but in a list it is %+v, %v", data, a, in, err)
+			}
+			apis = []*API{a}
 		}
 		for _, a := range apis {
 			b, err := json.Marshal(a)
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := ParseAPI(b)
-			if err != nil {
-				t.Fatalf("stored form %s does not parse: %v", b, err)
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(a, again) {
-				t.Fatalf("round trip changed %+v into %+v", a, again)
+			sorted, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, form := range [][]byte{b, sorted} {
+				again, err := ParseAPI(form)
+				if err != nil {
+					t.Fatalf("stored form %s does not parse: %v", form, err)
+				}
+				if !reflect.DeepEqual(a, again) {
+					t.Fatalf("round trip through %s changed %+v into %+v", form, a, again)
+				}
 			}
 		}
 		if _, errs := NewTable(apis, func(string) string { return "" }); len(errs) > 0 {
