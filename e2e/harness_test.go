@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -61,15 +63,35 @@ func testMain(m *testing.M) int {
 // Secret is the JWT secret every test stack uses.
 const Secret = "e2e-secret-0123456789abcdef"
 
-// FreePort returns a TCP port that was free a moment ago on every address
-// (the edge and ingest listen on all of them).
+// Listening ports come from [listenPortLow, listenPortHigh): below the
+// kernel's ephemeral range (32768-60999 by default), so no outgoing
+// connection of this or another process can take one between FreePort and
+// the binary binding it, and above the flood tests' source ports (see
+// srcPortLow). A port from the ephemeral range ("listen on :0") was taken
+// that way under CI's load: the edge's embedded NATS then failed to bind.
+const (
+	listenPortLow  = 20000
+	listenPortHigh = 32000
+)
+
+var listenPort atomic.Int64
+
+func init() { listenPort.Store(rand.Int64N(listenPortHigh - listenPortLow)) }
+
+// FreePort returns a TCP port outside the ephemeral range that was free a
+// moment ago on every address (the edge and ingest listen on all of them)
+// and that no other FreePort call of this run returns.
 func FreePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", ":0")
-	if err != nil {
-		panic(err)
+	for range listenPortHigh - listenPortLow {
+		p := listenPortLow + int(listenPort.Add(1)%(listenPortHigh-listenPortLow))
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	panic("no free TCP port in the test range")
 }
 
 // Eventually polls cond every 10ms until it holds, failing after timeout.
