@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/config"
 )
 
@@ -44,8 +45,15 @@ func openBroker(t testing.TB, url string) *broker.Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	brokertest.Run(t, b, false)
 	return b
+}
+
+// runBucket returns b's bucket, running until the test ends.
+func runBucket(t testing.TB, b *broker.Broker) *Bucket {
+	k := NewBucket(b, discard)
+	brokertest.Go(t, k.Run)
+	return k
 }
 
 // openBucket connects to a fresh server and waits for the bucket.
@@ -53,8 +61,7 @@ func openBucket(t testing.TB) (*Bucket, *broker.Broker) {
 	t.Helper()
 	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), true)
 	b := openBroker(t, ns.ClientURL())
-	k := OpenBucket(b, discard)
-	t.Cleanup(k.Close)
+	k := runBucket(t, b)
 	eventually(t, 10*time.Second, func() bool { return k.Ready() == nil }, "bucket not ready")
 	return k, b
 }
@@ -230,8 +237,7 @@ func TestAddRejects(t *testing.T) {
 
 func TestNoBucketWithoutJetStream(t *testing.T) {
 	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), false)
-	k := OpenBucket(openBroker(t, ns.ClientURL()), discard)
-	defer k.Close()
+	k := runBucket(t, openBroker(t, ns.ClientURL()))
 	if _, err := k.Add(context.Background(), "s", time.Minute); err == nil {
 		t.Fatal("Add without a bucket succeeded")
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 )
 
 // recorder collects the jtis a Set reports as listed.
@@ -36,8 +37,8 @@ func (r *recorder) has(jti string) bool {
 func watchSet(t testing.TB, k *Bucket, _ *broker.Broker, nc *nats.Conn) (*Set, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	s := Watch(k, nc, discard, rec.add)
-	t.Cleanup(s.Close)
+	s := NewSet(k, nc, discard, rec.add)
+	brokertest.Go(t, s.Run)
 	eventually(t, 10*time.Second, func() bool { return s.Ready() == nil }, "set not loaded")
 	return s, rec
 }
@@ -113,8 +114,7 @@ func TestSetResyncsAfterNATSRestart(t *testing.T) {
 	ns := runServer(t, server.RANDOM_PORT, dir, true)
 	port := portOf(ns)
 	b := openBroker(t, ns.ClientURL())
-	k := OpenBucket(b, discard)
-	t.Cleanup(k.Close)
+	k := runBucket(t, b)
 	eventually(t, 10*time.Second, func() bool { return k.Ready() == nil }, "bucket not ready")
 	if _, err := k.Add(context.Background(), "kept", time.Hour); err != nil {
 		t.Fatal(err)
@@ -146,10 +146,9 @@ func TestSetResyncsAfterNATSRestart(t *testing.T) {
 func TestSetNotReadyWithoutBucket(t *testing.T) {
 	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), false)
 	b := openBroker(t, ns.ClientURL())
-	k := OpenBucket(b, discard)
-	t.Cleanup(k.Close)
-	s := Watch(k, b.NC, discard, func(string) {})
-	t.Cleanup(s.Close)
+	k := runBucket(t, b)
+	s := NewSet(k, b.NC, discard, func(string) {})
+	brokertest.Go(t, s.Run)
 	// The set tried, and says why it is not loaded.
 	eventually(t, 10*time.Second, func() bool {
 		err := s.Ready()

@@ -22,7 +22,7 @@ func testGate(t *testing.T, max, perIP int, trusted ...netip.Prefix) (*gate, *me
 	t.Helper()
 	m := metrics.NewEdge(func() bool { return true }, metrics.ClientCounters{
 		Delivered: func() uint64 { return 0 }, Dropped: func() uint64 { return 0 }, SlowClosed: func() uint64 { return 0 }})
-	g := newGate("127.0.0.1:0", slog.New(slog.DiscardHandler), m, max, limit.NewCount[netip.Addr](perIP), clientaddr.NewTrusted(trusted))
+	g := newGate("127.0.0.1:0", nil, slog.New(slog.DiscardHandler), m, max, limit.NewCount[netip.Addr](perIP), clientaddr.NewTrusted(trusted))
 	if err := g.open(); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/config"
 )
 
@@ -29,18 +30,15 @@ func testServer(t *testing.T, maxPerUser int) (*Server, jetstream.Stream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	brokertest.Run(t, b, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	s, err := New(&config.Ingest{NATS: nc, MessageUserField: "user", MaxMessageSize: 64 << 10, BatchMaxSize: 1 << 20,
-		BatchMaxCount: 100, PublishTimeout: 2 * time.Second, PresenceTimeout: time.Second}, log, b)
+		BatchMaxCount: 100, PublishTimeout: 2 * time.Second, PresenceTimeout: time.Second}, log, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	brokertest.Go(t, s.Run)
 	st, err := b.JS.Stream(ctx, broker.StreamName)
 	if err != nil {
 		t.Fatal(err)
