@@ -60,13 +60,14 @@ type gate struct {
 }
 
 // newGate returns a shut gate for addr. A listener ln the caller opened
-// (nil: none) is closed at once, and the gate listens on its address,
-// rather than addr, when it opens: that is the port ":0" was given.
+// (nil: none) is closed at once (the edge is starting), and the gate
+// listens on ln's address, rather than addr, whenever it opens: the caller
+// learns the port, ":0" included, before the edge is ready.
 func newGate(addr string, ln net.Listener, log *slog.Logger, m *metrics.Edge, max int, perIP *limit.Count[netip.Addr], trusted *clientaddr.Trusted) *gate {
 	g := &gate{addr: addr, log: log, metrics: m, max: int64(max), perIP: perIP, trusted: trusted,
 		opened: make(chan struct{}), done: make(chan struct{}), warned: map[string]time.Time{}}
 	if ln != nil {
-		g.pin(ln.Addr())
+		g.addr, g.bound = ln.Addr().String(), ln.Addr()
 		ln.Close()
 	}
 	return g
