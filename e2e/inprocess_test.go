@@ -25,7 +25,7 @@ func startInProcess(t testing.TB, name string, program func(context.Context, app
 		p.err = program(ctx, app.Env{
 			Getenv: func(k string) string { return env[k] },
 			Stdout: p.out, Stderr: p.out,
-			Listen: func(string, int) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") },
+			Listen:  func(string, int) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") },
 			Started: func(a app.Addrs) { started <- a },
 		})
 	}()
