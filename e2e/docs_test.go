@@ -17,7 +17,7 @@ import (
 
 // configDoc is the file whose table documents every setting. The test reads
 // the table, so a new setting needs only a row there.
-const configDoc = "../README.md"
+const configDoc = "../docs/CONFIGURATION.md"
 
 // helpLine is one setting in --help: "  --inbound-port, INBOUND_PORT  (default 4000)".
 var helpLine = regexp.MustCompile(`^  --([a-z0-9-]+), ([A-Z][A-Z0-9_]*)  \(default (.*)\)$`)
