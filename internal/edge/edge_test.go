@@ -28,7 +28,7 @@ func newTestEdgeWith(t *testing.T, adjust func(*config.Edge)) (*Server, *broker.
 	cfg := &config.Edge{
 		NATS:              config.NATS{Embedded: true, Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxAge: time.Minute, MaxPerUser: 100, Name: "rig-edge"},
 		JWT:               config.JWT{SecretKey: "test-secret", UserField: "user", RolesField: "roles"},
-		HeartbeatInterval: time.Hour, // no heartbeat among the events a test counts
+		HeartbeatInterval: time.Minute,
 		QueueSize:         64,
 		WriteTimeout:      time.Second,
 		DrainTimeout:      time.Second,
