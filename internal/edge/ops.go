@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -66,7 +65,7 @@ func (s *Server) serveOps(ctx context.Context) error {
 	go func() { served <- srv.Serve(s.opsLn) }()
 	select {
 	case err := <-served:
-		return fmt.Errorf("METRICS_PORT: %w", err)
+		return stopped("METRICS_PORT", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownMargin)

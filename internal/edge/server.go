@@ -211,7 +211,7 @@ func (s *Server) serveClients(ctx context.Context) error {
 	go func() { served <- s.app.Listener(s.gate) }()
 	select {
 	case err := <-served:
-		return fmt.Errorf("public port: %w", err)
+		return stopped("public port", err)
 	case <-ctx.Done():
 	}
 	s.log.Info("edge stopping", "drain_timeout", s.cfg.DrainTimeout.String())
@@ -223,6 +223,15 @@ func (s *Server) serveClients(ctx context.Context) error {
 	}
 	<-served
 	return nil
+}
+
+// stopped is the error of a server that stopped serving before it was
+// asked to.
+func stopped(port string, err error) error {
+	if err == nil {
+		err = errors.New("stopped serving")
+	}
+	return fmt.Errorf("%s: %w", port, err)
 }
 
 // shutdownMargin is how long past DRAIN_TIMEOUT the closing of what is left

@@ -5,6 +5,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -162,6 +163,9 @@ func (s *Server) serve(ctx context.Context) error {
 	go func() { served <- s.app.Listener(s.ln) }()
 	select {
 	case err := <-served:
+		if err == nil {
+			err = errors.New("stopped serving")
+		}
 		return fmt.Errorf("API_PORT: %w", err)
 	case <-ctx.Done():
 	}
