@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,25 @@ func TestInProcessStack(t *testing.T) {
 	id := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 1})
 	if ev := sse.NextMessage(t, 10*time.Second); ev.ID != id {
 		t.Fatalf("got event %+v, want id %s", ev, id)
+	}
+	// Stopping (SIGTERM's context) drains the client and ends each program
+	// without an error, the edge's public port closed.
+	st.Ingest.Stop()
+	st.Edge.Stop()
+	for _, s := range []*Server{st.Ingest, st.Edge} {
+		if s.Running() || s.err != nil {
+			t.Fatalf("%s: running %v after Stop, error %v", s.Name, s.Running(), s.err)
+		}
+	}
+	if !sse.Ended(5 * time.Second) {
+		t.Fatal("SSE stream still open after the edge stopped")
+	}
+	if dialOK(strings.TrimPrefix(st.Edge.URL, "http://")) {
+		t.Fatal("public port still open after the edge stopped")
+	}
+	for _, line := range []string{"edge stopping", "edge stopped"} {
+		if !strings.Contains(st.Edge.Logs(), line) {
+			t.Fatalf("edge did not log %q", line)
+		}
 	}
 }
