@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -55,13 +56,14 @@ type Counters struct {
 // Client is one connection of a session, subscribed to some users' messages.
 type Client struct {
 	Session   *rig.Session
-	Users     []string
 	Transport string    // "sse", "websocket", "phoenix", "longpoll"
 	Since     time.Time // when it connected
-	// Handle is free for the owner (the edge keeps its hub handle here).
-	Handle any
 	// Counters, if set before Start, is added to.
 	Counters *Counters
+
+	// users are the users whose messages the client receives: set when the
+	// hub registers it, changed by Phoenix joins and leaves (through the hub).
+	users hub.UserSet
 
 	max int
 
@@ -87,16 +89,21 @@ type Client struct {
 
 // New returns a client that queues at most queueSize events. Events may be
 // delivered at once; they are written once Start binds a transport.
-func New(s *rig.Session, users []string, transport string, queueSize int) *Client {
+func New(s *rig.Session, transport string, queueSize int) *Client {
 	return &Client{
 		Session:   s,
-		Users:     users,
 		Transport: transport,
 		Since:     time.Now(),
 		max:       queueSize,
 		done:      make(chan struct{}),
 	}
 }
+
+// Members implements hub.Client: the hub keeps the client's users here.
+func (c *Client) Members() *hub.UserSet { return &c.users }
+
+// Users returns the users whose messages the client receives.
+func (c *Client) Users() []string { return c.users.List() }
 
 // Start binds the transport and begins writing what is queued.
 func (c *Client) Start(t Transport) {

@@ -71,7 +71,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func msg(id string) *rig.Event { return &rig.Event{Kind: rig.KindMessage, ID: id} }
 
 func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
-	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 10)
+	c := New(&rig.Session{User: "alice"}, "test", 10)
 	for _, id := range []string{"1", "2", "3"} {
 		if err := c.Send(msg(id)); err != nil {
 			t.Fatal(err)
@@ -94,7 +94,7 @@ func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
 }
 
 func TestFullQueueClosesSlowClient(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 4)
+	c := New(&rig.Session{}, "test", 4)
 	p := newPipe()
 	p.block = make(chan struct{}) // the client stopped reading
 	c.Start(p)
@@ -128,7 +128,7 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 }
 
 func TestFinishWritesFinalEventThenCloses(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 2)
+	c := New(&rig.Session{}, "test", 2)
 	p := newPipe()
 	c.Start(p)
 	c.Deliver(msg("1"))
@@ -155,7 +155,7 @@ func TestFinishWritesFinalEventThenCloses(t *testing.T) {
 }
 
 func TestFinishOnStuckClientStillCloses(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 1)
+	c := New(&rig.Session{}, "test", 1)
 	p := newPipe()
 	p.block = make(chan struct{})
 	c.Start(p)
@@ -172,7 +172,7 @@ func TestFinishOnStuckClientStillCloses(t *testing.T) {
 }
 
 func TestWriteErrorCloses(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
 	p.fail = errors.New("broken pipe")
 	c.Start(p)
@@ -188,7 +188,7 @@ func TestWriteErrorCloses(t *testing.T) {
 }
 
 func TestStartAfterCloseClosesTransport(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	c.Close(ReasonClientGone)
 	p := newPipe()
 	c.Start(p)
@@ -200,7 +200,7 @@ func TestStartAfterCloseClosesTransport(t *testing.T) {
 }
 
 func BenchmarkDeliver(b *testing.B) {
-	c := New(&rig.Session{}, nil, "test", 1<<20)
+	c := New(&rig.Session{}, "test", 1<<20)
 	c.Start(newPipe())
 	ev := msg("x")
 	b.ReportAllocs()
@@ -214,7 +214,7 @@ func seqMsg(user string, seq uint64) *rig.Event {
 }
 
 func TestHoldResumeSeam(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	c.Send(&rig.Event{Kind: rig.KindConnected})
 	c.Hold()
 	p := newPipe()
@@ -240,7 +240,7 @@ func TestHoldResumeSeam(t *testing.T) {
 }
 
 func TestNestedHolds(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
 	c.Start(p)
 	c.Hold()
@@ -255,7 +255,7 @@ func TestNestedHolds(t *testing.T) {
 }
 
 func TestHeldOverflowClosesSlowClient(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 2)
+	c := New(&rig.Session{}, "test", 2)
 	c.Hold()
 	for i := range 3 {
 		c.Deliver(msg(string(rune('a' + i))))
@@ -271,7 +271,7 @@ func TestHeldOverflowClosesSlowClient(t *testing.T) {
 // the writer must find the queue emptied by Close and just stop.
 func TestCloseRacesWriter(t *testing.T) {
 	for range 2000 {
-		c := New(&rig.Session{}, nil, "test", 8)
+		c := New(&rig.Session{}, "test", 8)
 		c.Start(newPipe())
 		c.Deliver(msg("1"))
 		c.Close(ReasonClientGone)
@@ -281,7 +281,7 @@ func TestCloseRacesWriter(t *testing.T) {
 // DeliverHere writes on the caller's goroutine when the client is idle,
 // and only queues when a writer is at work, so the order holds.
 func TestDeliverHere(t *testing.T) {
-	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 10)
+	c := New(&rig.Session{User: "alice"}, "test", 10)
 	c.Counters = &Counters{}
 	p := newPipe()
 	c.Start(p)
@@ -313,7 +313,7 @@ func TestDeliverHere(t *testing.T) {
 
 // A full queue closes the client as slow, through DeliverHere too.
 func TestDeliverHereFullQueue(t *testing.T) {
-	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 8)
+	c := New(&rig.Session{User: "alice"}, "test", 8)
 	c.Counters = &Counters{}
 	c.Hold() // nothing is written: the queue fills
 	for i := range 9 {
@@ -328,7 +328,7 @@ func TestDeliverHereFullQueue(t *testing.T) {
 // ends the hold with only the final event: the live events held meanwhile
 // (past the client's cursor) are not written, and nothing after it is.
 func TestFailDropsHeldEvents(t *testing.T) {
-	c := New(&rig.Session{}, []string{"u"}, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
 	c.Hold()
 	c.Start(p)

@@ -14,7 +14,6 @@ import (
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/history"
-	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -177,7 +176,6 @@ func requestUsers(c *fiber.Ctx) ([]string, error) {
 // conn is one live connection as the edge tracks it.
 type conn struct {
 	*client.Client
-	handle  *hub.Handle
 	expiry  *time.Timer
 	metrics *metrics.Transport
 	held    *held // released when the connection ends
@@ -206,16 +204,14 @@ func (s *Server) register(a *admission, transport string) (*conn, error) {
 		a.held.release()
 		return nil, errNotConnected
 	}
-	cl := client.New(a.session, a.users, transport, s.cfg.QueueSize)
+	cl := client.New(a.session, transport, s.cfg.QueueSize)
 	cl.Counters = &s.counters
 	cl.Hold()
-	hd, err := s.hub.Register(cl, a.session.ID, a.users)
-	if err != nil {
+	if err := s.hub.Register(cl, a.session.ID, a.users); err != nil {
 		a.held.release()
 		return nil, err
 	}
-	cl.Handle = hd
-	cn := &conn{Client: cl, handle: hd, metrics: s.metrics.Transport(transport), held: a.held}
+	cn := &conn{Client: cl, metrics: s.metrics.Transport(transport), held: a.held}
 	cn.metrics.Opened.Inc()
 	cn.metrics.Open.Inc()
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
@@ -371,7 +367,7 @@ func (s *Server) close(cn *conn, reason string) {
 func (s *Server) unregister(cn *conn, reason string) {
 	cn.Close(reason)
 	cn.expiry.Stop()
-	s.hub.Unregister(cn.handle)
+	s.hub.Unregister(cn.Client)
 	cn.metrics.Open.Dec()
 	cn.held.release()
 }

@@ -144,7 +144,7 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	var rp *history.Replay
 	reason := reasonNotSubscribed
 	err := p.wc.Join(user, func() error {
-		if subErr = p.s.hub.AddUser(p.cn.handle, user); subErr != nil {
+		if subErr = p.s.hub.AddUser(p.cn.Client, user); subErr != nil {
 			return subErr
 		}
 		if lastEventID == "" {
@@ -168,7 +168,7 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	})
 	if subErr != nil {
 		p.cn.Resume(nil, 0)
-		p.s.hub.RemoveUser(p.cn.handle, user)
+		p.s.hub.RemoveUser(p.cn.Client, user)
 		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "last_event_id", lastEventID, "reason", reason, "err", subErr)
 		return err
 	}
@@ -205,5 +205,5 @@ func (p *phoenixSocket) leave(f phoenix.Frame) error {
 	}
 	p.joins = slices.Delete(p.joins, i, i+1)
 	p.s.log.Debug("phoenix leave", "user", p.cn.Session.User, "session", p.cn.Session.ID, "topic", f.Topic)
-	return p.wc.Leave(user, func() { p.s.hub.RemoveUser(p.cn.handle, user) }, phoenix.Reply(p.v, f, "ok", nil))
+	return p.wc.Leave(user, func() { p.s.hub.RemoveUser(p.cn.Client, user) }, phoenix.Reply(p.v, f, "ok", nil))
 }

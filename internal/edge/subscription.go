@@ -42,13 +42,23 @@ const (
 // for a full lane, or that were published while the edge was away from NATS.
 type subscriber struct {
 	nc      *nats.Conn
-	hub     *hub.Hub
+	hub     fanout
 	history *history.Reader
 	log     *slog.Logger
 	metrics *metrics.Edge
 	seed    maphash.Seed
 	lanes   [lanes]chan *nats.Msg
 	resync  [lanes]chan []string // users to check against history; nil: all
+}
+
+// fanout is the hub as a lane sees it: where it publishes, and whose
+// clients it tells to reconnect. A test stalls a lane through it.
+type fanout interface {
+	Publish(user string, ev *rig.Event) int
+	Clients(user string) []*client.Client
+	Users() []string
+	LastSeq(user string) uint64
+	ResumePoint(user string) (uint64, bool)
 }
 
 func newSubscriber(nc *nats.Conn, h *history.Reader, log *slog.Logger, m *metrics.Edge) *subscriber {
@@ -241,9 +251,7 @@ var refillFailed = historyUnavailable
 func (s *subscriber) reconnectClients(users []string) {
 	for _, u := range users {
 		for _, c := range s.hub.Clients(u) {
-			if cl, ok := c.(*client.Client); ok {
-				cl.Finish(refillFailed, reasonHistoryUnavailable)
-			}
+			c.Finish(refillFailed, reasonHistoryUnavailable)
 		}
 	}
 }
