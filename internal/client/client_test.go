@@ -42,7 +42,7 @@ func (p *pipeTransport) Write(evs []*rig.Event) error {
 	return p.fail
 }
 
-func (p *pipeTransport) Close() error {
+func (p *pipeTransport) Close(Disconnect) error {
 	p.once.Do(func() { close(p.closed) })
 	return nil
 }
@@ -114,8 +114,8 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("slow client not closed when its queue overflowed")
 	}
-	if c.Reason() != ReasonSlow {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectSlow {
+		t.Fatalf("reason %v", c.Reason())
 	}
 	select {
 	case <-p.closed:
@@ -133,7 +133,7 @@ func TestFinishWritesFinalEventThenCloses(t *testing.T) {
 	c.Start(p)
 	c.Deliver(msg("1"))
 	c.Deliver(msg("2"))
-	c.Finish(&rig.Event{Kind: rig.KindSessionKilled}, ReasonSessionKilled)
+	c.Finish(&rig.Event{Kind: rig.KindSessionKilled}, DisconnectSessionKilled)
 	c.Deliver(msg("after"))
 	select {
 	case <-c.Done():
@@ -149,8 +149,8 @@ func TestFinishWritesFinalEventThenCloses(t *testing.T) {
 			t.Fatal("event after the final one was written")
 		}
 	}
-	if c.Reason() != ReasonSessionKilled {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectSessionKilled {
+		t.Fatalf("reason %v", c.Reason())
 	}
 }
 
@@ -161,13 +161,13 @@ func TestFinishOnStuckClientStillCloses(t *testing.T) {
 	c.Start(p)
 	c.Deliver(msg("1"))
 	waitFor(t, func() bool { return c.Queued() == 0 })
-	c.Finish(&rig.Event{Kind: rig.KindTokenExpired}, ReasonTokenExpired)
+	c.Finish(&rig.Event{Kind: rig.KindTokenExpired}, DisconnectTokenExpired)
 	// The final event is queued behind a write that never finishes; the
 	// owner closes the client (as the edge does on a drain timeout).
-	c.Close(ReasonShutdown)
+	c.Close(DisconnectShutdown)
 	<-c.Done()
-	if c.Reason() != ReasonTokenExpired {
-		t.Fatalf("first reason not kept: %q", c.Reason())
+	if c.Reason() != DisconnectTokenExpired {
+		t.Fatalf("first reason not kept: %v", c.Reason())
 	}
 }
 
@@ -182,14 +182,14 @@ func TestWriteErrorCloses(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("not closed after a failed write")
 	}
-	if c.Reason() != ReasonWriteFailed {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectWriteFailed {
+		t.Fatalf("reason %v", c.Reason())
 	}
 }
 
 func TestStartAfterCloseClosesTransport(t *testing.T) {
 	c := New(&rig.Session{}, "test", 8)
-	c.Close(ReasonClientGone)
+	c.Close(DisconnectClientGone)
 	p := newPipe()
 	c.Start(p)
 	select {
@@ -226,7 +226,7 @@ func TestHoldResumeSeam(t *testing.T) {
 	if got := p.written(); len(got) != 0 {
 		t.Fatalf("written while holding: %v", got)
 	}
-	c.Resume([]string{"a"}, 3, &rig.Event{Kind: rig.KindGap, ID: "x"}, seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6))
+	c.Release([]string{"a"}, 3, &rig.Event{Kind: rig.KindGap, ID: "x"}, seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6))
 	waitFor(t, func() bool { return len(p.written()) == 5 })
 	// A late live copy of a replayed message is dropped; new ones are not.
 	c.Deliver(seqMsg("a", 6))
@@ -246,8 +246,8 @@ func TestNestedHolds(t *testing.T) {
 	c.Hold()
 	c.Hold()
 	c.Deliver(seqMsg("b", 9))
-	c.Resume([]string{"a"}, 0, seqMsg("a", 1))
-	c.Resume([]string{"b"}, 0, seqMsg("b", 2))
+	c.Release([]string{"a"}, 0, seqMsg("a", 1))
+	c.Release([]string{"b"}, 0, seqMsg("b", 2))
 	waitFor(t, func() bool { return len(p.written()) == 3 })
 	if got := strings.Join(p.written(), ","); got != "message:a1,message:b2,message:b9" {
 		t.Fatalf("written %s", got)
@@ -274,7 +274,7 @@ func TestCloseRacesWriter(t *testing.T) {
 		c := New(&rig.Session{}, "test", 8)
 		c.Start(newPipe())
 		c.Deliver(msg("1"))
-		c.Close(ReasonClientGone)
+		c.Close(DisconnectClientGone)
 	}
 }
 
@@ -319,8 +319,8 @@ func TestDeliverHereFullQueue(t *testing.T) {
 	for i := range 9 {
 		c.DeliverHere(msg(fmt.Sprint(i)))
 	}
-	if c.Reason() != ReasonSlow || c.Counters.SlowClosed.Load() != 1 || c.Counters.Dropped.Load() != 1 {
-		t.Errorf("reason %q, slow %d, dropped %d", c.Reason(), c.Counters.SlowClosed.Load(), c.Counters.Dropped.Load())
+	if c.Reason() != DisconnectSlow || c.Counters.SlowClosed.Load() != 1 || c.Counters.Dropped.Load() != 1 {
+		t.Errorf("reason %v, slow %d, dropped %d", c.Reason(), c.Counters.SlowClosed.Load(), c.Counters.Dropped.Load())
 	}
 }
 
@@ -334,7 +334,7 @@ func TestFailDropsHeldEvents(t *testing.T) {
 	c.Start(p)
 	c.Deliver(seqMsg("u", 7))
 	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})
-	c.Fail(&rig.Event{Kind: rig.KindReconnect, ID: ""}, "history unavailable")
+	c.Fail(&rig.Event{Kind: rig.KindReconnect, ID: ""}, DisconnectHistoryUnavailable)
 	c.Deliver(seqMsg("u", 8))
 	select {
 	case <-c.Done():
@@ -344,7 +344,31 @@ func TestFailDropsHeldEvents(t *testing.T) {
 	if got := p.written(); len(got) != 1 || got[0] != "reconnect:" {
 		t.Fatalf("written %v, want only the reconnect event", got)
 	}
-	if c.Reason() != "history unavailable" {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectHistoryUnavailable {
+		t.Fatalf("reason %v", c.Reason())
+	}
+}
+
+// TestHoldUserLetsTheRestThrough: while a Phoenix join of one user reads
+// where it starts, only that user's messages wait; heartbeats (pings) and
+// other users' messages are written, and the held ones follow the join's
+// first events, without the copies it already has.
+func TestHoldUserLetsTheRestThrough(t *testing.T) {
+	c := New(&rig.Session{}, "test", 8)
+	p := newPipe()
+	c.Start(p)
+	c.HoldUser("a")
+	c.Deliver(seqMsg("a", 4))
+	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})
+	c.Deliver(seqMsg("b", 1))
+	c.Deliver(seqMsg("a", 5))
+	waitFor(t, func() bool { return len(p.written()) == 2 })
+	if got := strings.Join(p.written(), ","); got != "heartbeat:,message:b1" {
+		t.Fatalf("written while a was held: %s", got)
+	}
+	c.ReleaseUser("a", 3, seqMsg("a", 4))
+	waitFor(t, func() bool { return len(p.written()) == 4 })
+	if got := strings.Join(p.written(), ","); got != "heartbeat:,message:b1,message:a4,message:a5" {
+		t.Fatalf("written %s", got)
 	}
 }

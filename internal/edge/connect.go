@@ -215,13 +215,13 @@ func (s *Server) register(a *admission, transport string) (*conn, error) {
 	cn.metrics.Opened.Inc()
 	cn.metrics.Open.Inc()
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
-		cl.Finish(tokenExpired, client.ReasonTokenExpired)
+		cl.Finish(tokenExpired, client.DisconnectTokenExpired)
 	})
 	// Blacklisted between admission and registration: the set's kill
 	// looked for the session in the hub before it was there.
 	if s.blacklist.Listed(a.session.ID) {
 		s.metrics.SessionsKilled.Inc()
-		cl.Finish(sessionKilled, client.ReasonSessionKilled)
+		cl.Finish(sessionKilled, client.DisconnectSessionKilled)
 	}
 	return cn, nil
 }
@@ -238,7 +238,8 @@ func (s *Server) start(cn *conn, users []string, from string) {
 			s.failStart(cn, from, err)
 			return
 		}
-		s.replayed(cn, users, from, rp, connected)
+		first, upTo := s.replayed(cn, users, from, rp, connected)
+		cn.Release(users, upTo, first...)
 		return
 	}
 	// A fresh connection starts at the users' latest message: its
@@ -251,7 +252,7 @@ func (s *Server) start(cn *conn, users []string, from string) {
 		return
 	}
 	connected.ID = rig.SeqID(floor)
-	cn.Resume(users, floor, connected)
+	cn.Release(users, floor, connected)
 }
 
 // historyUnavailable ends a connection whose start could not be read from
@@ -262,13 +263,10 @@ func (s *Server) start(cn *conn, users []string, from string) {
 // for messages history still holds, would be the silent loss.
 var historyUnavailable = &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"history unavailable; reconnect with the same last event id"}`)}
 
-// reasonHistoryUnavailable is why such a connection was closed, as logged.
-const reasonHistoryUnavailable = "history unavailable"
-
 func (s *Server) failStart(cn *conn, from string, err error) {
 	s.log.Warn("history unavailable: closing the connection so that the client comes back with its cursor",
 		"transport", cn.Transport, "user", cn.Session.User, "last_event_id", from, "err", err)
-	cn.Fail(historyUnavailable, reasonHistoryUnavailable)
+	cn.Fail(historyUnavailable, client.DisconnectHistoryUnavailable)
 }
 
 // position returns the stream position a fresh subscription to users starts
@@ -328,11 +326,14 @@ func (s *Server) readHistory(users []string, from string) (*history.Replay, erro
 	return rp, nil
 }
 
-// replayed queues first, a gap event if the replay says messages may be
-// missing, and the replayed messages, then releases the held live events.
-// Subscribing first and replaying second means nothing falls between the
-// two; the client drops live copies of replayed messages.
-func (s *Server) replayed(cn *conn, users []string, from string, rp *history.Replay, first ...*rig.Event) {
+// replayed returns what a connection (or a Phoenix join) that read rp
+// starts with: first, a gap event if the replay says messages may be
+// missing, and the replayed messages; and the position the client has
+// every message of users up to. The caller queues them as it releases the
+// live events held meanwhile. Subscribing first and replaying second means
+// nothing falls between the two; the client drops live copies of
+// replayed messages.
+func (s *Server) replayed(cn *conn, users []string, from string, rp *history.Replay, first ...*rig.Event) ([]*rig.Event, uint64) {
 	if from != "" {
 		s.metrics.Replays.Inc()
 		s.metrics.ReplayedMessages.Add(float64(len(rp.Events)))
@@ -342,8 +343,8 @@ func (s *Server) replayed(cn *conn, users []string, from string, rp *history.Rep
 		first = append(first, gapEvent(from, users...))
 	}
 	s.noteBases(users, rp)
-	cn.Resume(users, rp.Floor, append(first, rp.Events...)...)
 	s.log.Debug("replayed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
+	return append(first, rp.Events...), rp.Floor
 }
 
 // gapEvent tells a client that messages after from may be missing. Its
@@ -357,15 +358,15 @@ func gapEvent(from string, users ...string) *rig.Event {
 }
 
 // close ends a connection: closes the wire, leaves the hub, logs once.
-func (s *Server) close(cn *conn, reason string) {
-	s.unregister(cn, reason)
+func (s *Server) close(cn *conn, d client.Disconnect) {
+	s.unregister(cn, d)
 	s.log.Info("connection closed", "transport", cn.Transport, "user", cn.Session.User,
-		"session", cn.Session.ID, "reason", cn.Reason(), "duration", time.Since(cn.Since).Round(time.Millisecond).String())
+		"session", cn.Session.ID, "reason", cn.Reason().Reason, "duration", time.Since(cn.Since).Round(time.Millisecond).String())
 }
 
 // unregister is close without the log line (see register).
-func (s *Server) unregister(cn *conn, reason string) {
-	cn.Close(reason)
+func (s *Server) unregister(cn *conn, d client.Disconnect) {
+	cn.Close(d)
 	cn.expiry.Stop()
 	s.hub.Unregister(cn.Client)
 	cn.metrics.Open.Dec()

@@ -96,7 +96,7 @@ func (c *captured) Write(evs []*rig.Event) error {
 	return nil
 }
 
-func (c *captured) Close() error { return nil }
+func (c *captured) Close(client.Disconnect) error { return nil }
 
 func (c *captured) kinds() []rig.Kind {
 	c.mu.Lock()

@@ -185,7 +185,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	reconnect := &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"edge restarting"}`)}
 	told := 0
 	s.hub.Each(func(c *client.Client) {
-		c.Finish(reconnect, client.ReasonDraining)
+		c.Finish(reconnect, client.DisconnectDraining)
 		if told++; told%drainBatch == 0 {
 			time.Sleep(drainPause)
 		}
@@ -194,7 +194,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer cancel()
 	if !waitFor(drain, func() bool { return s.hub.Len() == 0 }) {
 		n := s.hub.Len()
-		s.hub.Each(func(c *client.Client) { c.Close(client.ReasonShutdown) })
+		s.hub.Each(func(c *client.Client) { c.Close(client.DisconnectShutdown) })
 		s.log.Warn("drain timeout: closed remaining connections", "connections", n)
 	}
 	waitFor(ctx, func() bool { return s.hub.Len() == 0 })

@@ -64,7 +64,7 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 	}
 	_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	if _, err := nc.Write(sse.Header(extra)); err != nil {
-		s.close(cn, client.ReasonWriteFailed)
+		s.close(cn, client.DisconnectWriteFailed)
 		return
 	}
 	// Spread reconnects of many clients over a few seconds.
@@ -81,7 +81,7 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 // readSSE waits for the client to go, then closes the connection.
 func (s *Server) readSSE(nc net.Conn, cn *conn) {
 	readUntilClosed(nc)
-	s.close(cn, client.ReasonClientGone)
+	s.close(cn, client.DisconnectClientGone)
 }
 
 // readUntilClosed returns when the peer closes the connection or the

@@ -251,7 +251,7 @@ var refillFailed = historyUnavailable
 func (s *subscriber) reconnectClients(users []string) {
 	for _, u := range users {
 		for _, c := range s.hub.Clients(u) {
-			c.Finish(refillFailed, reasonHistoryUnavailable)
+			c.Finish(refillFailed, client.DisconnectHistoryUnavailable)
 		}
 	}
 }

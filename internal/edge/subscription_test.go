@@ -115,7 +115,7 @@ func TestRefillFailureReconnects(t *testing.T) {
 	defer s.hub.Unregister(cl)
 	tr := &captured{}
 	cl.Start(tr)
-	cl.Resume([]string{"alice"}, 0, connectedEvent([]string{"alice"}))
+	cl.Release([]string{"alice"}, 0, connectedEvent([]string{"alice"}))
 	s.hub.NoteBase("alice", 0)
 	// History is gone (the stream deleted): no refill can succeed.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -139,8 +139,8 @@ func TestRefillFailureReconnects(t *testing.T) {
 	if k := tr.kinds(); len(k) != 2 || k[0] != rig.KindConnected || k[1] != rig.KindReconnect {
 		t.Fatalf("client got %v, want connected then reconnect (and not the live message)", k)
 	}
-	if cl.Reason() != reasonHistoryUnavailable {
-		t.Fatalf("closed for %q", cl.Reason())
+	if cl.Reason() != client.DisconnectHistoryUnavailable {
+		t.Fatalf("closed for %v", cl.Reason())
 	}
 	if testutilCounter(s.metrics.HistoryReadFailures) == 0 {
 		t.Fatal("the failure was not counted")
