@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rig-go/rig/internal/hub"
+	"github.com/rig-go/rig/internal/positions"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -75,10 +76,9 @@ type Client struct {
 	holds     int
 	userHolds map[string]int
 	held      []*rig.Event
-	// seam maps a user to the stream sequence the client has up to, after
-	// a replay: live copies of what it already has are dropped. An entry
-	// goes when the first newer message for that user arrives.
-	seam map[string]uint64
+	// marks say what the client has after a replay: live copies of it
+	// are dropped.
+	marks positions.Marks
 }
 
 // New returns a client that queues at most queueSize events. Events may be
@@ -170,7 +170,7 @@ func (c *Client) enqueueLocked(ev *rig.Event) error {
 	if c.closed || c.final {
 		return ErrClosed
 	}
-	if c.seam != nil && ev.Kind == rig.KindMessage && c.duplicateLocked(ev) {
+	if c.marks.Duplicate(ev) {
 		return nil
 	}
 	if c.holds > 0 || ev.Kind == rig.KindMessage && c.userHolds[ev.User] > 0 {
@@ -189,22 +189,6 @@ func (c *Client) enqueueLocked(ev *rig.Event) error {
 	}
 	c.queue = append(c.queue, ev)
 	return nil
-}
-
-// duplicateLocked reports whether the client already has ev, from a replay.
-func (c *Client) duplicateLocked(ev *rig.Event) bool {
-	upTo, ok := c.seam[ev.User]
-	if !ok || ev.Seq == 0 {
-		return false
-	}
-	if ev.Seq <= upTo {
-		return true
-	}
-	delete(c.seam, ev.User) // live messages come in order: the rest are new
-	if len(c.seam) == 0 {
-		c.seam = nil
-	}
-	return false
 }
 
 // Hold makes every event wait while the connection's first events are
@@ -230,7 +214,7 @@ func (c *Client) Release(users []string, upTo uint64, first ...*rig.Event) {
 	if c.closed {
 		return
 	}
-	c.markLocked(users, upTo, first)
+	c.marks.Have(users, upTo, first)
 	c.queue = append(c.queue, first...)
 	if c.holds == 0 {
 		c.held = c.unholdLocked(func(*rig.Event) bool { return true })
@@ -263,28 +247,12 @@ func (c *Client) ReleaseUser(user string, upTo uint64, first ...*rig.Event) {
 	if c.closed {
 		return
 	}
-	c.markLocked([]string{user}, upTo, first)
+	c.marks.Have([]string{user}, upTo, first)
 	c.queue = append(c.queue, first...)
 	if c.holds == 0 && c.userHolds[user] == 0 {
 		c.held = c.unholdLocked(func(ev *rig.Event) bool { return ev.User == user })
 	}
 	c.kickLocked()
-}
-
-// markLocked records that the client has every message of users up to
-// upTo, and those in first.
-func (c *Client) markLocked(users []string, upTo uint64, first []*rig.Event) {
-	if c.seam == nil {
-		c.seam = make(map[string]uint64, len(users))
-	}
-	for _, u := range users {
-		c.seam[u] = max(c.seam[u], upTo)
-	}
-	for _, ev := range first {
-		if ev.Kind == rig.KindMessage {
-			c.seam[ev.User] = max(c.seam[ev.User], ev.Seq)
-		}
-	}
 }
 
 // unholdLocked queues the held events that release picks, dropping copies
@@ -295,7 +263,7 @@ func (c *Client) unholdLocked(release func(*rig.Event) bool) []*rig.Event {
 		switch {
 		case !release(ev):
 			still = append(still, ev)
-		case ev.Kind == rig.KindMessage && c.duplicateLocked(ev):
+		case c.marks.Duplicate(ev):
 		default:
 			c.queue = append(c.queue, ev)
 		}

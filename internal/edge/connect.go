@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -269,40 +268,10 @@ func (s *Server) failStart(cn *conn, from string, err error) {
 	cn.Fail(historyUnavailable, client.DisconnectHistoryUnavailable)
 }
 
-// position returns the stream position a fresh subscription to users starts
-// at: every message of theirs up to it was stored before it, every later
-// one reaches the connection live. Called after subscribing.
+// position returns the stream position a fresh connection to users starts
+// at (see positions.Table.Start).
 func (s *Server) position(users []string) (uint64, error) {
-	var floor uint64
-	for _, u := range users {
-		// The user's live subscription was already here: everything
-		// stored before ours was published up to its last sequence or is
-		// on its way, to this connection too.
-		if last := s.hub.LastSeq(u); last > 0 {
-			floor = max(floor, last)
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
-		last, err := s.history.LastSeq(ctx, u)
-		cancel()
-		if err != nil {
-			s.metrics.HistoryReadFailures.Inc()
-			return 0, err
-		}
-		s.hub.NoteBase(u, last)
-		floor = max(floor, last)
-	}
-	return floor, nil
-}
-
-// noteBases records where users' subscriptions start from a replay: the
-// position it read up to (see hub.NoteBase).
-func (s *Server) noteBases(users []string, rp *history.Replay) {
-	if pos, ok := rig.ParseSeqID(rp.Last); ok {
-		for _, u := range users {
-			s.hub.NoteBase(u, pos)
-		}
-	}
+	return s.subs.positions.Start(users)
 }
 
 func connectedEvent(users []string) *rig.Event {
@@ -314,16 +283,9 @@ func connectedEvent(users []string) *rig.Event {
 
 // readHistory reads what history holds for users after from (an empty
 // from reads only where history stands), waiting for its turn among the
-// edge's reads; the whole wait and read must end within replayTimeout.
+// edge's reads (see positions.Table.Since).
 func (s *Server) readHistory(users []string, from string) (*history.Replay, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), replayTimeout)
-	defer cancel()
-	rp, err := s.history.Since(ctx, users, from)
-	if err != nil {
-		s.metrics.HistoryReadFailures.Inc()
-		return nil, err
-	}
-	return rp, nil
+	return s.subs.positions.Since(users, from)
 }
 
 // replayed returns what a connection (or a Phoenix join) that read rp
@@ -342,7 +304,6 @@ func (s *Server) replayed(cn *conn, users []string, from string, rp *history.Rep
 		s.metrics.Gaps.Inc()
 		first = append(first, gapEvent(from, users...))
 	}
-	s.noteBases(users, rp)
 	s.log.Debug("replayed", "user", cn.Session.User, "last_event_id", from, "replayed", len(rp.Events), "gap", rp.Gap)
 	return append(first, rp.Events...), rp.Floor
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/positions"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -22,14 +23,14 @@ import (
 // until release is closed: the lane that publishes through it stops, its
 // channel fills, and NATS drops messages for it (a slow consumer).
 type stallingHub struct {
-	fanout
+	positions.Sink
 	once    sync.Once
 	release chan struct{}
 }
 
 func (h *stallingHub) Publish(user string, ev *rig.Event) int {
 	h.once.Do(func() { <-h.release })
-	return h.fanout.Publish(user, ev)
+	return h.Sink.Publish(user, ev)
 }
 
 // TestSlowConsumerRefill: NATS drops live messages for a lane that fell
@@ -38,8 +39,8 @@ func (h *stallingHub) Publish(user string, ev *rig.Event) int {
 func TestSlowConsumerRefill(t *testing.T) {
 	const total = laneDepth + 4000
 	s, b := newTestEdgeWith(t, func(c *config.Edge) { c.NATS.MaxPerUser = 2 * total })
-	stall := &stallingHub{fanout: s.hub, release: make(chan struct{})}
-	s.subs.hub = stall // before any message: the lanes have not read it yet
+	stall := &stallingHub{Sink: s.subs.sink, release: make(chan struct{})}
+	s.subs.sink = stall // before any message: the lanes have not read it yet
 	var releaseOnce sync.Once
 	release := func() { releaseOnce.Do(func() { close(stall.release) }) }
 	rec := newRecorder(2 * total)
@@ -116,7 +117,9 @@ func TestRefillFailureReconnects(t *testing.T) {
 	tr := &captured{}
 	cl.Start(tr)
 	cl.Release([]string{"alice"}, 0, connectedEvent([]string{"alice"}))
-	s.hub.NoteBase("alice", 0)
+	if _, err := s.position([]string{"alice"}); err != nil { // the stream starts at 0
+		t.Fatal(err)
+	}
 	// History is gone (the stream deleted): no refill can succeed.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -127,10 +130,10 @@ func TestRefillFailureReconnects(t *testing.T) {
 		t.Fatalf("stream still there: %v", err)
 	}
 	// A live message whose predecessor (seq 3) never came. The refill is
-	// tried until the lane's context ends (refillTimeout in the edge).
+	// tried until the lane's context ends (positions.FillTimeout in the edge).
 	lane, cancelLane := context.WithTimeout(context.Background(), time.Second)
 	defer cancelLane()
-	s.subs.deliver(lane, &rig.Event{Kind: rig.KindMessage, ID: "m5", User: "alice", Seq: 5, Prev: 3})
+	s.subs.positions.Live(lane, &rig.Event{Kind: rig.KindMessage, ID: "m5", User: "alice", Seq: 5, Prev: 3}, s.subs.sink)
 	select {
 	case <-cl.Done():
 	case <-time.After(5 * time.Second):

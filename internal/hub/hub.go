@@ -59,12 +59,6 @@ type Subscriber interface {
 type userEntry[C Client] struct {
 	sub     Subscription
 	clients []C
-	// last is the stream sequence of the last message published to the
-	// user's clients (see LastSeq).
-	last atomic.Uint64
-	// base is 1 + the stream position the subscription started from, 0
-	// while unknown (see NoteBase).
-	base atomic.Uint64
 }
 
 type userShard[C Client] struct {
@@ -280,9 +274,6 @@ func (h *Hub[C]) Publish(user string, ev *rig.Event) int {
 	if e == nil {
 		return 0
 	}
-	if ev.Seq > e.last.Load() {
-		e.last.Store(ev.Seq)
-	}
 	for _, c := range e.clients {
 		c.Deliver(ev)
 	}
@@ -298,53 +289,6 @@ func (h *Hub[C]) Clients(user string) []C {
 		return slices.Clone(e.clients)
 	}
 	return nil
-}
-
-// NoteBase records, once per subscription, the stream position it started
-// from: every message of user after it reaches the user's clients. A
-// caller that finds messages were missed, before any was delivered, reads
-// from there (see Resume).
-func (h *Hub[C]) NoteBase(user string, seq uint64) {
-	s := &h.users[h.shard(user)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if e := s.m[user]; e != nil {
-		e.base.CompareAndSwap(0, seq+1)
-	}
-}
-
-// ResumePoint returns where to look for user's missed messages: after the
-// last one published, or after the subscription's base; ok is false when
-// neither is known (or there is no subscription).
-func (h *Hub[C]) ResumePoint(user string) (seq uint64, ok bool) {
-	s := &h.users[h.shard(user)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e := s.m[user]
-	if e == nil {
-		return 0, false
-	}
-	if last := e.last.Load(); last > 0 {
-		return last, true
-	}
-	if b := e.base.Load(); b > 0 {
-		return b - 1, true
-	}
-	return 0, false
-}
-
-// LastSeq returns the stream sequence of the last message published to
-// user's clients since the user's subscription opened, 0 if none (or no
-// subscription). A caller that publishes each user's messages from one
-// goroutine can use it to drop duplicates and find gaps.
-func (h *Hub[C]) LastSeq(user string) uint64 {
-	s := &h.users[h.shard(user)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if e := s.m[user]; e != nil {
-		return e.last.Load()
-	}
-	return 0
 }
 
 // Session returns the clients registered with session id jti.
