@@ -2,9 +2,12 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/phoenix"
+	"github.com/rig-go/rig/internal/positions"
 	"github.com/rig-go/rig/internal/rig"
 	"github.com/rig-go/rig/internal/ws"
 )
@@ -153,5 +157,104 @@ func TestPhoenixLeaveStopsMessages(t *testing.T) {
 	_ = p.wc.WriteText([]byte(`"after"`))
 	if got := readFrame(t, peer); got != `"after"` {
 		t.Fatalf("got %s after leaving, want nothing for the topic", got)
+	}
+}
+
+// slowHistory is the edge's history, except that reading a user's latest
+// position waits until release is closed: a join that reads where it
+// starts waits as it would on a JetStream that is slow to answer.
+type slowHistory struct {
+	positions.History
+	reading chan struct{} // closed when the read began
+	once    sync.Once
+	release chan struct{}
+}
+
+func (h *slowHistory) LastSeq(ctx context.Context, user string) (uint64, error) {
+	h.once.Do(func() { close(h.reading) })
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return h.History.LastSeq(ctx, user)
+}
+
+// TestPhoenixJoinDoesNotStallTheSocket: while a join waits for history
+// (up to 10 s), the socket still writes: pings, and the messages of the
+// channels already joined. The join's reply comes before its first message.
+func TestPhoenixJoinDoesNotStallTheSocket(t *testing.T) {
+	s, _ := newTestEdge(t)
+	slow := &slowHistory{History: s.history, reading: make(chan struct{}), release: make(chan struct{})}
+	// Before any subscription: the lanes have not read it yet.
+	s.subs.positions = positions.New(slow, positions.Counters{
+		Duplicates: s.metrics.Duplicates, Fills: s.metrics.GapFills, Filled: s.metrics.GapFilled, ReadFailures: s.metrics.HistoryReadFailures,
+	}, s.log)
+	defer func() {
+		select {
+		case <-slow.release:
+		default:
+			close(slow.release)
+		}
+	}()
+	p, peer := newPhoenixPair(t, s, phoenix.V2)
+	p.cn.Start(p.wc)
+	if err := s.hub.AddUser(p.cn.Client, "bob"); err != nil { // a channel joined before
+		t.Fatal(err)
+	}
+	pings := make(chan struct{}, 8)
+	peer.SetPingHandler(func(string) error { pings <- struct{}{}; return nil })
+	frames := make(chan string, 8)
+	go func() {
+		for {
+			_, b, err := peer.ReadMessage()
+			if err != nil {
+				close(frames)
+				return
+			}
+			frames <- string(b)
+		}
+	}()
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case f := <-frames:
+			return f
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s", what)
+		}
+		return ""
+	}
+
+	joined := make(chan error, 1)
+	go func() {
+		joined <- p.join(phoenix.Frame{JoinRef: `"1"`, Ref: `"1"`, Topic: "user:alice", Event: phoenix.EventJoin, Payload: []byte(`{}`)})
+	}()
+	select {
+	case <-slow.reading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the join did not read history")
+	}
+	// The join waits. The socket writes meanwhile.
+	p.cn.Deliver(heartbeat)
+	select {
+	case <-pings:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ping while a join waited")
+	}
+	s.hub.Publish("bob", &rig.Event{Kind: rig.KindMessage, ID: "b1", User: "bob", Seq: 1, Data: []byte(`{}`)})
+	if got := next("message of a joined channel while a join waited"); got != `[null,"b1","user:bob","message",{}]` {
+		t.Fatalf("got %s", got)
+	}
+	s.hub.Publish("alice", &rig.Event{Kind: rig.KindMessage, ID: "a1", User: "alice", Seq: 2, Data: []byte(`{}`)})
+	close(slow.release)
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
+	if got := next("join reply"); !strings.HasPrefix(got, `["1","1","user:alice","phx_reply",{"status":"ok"`) {
+		t.Fatalf("got %s, want the join reply first", got)
+	}
+	if got := next("alice's message after the join"); got != `[null,"a1","user:alice","message",{}]` {
+		t.Fatalf("got %s", got)
 	}
 }
