@@ -50,7 +50,7 @@ type Client struct {
 	Session   *rig.Session
 	Transport string    // "sse", "websocket", "phoenix", "longpoll"
 	Since     time.Time // when it connected
-	// Counters, if set before Start, is added to.
+	// Counters, if set before Attach, is added to.
 	Counters *Counters
 
 	// users are the users whose messages the client receives: set when the
@@ -82,7 +82,7 @@ type Client struct {
 }
 
 // New returns a client that queues at most queueSize events. Events may be
-// delivered at once; they are written once Start binds a transport.
+// delivered at once; they are written once Attach binds a transport.
 func New(s *rig.Session, transport string, queueSize int) *Client {
 	return &Client{
 		Session:   s,
@@ -99,8 +99,8 @@ func (c *Client) Members() *hub.UserSet { return &c.users }
 // Users returns the users whose messages the client receives.
 func (c *Client) Users() []string { return c.users.List() }
 
-// Start binds the transport and begins writing what is queued.
-func (c *Client) Start(t Transport) {
+// Attach binds the transport and begins writing what is queued.
+func (c *Client) Attach(t Transport) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -296,9 +296,9 @@ func (c *Client) Fail(ev *rig.Event, d Disconnect) {
 	c.kickLocked()
 }
 
-// Finish sends a final event (session_killed, token_expired, reconnect) and
+// SendFinal sends a final event (session_killed, token_expired, reconnect) and
 // closes the client once it is written, or at once if the client is stuck.
-func (c *Client) Finish(ev *rig.Event, d Disconnect) {
+func (c *Client) SendFinal(ev *rig.Event, d Disconnect) {
 	c.mu.Lock()
 	if c.reason == (Disconnect{}) {
 		c.reason = d
@@ -376,7 +376,7 @@ func messages(evs []*rig.Event) uint64 {
 }
 
 // Close closes the client's connection. The first reason given (by Close,
-// Finish or Fail) is kept, and given to the transport. Safe to call more
+// SendFinal or Fail) is kept, and given to the transport. Safe to call more
 // than once.
 func (c *Client) Close(d Disconnect) {
 	c.mu.Lock()
@@ -406,11 +406,4 @@ func (c *Client) Reason() Disconnect {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.reason
-}
-
-// Queued returns how many events wait to be written.
-func (c *Client) Queued() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
 }

@@ -68,6 +68,13 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// queued returns how many events wait to be written.
+func queued(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
 func msg(id string) *rig.Event { return &rig.Event{Kind: rig.KindMessage, ID: id} }
 
 func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
@@ -78,7 +85,7 @@ func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
 		}
 	}
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	waitFor(t, func() bool { return len(p.written()) == 3 })
 	c.Deliver(msg("4"))
 	waitFor(t, func() bool { return len(p.written()) == 4 })
@@ -97,9 +104,9 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 	c := New(&rig.Session{}, "test", 4)
 	p := newPipe()
 	p.block = make(chan struct{}) // the client stopped reading
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("0")) // taken by the writer, which blocks
-	waitFor(t, func() bool { return c.Queued() == 0 })
+	waitFor(t, func() bool { return queued(c) == 0 })
 	for i := range 4 {
 		c.Deliver(msg(string(rune('a' + i))))
 	}
@@ -130,10 +137,10 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 func TestFinishWritesFinalEventThenCloses(t *testing.T) {
 	c := New(&rig.Session{}, "test", 2)
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("1"))
 	c.Deliver(msg("2"))
-	c.Finish(&rig.Event{Kind: rig.KindSessionKilled}, DisconnectSessionKilled)
+	c.SendFinal(&rig.Event{Kind: rig.KindSessionKilled}, DisconnectSessionKilled)
 	c.Deliver(msg("after"))
 	select {
 	case <-c.Done():
@@ -158,10 +165,10 @@ func TestFinishOnStuckClientStillCloses(t *testing.T) {
 	c := New(&rig.Session{}, "test", 1)
 	p := newPipe()
 	p.block = make(chan struct{})
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("1"))
-	waitFor(t, func() bool { return c.Queued() == 0 })
-	c.Finish(&rig.Event{Kind: rig.KindTokenExpired}, DisconnectTokenExpired)
+	waitFor(t, func() bool { return queued(c) == 0 })
+	c.SendFinal(&rig.Event{Kind: rig.KindTokenExpired}, DisconnectTokenExpired)
 	// The final event is queued behind a write that never finishes; the
 	// owner closes the client (as the edge does on a drain timeout).
 	c.Close(DisconnectShutdown)
@@ -175,7 +182,7 @@ func TestWriteErrorCloses(t *testing.T) {
 	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
 	p.fail = errors.New("broken pipe")
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("1"))
 	select {
 	case <-c.Done():
@@ -191,7 +198,7 @@ func TestStartAfterCloseClosesTransport(t *testing.T) {
 	c := New(&rig.Session{}, "test", 8)
 	c.Close(DisconnectClientGone)
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	select {
 	case <-p.closed:
 	default:
@@ -201,7 +208,7 @@ func TestStartAfterCloseClosesTransport(t *testing.T) {
 
 func BenchmarkDeliver(b *testing.B) {
 	c := New(&rig.Session{}, "test", 1<<20)
-	c.Start(newPipe())
+	c.Attach(newPipe())
 	ev := msg("x")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -218,7 +225,7 @@ func TestHoldResumeSeam(t *testing.T) {
 	c.Send(&rig.Event{Kind: rig.KindConnected})
 	c.Hold()
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	// Live events during the replay: one older than the cursor (2), one the
 	// replay also holds (5).
 	c.Deliver(seqMsg("a", 2))
@@ -242,7 +249,7 @@ func TestHoldResumeSeam(t *testing.T) {
 func TestNestedHolds(t *testing.T) {
 	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	c.Hold()
 	c.Hold()
 	c.Deliver(seqMsg("b", 9))
@@ -272,7 +279,7 @@ func TestHeldOverflowClosesSlowClient(t *testing.T) {
 func TestCloseRacesWriter(t *testing.T) {
 	for range 2000 {
 		c := New(&rig.Session{}, "test", 8)
-		c.Start(newPipe())
+		c.Attach(newPipe())
 		c.Deliver(msg("1"))
 		c.Close(DisconnectClientGone)
 	}
@@ -284,7 +291,7 @@ func TestDeliverHere(t *testing.T) {
 	c := New(&rig.Session{User: "alice"}, "test", 10)
 	c.Counters = &Counters{}
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	c.DeliverHere(msg("1"))
 	if got := p.written(); len(got) != 1 || got[0] != "message:1" {
 		t.Fatalf("idle client: written %v before DeliverHere returned, want [message:1]", got)
@@ -296,7 +303,7 @@ func TestDeliverHere(t *testing.T) {
 	// A writer blocked on the transport: DeliverHere queues behind it.
 	p.block = make(chan struct{})
 	c.Deliver(msg("2"))
-	waitFor(t, func() bool { return c.Queued() == 0 }) // the writer took 2 and waits
+	waitFor(t, func() bool { return queued(c) == 0 }) // the writer took 2 and waits
 	done := make(chan struct{})
 	go func() { c.DeliverHere(msg("3")); close(done) }()
 	select {
@@ -331,7 +338,7 @@ func TestFailDropsHeldEvents(t *testing.T) {
 	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
 	c.Hold()
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(seqMsg("u", 7))
 	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})
 	c.Fail(&rig.Event{Kind: rig.KindReconnect, ID: ""}, DisconnectHistoryUnavailable)
@@ -356,7 +363,7 @@ func TestFailDropsHeldEvents(t *testing.T) {
 func TestHoldUserLetsTheRestThrough(t *testing.T) {
 	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	c.HoldUser("a")
 	c.Deliver(seqMsg("a", 4))
 	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})

@@ -10,7 +10,7 @@ type Disconnect struct {
 	Reason string
 }
 
-// The ways a connection ends. Those with a final event (Finish) are the
+// The ways a connection ends. Those with a final event (SendFinal) are the
 // ones a client is told of before the close; the others close at once.
 var (
 	DisconnectClientGone    = Disconnect{1001, "client closed the connection"}

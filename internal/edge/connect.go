@@ -180,12 +180,18 @@ type conn struct {
 	held    *held // released when the connection ends
 }
 
+// errNotConnected is why register refuses while the edge is cut off from
+// NATS; otherwise it fails with the subscription's own error.
 var errNotConnected = errors.New("NATS is unreachable")
 
+// unavailable is the answer to a request whose connection could not be
+// registered: 503, with the cause.
+func unavailable(err error) *api.Error { return api.Unavailable(err.Error(), 1) }
+
 // open registers a client for an admitted request and logs the connection.
-// Live events wait (the client holds them) until start queues the
-// connection's first events. The transport starts the client, calls start,
-// and calls close when done.
+// Live events wait (the client holds them) until begin queues the
+// connection's first events. The transport attaches itself to the client,
+// calls begin, and calls close when done.
 func (s *Server) open(a *admission, transport string) (*conn, error) {
 	cn, err := s.register(a, transport)
 	if err != nil {
@@ -214,27 +220,27 @@ func (s *Server) register(a *admission, transport string) (*conn, error) {
 	cn.metrics.Opened.Inc()
 	cn.metrics.Open.Inc()
 	cn.expiry = time.AfterFunc(time.Until(a.session.Expires), func() {
-		cl.Finish(tokenExpired, client.DisconnectTokenExpired)
+		cl.SendFinal(tokenExpired, client.DisconnectTokenExpired)
 	})
 	// Blacklisted between admission and registration: the set's kill
 	// looked for the session in the hub before it was there.
 	if s.blacklist.Listed(a.session.ID) {
 		s.metrics.SessionsKilled.Inc()
-		cl.Finish(sessionKilled, client.DisconnectSessionKilled)
+		cl.SendFinal(sessionKilled, client.DisconnectSessionKilled)
 	}
 	return cn, nil
 }
 
-// start queues a connection's first events and releases the live ones held
+// begin queues a connection's first events and releases the live ones held
 // since open: the connected event, then, for a client that resumes, what
 // history holds after its last event id. When history cannot be read the
-// connection ends instead (see failStart), before any event with an id.
-func (s *Server) start(cn *conn, users []string, from string) {
+// connection ends instead (see failBegin), before any event with an id.
+func (s *Server) begin(cn *conn, users []string, from string) {
 	connected := connectedEvent(users)
 	if from != "" {
 		rp, err := s.readHistory(users, from)
 		if err != nil {
-			s.failStart(cn, from, err)
+			s.failBegin(cn, from, err)
 			return
 		}
 		first, upTo := s.replayed(cn, users, from, rp, connected)
@@ -247,7 +253,7 @@ func (s *Server) start(cn *conn, users []string, from string) {
 	// exactly (EventSource sends it back as Last-Event-ID).
 	floor, err := s.position(users)
 	if err != nil {
-		s.failStart(cn, from, err)
+		s.failBegin(cn, from, err)
 		return
 	}
 	connected.ID = rig.SeqID(floor)
@@ -262,16 +268,16 @@ func (s *Server) start(cn *conn, users []string, from string) {
 // for messages history still holds, would be the silent loss.
 var historyUnavailable = &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"history unavailable; reconnect with the same last event id"}`)}
 
-func (s *Server) failStart(cn *conn, from string, err error) {
+func (s *Server) failBegin(cn *conn, from string, err error) {
 	s.log.Warn("history unavailable: closing the connection so that the client comes back with its cursor",
 		"transport", cn.Transport, "user", cn.Session.User, "last_event_id", from, "err", err)
 	cn.Fail(historyUnavailable, client.DisconnectHistoryUnavailable)
 }
 
 // position returns the stream position a fresh connection to users starts
-// at (see positions.Table.Start).
+// at (see positions.Table.Fresh).
 func (s *Server) position(users []string) (uint64, error) {
-	return s.subs.positions.Start(users)
+	return s.subs.positions.Fresh(users)
 }
 
 func connectedEvent(users []string) *rig.Event {

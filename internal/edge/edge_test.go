@@ -67,7 +67,7 @@ type recorder struct {
 
 func newRecorder(queueSize int) *recorder {
 	r := &recorder{Client: client.New(&rig.Session{User: "test", Expires: time.Now().Add(time.Hour)}, "test", queueSize), tr: &captured{}}
-	r.Start(r.tr)
+	r.Attach(r.tr)
 	return r
 }
 

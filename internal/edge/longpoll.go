@@ -34,7 +34,7 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 	}
 	cn, err := s.register(a, "longpoll")
 	if err != nil {
-		return api.Unavailable("NATS is unreachable", 1)
+		return unavailable(err)
 	}
 	defer s.unregister(cn, client.DisconnectClientGone)
 	rp, err := s.readHistory(a.users, a.resume)
@@ -47,7 +47,7 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 	first, upTo := s.replayed(cn, a.users, a.resume, rp)
 	cn.Release(a.users, upTo, first...)
 	box := newMailbox()
-	cn.Start(box)
+	cn.Attach(box)
 
 	wait := time.NewTimer(s.cfg.LongPollTimeout)
 	defer wait.Stop()

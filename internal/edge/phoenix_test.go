@@ -198,7 +198,7 @@ func TestPhoenixJoinDoesNotStallTheSocket(t *testing.T) {
 		}
 	}()
 	p, peer := newPhoenixPair(t, s, phoenix.V2)
-	p.cn.Start(p.wc)
+	p.cn.Attach(p.wc)
 	if err := s.hub.AddUser(p.cn.Client, "bob"); err != nil { // a channel joined before
 		t.Fatal(err)
 	}

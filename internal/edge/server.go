@@ -185,7 +185,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	reconnect := &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"edge restarting"}`)}
 	told := 0
 	s.hub.Each(func(c *client.Client) {
-		c.Finish(reconnect, client.DisconnectDraining)
+		c.SendFinal(reconnect, client.DisconnectDraining)
 		if told++; told%drainBatch == 0 {
 			time.Sleep(drainPause)
 		}

@@ -58,7 +58,7 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 	cn, err := s.open(a, "sse")
 	if err != nil {
 		s.log.Warn("SSE connection refused after upgrade", "err", err)
-		writeRawError(nc, api.Unavailable("NATS is unreachable", 1), extra)
+		writeRawError(nc, unavailable(err), extra)
 		nc.Close()
 		return
 	}
@@ -69,8 +69,8 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 	}
 	// Spread reconnects of many clients over a few seconds.
 	retry := time.Second + rand.N(2*time.Second)
-	cn.Start(sse.NewConn(nc, s.cfg.WriteTimeout, retry))
-	s.start(cn, a.users, a.resume)
+	cn.Attach(sse.NewConn(nc, s.cfg.WriteTimeout, retry))
+	s.begin(cn, a.users, a.resume)
 	// Setting up grew this goroutine's stack (JWT, NATS, history, logging);
 	// an idle stream's reader needs a fraction of it. A new goroutine
 	// starts with a small stack, and this one's is freed: a few KiB less

@@ -160,7 +160,7 @@ func (k hubSink) Publish(user string, ev *rig.Event) int { return k.h.Publish(us
 func (k hubSink) Reconnect(users []string) {
 	for _, u := range users {
 		for _, c := range k.h.Clients(u) {
-			c.Finish(refillFailed, client.DisconnectHistoryUnavailable)
+			c.SendFinal(refillFailed, client.DisconnectHistoryUnavailable)
 		}
 	}
 }

@@ -115,7 +115,7 @@ func TestRefillFailureReconnects(t *testing.T) {
 	}
 	defer s.hub.Unregister(cl)
 	tr := &captured{}
-	cl.Start(tr)
+	cl.Attach(tr)
 	cl.Release([]string{"alice"}, 0, connectedEvent([]string{"alice"}))
 	if _, err := s.position([]string{"alice"}); err != nil { // the stream starts at 0
 		t.Fatal(err)

@@ -101,7 +101,7 @@ func plainFrames(dst [][]byte, ev *rig.Event) [][]byte {
 
 // serveWebSocket completes the handshake on a connection taken over from
 // fasthttp and runs the socket; its goroutine is the socket's reader. With
-// KeepHijackedConns fasthttp never closes the connection: Finish does.
+// KeepHijackedConns fasthttp never closes the connection: CloseAfterRead does.
 func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, v phoenix.Version) {
 	transport := transportName(v)
 	// Counted before the handshake's answer, on the connection the edge
@@ -129,8 +129,8 @@ func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, v phoenix
 	}
 	if v == 0 {
 		wc := ws.New(c, plainFrames, s.cfg.WriteTimeout, 2*s.cfg.HeartbeatInterval, s.cfg.WSMaxFrameSize)
-		cn.Start(wc)
-		s.start(cn, a.users, a.resume)
+		cn.Attach(wc)
+		s.begin(cn, a.users, a.resume)
 		// Setting up grew this goroutine's stack; the socket's reader
 		// starts anew with a small one, and this one's is freed (see
 		// serveSSE).
@@ -140,7 +140,7 @@ func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, v phoenix
 	p := s.newPhoenixSocket(cn, v)
 	wc := ws.New(c, p.frames, s.cfg.WriteTimeout, 2*s.cfg.HeartbeatInterval, s.cfg.WSMaxFrameSize)
 	p.wc = wc
-	cn.Start(wc)
+	cn.Attach(wc)
 	cn.Release(nil, 0) // channels hold and release their user on each join
 	go s.readWebSocket(cn, wc, p.serve)
 }

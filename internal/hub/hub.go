@@ -7,6 +7,7 @@ package hub
 
 import (
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -153,7 +154,7 @@ func (h *Hub[C]) addUser(user string, c C) error {
 	if e == nil {
 		sub, err := h.subscriber.Subscribe(user)
 		if err != nil {
-			return err
+			return fmt.Errorf("cannot subscribe to the messages of user %q: %w", user, err)
 		}
 		e = &userEntry[C]{sub: sub}
 		s.m[user] = e

@@ -109,7 +109,7 @@ func (t *Table) shard(user string) *shard {
 }
 
 // Track starts user's stream: its live subscription just opened. Its
-// positions are unknown until Start, Since or a delivery says them.
+// positions are unknown until Fresh, Since or a delivery says them.
 func (t *Table) Track(user string) {
 	sh := t.shard(user)
 	sh.mu.Lock()
@@ -132,9 +132,9 @@ func (t *Table) stream(user string) *stream {
 	return sh.m[user]
 }
 
-// Delivered returns the position of the last message published to user's
+// delivered returns the position of the last message published to user's
 // clients, 0 if none (or user is not tracked).
-func (t *Table) Delivered(user string) uint64 {
+func (t *Table) delivered(user string) uint64 {
 	if st := t.stream(user); st != nil {
 		return st.delivered.Load()
 	}
@@ -148,16 +148,16 @@ func (t *Table) noteStart(user string, pos uint64) {
 	}
 }
 
-// Start returns the position a fresh connection to users starts at: every
+// Fresh returns the position a fresh connection to users starts at: every
 // message of theirs up to it was stored before, every later one reaches
 // the connection live. Call it after subscribing.
-func (t *Table) Start(users []string) (uint64, error) {
+func (t *Table) Fresh(users []string) (uint64, error) {
 	var upTo uint64
 	for _, u := range users {
 		// The user's live subscription was already here: everything
 		// stored before ours was published up to delivered or is on its
 		// way, to this connection too.
-		if d := t.Delivered(u); d > 0 {
+		if d := t.delivered(u); d > 0 {
 			upTo = max(upTo, d)
 			continue
 		}

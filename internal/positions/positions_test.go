@@ -160,7 +160,7 @@ func subscribe(t *testing.T, tb *Table, users ...string) uint64 {
 	for _, u := range users {
 		tb.Track(u)
 	}
-	upTo, err := tb.Start(users)
+	upTo, err := tb.Fresh(users)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +177,8 @@ func TestLiveDropsDuplicates(t *testing.T) {
 	if got := out.ids("a"); got != "a1" {
 		t.Fatalf("published %s, want a1 once", got)
 	}
-	if testutil.ToFloat64(tb.counters.Duplicates) != 1 || tb.Delivered("a") != 1 {
-		t.Fatalf("duplicates %v, delivered %d", testutil.ToFloat64(tb.counters.Duplicates), tb.Delivered("a"))
+	if testutil.ToFloat64(tb.counters.Duplicates) != 1 || tb.delivered("a") != 1 {
+		t.Fatalf("duplicates %v, delivered %d", testutil.ToFloat64(tb.counters.Duplicates), tb.delivered("a"))
 	}
 }
 
@@ -232,9 +232,9 @@ func TestStartUsesDelivered(t *testing.T) {
 	tb.Live(context.Background(), h.store("a"), out)
 	h.store("a") // stored, not yet delivered here: on its way live
 	h.broken = true
-	upTo, err := tb.Start([]string{"a"})
+	upTo, err := tb.Fresh([]string{"a"})
 	if err != nil || upTo != 1 {
-		t.Fatalf("Start = %d, %v; want 1 without reading history", upTo, err)
+		t.Fatalf("Fresh = %d, %v; want 1 without reading history", upTo, err)
 	}
 }
 
@@ -242,8 +242,8 @@ func TestStartFailure(t *testing.T) {
 	h := &fakeHistory{broken: true}
 	tb := newTable(h)
 	tb.Track("a")
-	if _, err := tb.Start([]string{"a"}); !errors.Is(err, errDown) {
-		t.Fatalf("Start: %v", err)
+	if _, err := tb.Fresh([]string{"a"}); !errors.Is(err, errDown) {
+		t.Fatalf("Fresh: %v", err)
 	}
 	if _, err := tb.Since([]string{"a"}, "seq:1"); !errors.Is(err, errDown) {
 		t.Fatalf("Since: %v", err)
@@ -375,7 +375,7 @@ func TestForget(t *testing.T) {
 	subscribe(t, tb, "a")
 	tb.Forget("a")
 	tb.Live(context.Background(), h.store("a"), out)
-	if got := out.ids("a"); got != "" || tb.Delivered("a") != 0 {
+	if got := out.ids("a"); got != "" || tb.delivered("a") != 0 {
 		t.Fatalf("published %s to a forgotten stream", got)
 	}
 }
