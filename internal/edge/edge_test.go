@@ -71,6 +71,9 @@ func newRecorder(queueSize int) *recorder {
 	return r
 }
 
+// got returns the ids of the message events written: a slow run lasts
+// past the test edge's heartbeat interval, and heartbeats are not what is
+// counted here.
 func (r *recorder) got() []string {
 	r.tr.mu.Lock()
 	defer r.tr.mu.Unlock()
