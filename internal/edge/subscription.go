@@ -67,11 +67,12 @@ func (s *subscriber) lane(user string) int { return int(maphash.String(s.seed, u
 // Subscribe implements hub.Subscriber. The user's stream of positions
 // lives as long as the subscription.
 func (s *subscriber) Subscribe(user string) (hub.Subscription, error) {
+	s.positions.Track(user) // first: a message may reach the lane before ChanSubscribe returns
 	sub, err := s.nc.ChanSubscribe(rig.LiveSubject(user), s.lanes[s.lane(user)])
 	if err != nil {
+		s.positions.Forget(user)
 		return nil, err
 	}
-	s.positions.Track(user)
 	return tracked{sub, s.positions, user}, nil
 }
 

@@ -57,11 +57,14 @@ func (t *Table) Live(ctx context.Context, ev *rig.Event, sink Sink) {
 	t.publish(st, ev, sink)
 }
 
+// publish records ev as delivered, then publishes it. In that order: a
+// client that registers after the publish (and so misses ev) reads, in
+// Fresh, a delivered that covers ev, and starts after it.
 func (t *Table) publish(st *stream, ev *rig.Event, sink Sink) {
-	sink.Publish(ev.User, ev)
 	if ev.Seq > st.delivered.Load() {
 		st.delivered.Store(ev.Seq)
 	}
+	sink.Publish(ev.User, ev)
 }
 
 // CatchUp publishes what history holds for users after each one's from;
