@@ -217,7 +217,7 @@ func (c *Client) Release(users []string, upTo uint64, first ...*rig.Event) {
 	c.marks.Have(users, upTo, first)
 	c.queue = append(c.queue, first...)
 	if c.holds == 0 {
-		c.held = c.unholdLocked(func(*rig.Event) bool { return true })
+		c.held = c.unholdLocked(func(ev *rig.Event) bool { return ev.Kind != rig.KindMessage || c.userHolds[ev.User] == 0 })
 	}
 	c.kickLocked()
 }

@@ -379,3 +379,22 @@ func TestHoldUserLetsTheRestThrough(t *testing.T) {
 		t.Fatalf("written %s", got)
 	}
 }
+
+// A Release (the end of a connection's first events) leaves held what a
+// HoldUser still holds.
+func TestReleaseKeepsUserHolds(t *testing.T) {
+	c := New(&rig.Session{}, "test", 8)
+	p := newPipe()
+	c.Hold()
+	c.Attach(p)
+	c.HoldUser("a")
+	c.Deliver(seqMsg("a", 1))
+	c.Deliver(seqMsg("b", 2))
+	c.Release(nil, 0)
+	waitFor(t, func() bool { return len(p.written()) == 1 })
+	c.ReleaseUser("a", 0)
+	waitFor(t, func() bool { return len(p.written()) == 2 })
+	if got := strings.Join(p.written(), ","); got != "message:b2,message:a1" {
+		t.Fatalf("written %s", got)
+	}
+}

@@ -166,4 +166,3 @@ func requestUsers(c *fiber.Ctx) ([]string, error) {
 	}
 	return users, nil
 }
-
