@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // browserPage uses the browser's own EventSource (which reconnects by
@@ -100,9 +102,12 @@ func TestBrowserResume(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
 		t.Fatalf("open the page in chromium: %v", err)
 	}
-	Eventually(t, 20*time.Second, func() bool {
-		return evaluate[bool](t, ctx, `window.opens.sse > 0 && window.opens.ws > 0`)
-	}, "the page did not connect")
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if !evaluate[bool](t, ctx, `window.opens.sse > 0 && window.opens.ws > 0`) {
+			return fmt.Errorf("the page did not connect")
+		}
+		return nil
+	})
 
 	var posted []string
 	post := func(k int) {
@@ -122,11 +127,14 @@ func TestBrowserResume(t *testing.T) {
 	post(10)
 
 	var sse, ws []string
-	Eventually(t, 60*time.Second, func() bool {
+	check.For(t, 60*time.Second, 10*time.Millisecond, func() error {
 		sse = evaluate[[]string](t, ctx, `window.sse`)
 		ws = evaluate[[]string](t, ctx, `window.ws`)
-		return len(sse) >= len(posted) && len(ws) >= len(posted)
-	}, "the page did not get every message")
+		if !(len(sse) >= len(posted) && len(ws) >= len(posted)) {
+			return fmt.Errorf("the page did not get every message")
+		}
+		return nil
+	})
 	gaps := evaluate[int](t, ctx, `window.gaps`)
 	opens := evaluate[struct{ SSE, WS int }](t, ctx, `({SSE: window.opens.sse, WS: window.opens.ws})`)
 	for name, got := range map[string][]string{"EventSource": sse, "WebSocket": ws} {
