@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -57,14 +58,23 @@ func (p *pipeTransport) written() []string {
 	return all
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+// wrote is a check.For condition: p has written n events.
+func wrote(p *pipeTransport, n int) func() error {
+	return func() error {
+		if w := p.written(); len(w) != n {
+			return fmt.Errorf("written %v, want %d events", w, n)
 		}
-		time.Sleep(time.Millisecond)
+		return nil
+	}
+}
+
+// drained is a check.For condition: the writer has taken every queued event.
+func drained(c *Client) func() error {
+	return func() error {
+		if n := c.Queued(); n != 0 {
+			return fmt.Errorf("%d events still queued", n)
+		}
+		return nil
 	}
 }
 
@@ -79,9 +89,9 @@ func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
 	}
 	p := newPipe()
 	c.Start(p)
-	waitFor(t, func() bool { return len(p.written()) == 3 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	c.Deliver(msg("4"))
-	waitFor(t, func() bool { return len(p.written()) == 4 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 4))
 	got := p.written()
 	for i, want := range []string{"message:1", "message:2", "message:3", "message:4"} {
 		if got[i] != want {
@@ -99,7 +109,7 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 	p.block = make(chan struct{}) // the client stopped reading
 	c.Start(p)
 	c.Deliver(msg("0")) // taken by the writer, which blocks
-	waitFor(t, func() bool { return c.Queued() == 0 })
+	check.For(t, 5*time.Second, time.Millisecond, drained(c))
 	for i := range 4 {
 		c.Deliver(msg(string(rune('a' + i))))
 	}
@@ -160,7 +170,7 @@ func TestFinishOnStuckClientStillCloses(t *testing.T) {
 	p.block = make(chan struct{})
 	c.Start(p)
 	c.Deliver(msg("1"))
-	waitFor(t, func() bool { return c.Queued() == 0 })
+	check.For(t, 5*time.Second, time.Millisecond, drained(c))
 	c.Finish(&rig.Event{Kind: rig.KindTokenExpired}, ReasonTokenExpired)
 	// The final event is queued behind a write that never finishes; the
 	// owner closes the client (as the edge does on a drain timeout).
@@ -227,12 +237,12 @@ func TestHoldResumeSeam(t *testing.T) {
 		t.Fatalf("written while holding: %v", got)
 	}
 	c.Resume([]string{"a"}, 3, &rig.Event{Kind: rig.KindGap, ID: "x"}, seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6))
-	waitFor(t, func() bool { return len(p.written()) == 5 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 5))
 	// A late live copy of a replayed message is dropped; new ones are not.
 	c.Deliver(seqMsg("a", 6))
 	c.Deliver(seqMsg("a", 7))
 	c.Deliver(seqMsg("a", 8))
-	waitFor(t, func() bool { return len(p.written()) == 7 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 7))
 	want := "connected:,gap:x,message:a4,message:a5,message:a6,message:a7,message:a8"
 	if got := strings.Join(p.written(), ","); got != want {
 		t.Fatalf("written %s\nwant    %s", got, want)
@@ -248,7 +258,7 @@ func TestNestedHolds(t *testing.T) {
 	c.Deliver(seqMsg("b", 9))
 	c.Resume([]string{"a"}, 0, seqMsg("a", 1))
 	c.Resume([]string{"b"}, 0, seqMsg("b", 2))
-	waitFor(t, func() bool { return len(p.written()) == 3 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	if got := strings.Join(p.written(), ","); got != "message:a1,message:b2,message:b9" {
 		t.Fatalf("written %s", got)
 	}
@@ -296,7 +306,7 @@ func TestDeliverHere(t *testing.T) {
 	// A writer blocked on the transport: DeliverHere queues behind it.
 	p.block = make(chan struct{})
 	c.Deliver(msg("2"))
-	waitFor(t, func() bool { return c.Queued() == 0 }) // the writer took 2 and waits
+	check.For(t, 5*time.Second, time.Millisecond, drained(c)) // the writer took 2 and waits
 	done := make(chan struct{})
 	go func() { c.DeliverHere(msg("3")); close(done) }()
 	select {
@@ -305,7 +315,7 @@ func TestDeliverHere(t *testing.T) {
 		t.Fatal("DeliverHere waited for a busy writer")
 	}
 	close(p.block)
-	waitFor(t, func() bool { return len(p.written()) == 3 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	if got := strings.Join(p.written(), ","); got != "message:1,message:2,message:3" {
 		t.Errorf("written %s", got)
 	}
