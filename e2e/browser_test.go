@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -139,7 +140,7 @@ func TestBrowserResume(t *testing.T) {
 	opens := evaluate[struct{ SSE, WS int }](t, ctx, `({SSE: window.opens.sse, WS: window.opens.ws})`)
 	for name, got := range map[string][]string{"EventSource": sse, "WebSocket": ws} {
 		lost, dup := diff(posted, got)
-		if len(lost) > 0 || len(dup) > 0 || !equal(got, posted) {
+		if len(lost) > 0 || len(dup) > 0 || !slices.Equal(got, posted) {
 			t.Errorf("%s: got %d of %d, lost %v, duplicated %v (or out of order)", name, len(got), len(posted), lost, dup)
 		}
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -155,7 +156,7 @@ func TestRollingRestart(t *testing.T) {
 	for _, c := range clients {
 		got, want := c.received(), expected[c.users[0]]
 		lost, dup := diff(want, got)
-		inOrder := len(lost) == 0 && len(dup) == 0 && equal(got, want)
+		inOrder := len(lost) == 0 && len(dup) == 0 && slices.Equal(got, want)
 		t.Logf("%-20s %4d messages, %d lost, %d duplicated, in order: %v (%s)", c.name, len(got), len(lost), len(dup), inOrder, c.summary())
 		allLost += len(lost)
 		allDup += len(dup)
@@ -164,18 +165,6 @@ func TestRollingRestart(t *testing.T) {
 		}
 	}
 	t.Logf("rolling restart: %d messages posted, %d edge restarts, %d clients: %d lost, %d duplicated", total, restarts, len(clients), allLost, allDup)
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func head(s []string) []string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,7 +71,7 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	}
 	if len(sess.ID) > blacklist.MaxSessionIDLen {
 		// Every session let in must be one the blacklist can revoke.
-		return nil, api.Errorf(fiber.StatusUnauthorized, "jti longer than "+itoa(blacklist.MaxSessionIDLen)+" bytes")
+		return nil, api.Errorf(fiber.StatusUnauthorized, "jti longer than "+strconv.Itoa(blacklist.MaxSessionIDLen)+" bytes")
 	}
 	if s.blacklist.Listed(sess.ID) {
 		return nil, api.Errorf(fiber.StatusUnauthorized, "session "+quote(sess.ID)+" is blacklisted")
