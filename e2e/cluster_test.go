@@ -56,30 +56,24 @@ func streamInfo(js jetstream.JetStream, name string) (*jetstream.StreamInfo, err
 // replica current, and returns its state.
 func replicated(t testing.TB, js jetstream.JetStream, name string, want int, timeout time.Duration) *jetstream.StreamInfo {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		why := ""
+	var info *jetstream.StreamInfo
+	check.For(t, timeout, 100*time.Millisecond, func() error {
 		i, err := streamInfo(js, name)
 		switch {
 		case err != nil:
-			why = err.Error()
+			return fmt.Errorf("stream %s: %w", name, err)
 		case i.Config.Replicas != want || i.Cluster == nil || i.Cluster.Leader == "" || len(i.Cluster.Replicas) != want-1:
-			why = fmt.Sprintf("replicas %d, cluster %+v", i.Config.Replicas, i.Cluster)
-		default:
-			for _, r := range i.Cluster.Replicas {
-				if !r.Current || r.Offline {
-					why = fmt.Sprintf("replica %s current=%v offline=%v lag=%d", r.Name, r.Current, r.Offline, r.Lag)
-				}
+			return fmt.Errorf("stream %s not replicated %d times: replicas %d, cluster %+v", name, want, i.Config.Replicas, i.Cluster)
+		}
+		for _, r := range i.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return fmt.Errorf("stream %s: replica %s current=%v offline=%v lag=%d", name, r.Name, r.Current, r.Offline, r.Lag)
 			}
 		}
-		if why == "" {
-			return i
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: stream %s not replicated %d times with every replica current: %s", timeout, name, want, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		info = i
+		return nil
+	})
+	return info
 }
 
 // peers returns the names of the servers holding a stream.
