@@ -51,7 +51,7 @@ func (s *Server) handleWebSocket(c *fiber.Ctx) error {
 			c.Set(fiber.HeaderUpgrade, "websocket")
 		}
 		c.Set("Sec-WebSocket-Version", "13")
-		return api.Errorf(status, err.Error())
+		return api.NewError(status, err.Error())
 	}
 	if mode != ws.Plain {
 		// A Phoenix socket subscribes, and resumes, per joined topic.
@@ -75,7 +75,7 @@ func socketMode(c *fiber.Ctx) (ws.Mode, error) {
 	}
 	v, err := phoenix.ParseVersion(string(args.Peek("vsn")))
 	if err != nil {
-		return 0, api.Errorf(fiber.StatusBadRequest, err.Error())
+		return 0, api.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	if v == phoenix.V1 {
 		return ws.Phoenix1, nil
