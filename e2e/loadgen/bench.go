@@ -37,6 +37,7 @@ type sizes struct {
 	lpUsers              int
 	lpRate               float64
 	lpFor                time.Duration
+	ingestUsers          int // ingest: SSE users the messages go to
 }
 
 var standard = sizes{
@@ -45,6 +46,7 @@ var standard = sizes{
 	tputUsers: 10_000, latRate: 2000, latFor: 15 * time.Second,
 	phaseFor: 10 * time.Second, maxMessages: 3_000_000, singleConc: 64, batch: 100, batchConc: 16,
 	lpUsers: 1000, lpRate: 1000, lpFor: 5 * time.Second,
+	ingestUsers: 1000,
 }
 
 var smoke = sizes{
@@ -53,6 +55,7 @@ var smoke = sizes{
 	tputUsers: 200, latRate: 500, latFor: time.Second,
 	phaseFor: time.Second, maxMessages: 5000, singleConc: 8, batch: 20, batchConc: 4,
 	lpUsers: 20, lpRate: 100, lpFor: time.Second,
+	ingestUsers: 20,
 }
 
 // Run is one run of one scenario of the bench.
@@ -78,7 +81,7 @@ func runBench(args []string) error {
 	out := fs.String("out", "docs/BENCHMARKS.md", "Markdown file whose generated section is replaced (\"\": none)")
 	jsonOut := fs.String("json", "", "also write every result as JSON to this file")
 	runs := fs.Int("runs", 2, "runs of each scenario")
-	only := fs.String("only", "", "comma-separated groups to run (memory-sse, memory-ws, throughput, longpoll, scale); default all")
+	only := fs.String("only", "", "comma-separated groups to run (memory-sse, memory-ws, throughput, ingest, longpoll, scale); default all")
 	isSmoke := fs.Bool("smoke", false, "tiny scenarios, seconds in all: checks the harness, measures nothing")
 	profile := fs.Bool("profile", true, "take CPU profiles of the servers during the throughput phases (first run)")
 	keep := fs.Bool("keep", false, "keep the servers' logs and data directory")
@@ -105,6 +108,7 @@ func runBench(args []string) error {
 		{"memory-sse", func(int) (*Result, error) { return b.memory("sse") }},
 		{"memory-ws", func(int) (*Result, error) { return b.memory("websocket") }},
 		{"throughput", b.throughput},
+		{"ingest", func(int) (*Result, error) { return b.ingest() }},
 		{"longpoll", func(int) (*Result, error) { return b.longPoll() }},
 		{"scale", func(int) (*Result, error) { return b.scale() }},
 	}
@@ -306,6 +310,24 @@ func (b *bench) throughput(run int) (*Result, error) {
 	return s.Result(), nil
 }
 
+// ingest: ingest's own throughput, for choosing its HTTP stack (issue 13):
+// one edge with few SSE users, so that delivery takes little of the cores;
+// one message per request as fast as singleConc publishers can, then
+// batches. The figures are requests/s and ingest's CPU per request.
+func (b *bench) ingest() (*Result, error) {
+	st, err := b.start("ingest", 1, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+	sc := b.scenario("ingest", "sse", st, b.sz.ingestUsers)
+	sc.Phases = []Publish{
+		{Name: "single", Via: "http", Batch: 1, Concurrency: b.sz.singleConc, Messages: b.sz.maxMessages, Duration: b.sz.phaseFor},
+		{Name: "batch", Via: "http", Batch: b.sz.batch, Concurrency: b.sz.batchConc, Messages: b.sz.maxMessages, Duration: b.sz.phaseFor},
+	}
+	return Run(sc)
+}
+
 // longPoll: pollers on one edge, messages at a set rate.
 func (b *bench) longPoll() (*Result, error) {
 	st, err := b.start("longpoll", 1, map[string]string{"LONGPOLL_TIMEOUT": "2s"})
@@ -498,6 +520,9 @@ func (b *bench) markdown(m Machine, isSmoke bool) string {
 	if budget := b.cpuBudget(m.CPUs); budget != "" {
 		p("\n**CPU time per delivered message** (each process's CPU seconds over the phase, divided by the messages delivered; the sum bounds what %d cores can deliver):\n\n%s", m.CPUs, budget)
 	}
+	if t := b.ingestTable(); t != "" {
+		p("\n**Ingest alone** (group ingest: requests answered 202 per second, and ingest's CPU seconds over the phase per request; one edge, %d SSE users):\n\n%s", b.sz.ingestUsers, t)
+	}
 	if len(b.profiles) > 0 {
 		p("\n**CPU profiles** (first run, half of each closed-loop phase; `go tool pprof -top`, top 25):\n\n")
 		keys := make([]string, 0, len(b.profiles))
@@ -537,6 +562,33 @@ func (b *bench) cpuBudget(cpus int) string {
 			}
 			fmt.Fprintf(&w, "| %s | %.1f µs | %.1f µs | %.1f µs | %.1f µs | %.1f µs | %.0f/s | %.0f/s |\n", phaseLabel(ph), cells["edge"], cells["ingest"],
 				cells["nats-server"], us(ph.LoadgenCPU), total, float64(cpus)*1e6/total, ph.DeliveredRate)
+		}
+	}
+	return w.String()
+}
+
+// ingestTable tabulates the ingest group's runs: requests/s and ingest's
+// CPU per request, the figures that choose its HTTP stack.
+func (b *bench) ingestTable() string {
+	var w strings.Builder
+	for _, r := range b.results("ingest") {
+		if r == nil {
+			continue
+		}
+		for _, ph := range r.Phases {
+			if ph.Stored == 0 || ph.PublishSeconds <= 0 {
+				continue
+			}
+			if w.Len() == 0 {
+				w.WriteString("| phase | requests/s | messages/s | ingest CPU per request | ingest CPU | nats-server CPU | edge CPU |\n|---|---|---|---|---|---|---|\n")
+			}
+			requests := float64(ph.Stored) / float64(max(ph.Batch, 1))
+			cpu := map[string]ProcUsage{}
+			for _, u := range ph.Procs {
+				cpu[strings.TrimSuffix(u.Name, "-1")] = u
+			}
+			fmt.Fprintf(&w, "| %s | %.0f | %.0f | %.1f µs | %.0f%% | %.0f%% | %.0f%% |\n", phaseLabel(ph), requests/ph.PublishSeconds, ph.PublishRate,
+				cpu["ingest"].CPUSeconds*1e6/requests, cpu["ingest"].CPUPercent, cpu["nats-server"].CPUPercent, cpu["edge"].CPUPercent)
 		}
 	}
 	return w.String()

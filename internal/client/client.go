@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rig-go/rig/internal/hub"
+	"github.com/rig-go/rig/internal/positions"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -19,21 +21,12 @@ type Transport interface {
 	// An event whose kind ends the session (see Final) is the last one the
 	// transport is given; it may end the stream cleanly after writing it.
 	Write(evs []*rig.Event) error
-	// Close closes the connection at once, unblocking a Write in progress.
-	// It is called once.
-	Close() error
+	// Close closes the connection, unblocking a Write in progress; d says
+	// why. It is called once. After the final event it ends the stream
+	// with d (a WebSocket close frame) and may give the peer a moment to
+	// answer; otherwise it closes at once and never blocks.
+	Close(d Disconnect) error
 }
-
-// Reasons a client is closed, as logged and counted.
-const (
-	ReasonClientGone    = "client closed the connection"
-	ReasonSlow          = "slow client: queue full"
-	ReasonWriteFailed   = "write failed"
-	ReasonSessionKilled = "session blacklisted"
-	ReasonTokenExpired  = "token expired"
-	ReasonDraining      = "edge draining"
-	ReasonShutdown      = "edge shutting down"
-)
 
 // ErrClosed is returned by Send after the client was closed.
 var ErrClosed = errors.New("client closed")
@@ -55,13 +48,14 @@ type Counters struct {
 // Client is one connection of a session, subscribed to some users' messages.
 type Client struct {
 	Session   *rig.Session
-	Users     []string
 	Transport string    // "sse", "websocket", "phoenix", "longpoll"
 	Since     time.Time // when it connected
-	// Handle is free for the owner (the edge keeps its hub handle here).
-	Handle any
-	// Counters, if set before Start, is added to.
+	// Counters, if set before Attach, is added to.
 	Counters *Counters
+
+	// users are the users whose messages the client receives: set when the
+	// hub registers it, changed by Phoenix joins and leaves (through the hub).
+	users hub.UserSet
 
 	max int
 
@@ -72,25 +66,26 @@ type Client struct {
 	writing bool
 	final   bool // a final event is queued: accept nothing more
 	closed  bool
-	reason  string
+	reason  Disconnect // the first given; zero while open
 	done    chan struct{}
 
-	// While holds > 0 a replay from history is under way: live events
-	// wait in held, to follow the replayed ones (see Hold and Resume).
-	holds int
-	held  []*rig.Event
-	// seam maps a user to the stream sequence the client has up to, after
-	// a replay: live copies of what it already has are dropped. An entry
-	// goes when the first newer message for that user arrives.
-	seam map[string]uint64
+	// While holds > 0 the connection's first events are being read from
+	// history: every event waits in held, to follow them (see Hold and
+	// Release). While userHolds[u] > 0 the same goes for u's messages
+	// alone (a Phoenix join of u; see HoldUser and ReleaseUser).
+	holds     int
+	userHolds map[string]int
+	held      []*rig.Event
+	// marks say what the client has after a replay: live copies of it
+	// are dropped.
+	marks positions.Marks
 }
 
 // New returns a client that queues at most queueSize events. Events may be
-// delivered at once; they are written once Start binds a transport.
-func New(s *rig.Session, users []string, transport string, queueSize int) *Client {
+// delivered at once; they are written once Attach binds a transport.
+func New(s *rig.Session, transport string, queueSize int) *Client {
 	return &Client{
 		Session:   s,
-		Users:     users,
 		Transport: transport,
 		Since:     time.Now(),
 		max:       queueSize,
@@ -98,12 +93,18 @@ func New(s *rig.Session, users []string, transport string, queueSize int) *Clien
 	}
 }
 
-// Start binds the transport and begins writing what is queued.
-func (c *Client) Start(t Transport) {
+// Members implements hub.Client: the hub keeps the client's users here.
+func (c *Client) Members() *hub.UserSet { return &c.users }
+
+// Users returns the users whose messages the client receives.
+func (c *Client) Users() []string { return c.users.List() }
+
+// Attach binds the transport and begins writing what is queued.
+func (c *Client) Attach(t Transport) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		t.Close()
+		t.Close(c.reason)
 		return
 	}
 	c.t = t
@@ -161,7 +162,7 @@ func (c *Client) closeSlow() {
 		c.Counters.Dropped.Add(1)
 		c.Counters.SlowClosed.Add(1)
 	}
-	c.Close(ReasonSlow)
+	c.Close(DisconnectSlow)
 }
 
 // enqueueLocked queues ev for the writer without starting it.
@@ -169,10 +170,10 @@ func (c *Client) enqueueLocked(ev *rig.Event) error {
 	if c.closed || c.final {
 		return ErrClosed
 	}
-	if c.seam != nil && ev.Kind == rig.KindMessage && c.duplicateLocked(ev) {
+	if c.marks.Duplicate(ev) {
 		return nil
 	}
-	if c.holds > 0 {
+	if c.holds > 0 || ev.Kind == rig.KindMessage && c.userHolds[ev.User] > 0 {
 		if Final(ev.Kind) {
 			c.final = true
 		} else if len(c.held) >= c.max {
@@ -190,74 +191,91 @@ func (c *Client) enqueueLocked(ev *rig.Event) error {
 	return nil
 }
 
-// duplicateLocked reports whether the client already has ev, from a replay.
-func (c *Client) duplicateLocked(ev *rig.Event) bool {
-	upTo, ok := c.seam[ev.User]
-	if !ok || ev.Seq == 0 {
-		return false
-	}
-	if ev.Seq <= upTo {
-		return true
-	}
-	delete(c.seam, ev.User) // live messages come in order: the rest are new
-	if len(c.seam) == 0 {
-		c.seam = nil
-	}
-	return false
-}
-
-// Hold makes live events wait while a replay from history is read. Each
-// Hold is ended by one Resume.
+// Hold makes every event wait while the connection's first events are
+// read. Each Hold is ended by one Release.
 func (c *Client) Hold() {
 	c.mu.Lock()
 	c.holds++
 	c.mu.Unlock()
 }
 
-// Resume ends a Hold for users: it queues first (the connected event, a
+// Release ends a Hold for users: it queues first (the connected event, a
 // gap, replayed messages...), bypassing the queue limit (history bounds
-// them), and once no hold is left, the live events that waited. The client
-// has every message of users up to stream position floor and those in
-// first; live copies of them, held or still to come, are dropped.
-func (c *Client) Resume(users []string, floor uint64, first ...*rig.Event) {
+// them), and once no hold is left, the events that waited. The client has
+// every message of users up to stream position upTo and those in first;
+// live copies of them, held or still to come, are dropped.
+func (c *Client) Release(users []string, upTo uint64, first ...*rig.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.holds == 0 {
-		panic("client: Resume without Hold")
+		panic("client: Release without Hold")
 	}
 	c.holds--
 	if c.closed {
 		return
 	}
-	if c.seam == nil {
-		c.seam = make(map[string]uint64, len(users))
-	}
-	for _, u := range users {
-		c.seam[u] = max(c.seam[u], floor)
-	}
-	for _, ev := range first {
-		if ev.Kind == rig.KindMessage {
-			c.seam[ev.User] = max(c.seam[ev.User], ev.Seq)
-		}
-	}
+	c.marks.Have(users, upTo, first)
 	c.queue = append(c.queue, first...)
 	if c.holds == 0 {
-		for _, ev := range c.held {
-			if ev.Kind == rig.KindMessage && c.duplicateLocked(ev) {
-				continue
-			}
-			c.queue = append(c.queue, ev)
-		}
-		c.held = nil
+		c.held = c.unholdLocked(func(ev *rig.Event) bool { return ev.Kind != rig.KindMessage || c.userHolds[ev.User] == 0 })
 	}
 	c.kickLocked()
+}
+
+// HoldUser makes user's messages wait while a Phoenix join of user reads
+// where it starts; other events, heartbeats included, go on. Each
+// HoldUser is ended by one ReleaseUser.
+func (c *Client) HoldUser(user string) {
+	c.mu.Lock()
+	if c.userHolds == nil {
+		c.userHolds = make(map[string]int)
+	}
+	c.userHolds[user]++
+	c.mu.Unlock()
+}
+
+// ReleaseUser ends a HoldUser as Release ends a Hold, for one user.
+func (c *Client) ReleaseUser(user string, upTo uint64, first ...*rig.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.userHolds[user] == 0 {
+		panic("client: ReleaseUser without HoldUser")
+	}
+	if c.userHolds[user]--; c.userHolds[user] == 0 {
+		delete(c.userHolds, user)
+	}
+	if c.closed {
+		return
+	}
+	c.marks.Have([]string{user}, upTo, first)
+	c.queue = append(c.queue, first...)
+	if c.holds == 0 && c.userHolds[user] == 0 {
+		c.held = c.unholdLocked(func(ev *rig.Event) bool { return ev.User == user })
+	}
+	c.kickLocked()
+}
+
+// unholdLocked queues the held events that release picks, dropping copies
+// of what the client has, and returns those still held.
+func (c *Client) unholdLocked(release func(*rig.Event) bool) []*rig.Event {
+	var still []*rig.Event
+	for _, ev := range c.held {
+		switch {
+		case !release(ev):
+			still = append(still, ev)
+		case c.marks.Duplicate(ev):
+		default:
+			c.queue = append(c.queue, ev)
+		}
+	}
+	return still
 }
 
 // Fail ends a Hold whose first events could not be read (history was
 // unavailable): the live events held meanwhile are dropped and ev, a final
 // event, is the only thing written, so the client learns of nothing past
 // the cursor it came with and comes back with that same cursor.
-func (c *Client) Fail(ev *rig.Event, reason string) {
+func (c *Client) Fail(ev *rig.Event, d Disconnect) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.holds == 0 {
@@ -267,8 +285,8 @@ func (c *Client) Fail(ev *rig.Event, reason string) {
 	if c.closed || c.final {
 		return
 	}
-	if c.reason == "" {
-		c.reason = reason
+	if c.reason == (Disconnect{}) {
+		c.reason = d
 	}
 	if c.holds == 0 {
 		c.held = nil
@@ -278,16 +296,16 @@ func (c *Client) Fail(ev *rig.Event, reason string) {
 	c.kickLocked()
 }
 
-// Finish sends a final event (session_killed, token_expired, reconnect) and
+// SendFinal sends a final event (session_killed, token_expired, reconnect) and
 // closes the client once it is written, or at once if the client is stuck.
-func (c *Client) Finish(ev *rig.Event, reason string) {
+func (c *Client) SendFinal(ev *rig.Event, d Disconnect) {
 	c.mu.Lock()
-	if c.reason == "" {
-		c.reason = reason
+	if c.reason == (Disconnect{}) {
+		c.reason = d
 	}
 	c.mu.Unlock()
 	if err := c.Send(ev); err != nil && !errors.Is(err, ErrClosed) {
-		c.Close(reason)
+		c.Close(d)
 	}
 }
 
@@ -331,9 +349,9 @@ func (c *Client) flush() {
 			c.writing = false
 			c.mu.Unlock()
 			if err != nil {
-				c.Close(ReasonWriteFailed)
+				c.Close(DisconnectWriteFailed)
 			} else {
-				c.Close(c.reasonOr(ReasonShutdown))
+				c.Close(DisconnectShutdown) // the final event's reason is already kept
 			}
 			return
 		}
@@ -357,32 +375,25 @@ func messages(evs []*rig.Event) uint64 {
 	return n
 }
 
-func (c *Client) reasonOr(def string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reason != "" {
-		return c.reason
-	}
-	return def
-}
-
-// Close closes the client's connection at once. The first reason given
-// (by Close or Finish) is kept. Safe to call more than once.
-func (c *Client) Close(reason string) {
+// Close closes the client's connection. The first reason given (by Close,
+// SendFinal or Fail) is kept, and given to the transport. Safe to call more
+// than once.
+func (c *Client) Close(d Disconnect) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
 	c.closed = true
-	if c.reason == "" {
-		c.reason = reason
+	if c.reason == (Disconnect{}) {
+		c.reason = d
 	}
+	d = c.reason
 	t := c.t
 	c.queue = nil
 	c.mu.Unlock()
 	if t != nil {
-		t.Close()
+		t.Close(d)
 	}
 	close(c.done)
 }
@@ -390,16 +401,9 @@ func (c *Client) Close(reason string) {
 // Done is closed when the client is closed.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-// Reason says why the client was closed; empty while it is open.
-func (c *Client) Reason() string {
+// Reason says why the client was closed; zero while it is open.
+func (c *Client) Reason() Disconnect {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.reason
-}
-
-// Queued returns how many events wait to be written.
-func (c *Client) Queued() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
 }

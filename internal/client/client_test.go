@@ -43,7 +43,7 @@ func (p *pipeTransport) Write(evs []*rig.Event) error {
 	return p.fail
 }
 
-func (p *pipeTransport) Close() error {
+func (p *pipeTransport) Close(Disconnect) error {
 	p.once.Do(func() { close(p.closed) })
 	return nil
 }
@@ -71,24 +71,31 @@ func wrote(p *pipeTransport, n int) func() error {
 // drained is a check.For condition: the writer has taken every queued event.
 func drained(c *Client) func() error {
 	return func() error {
-		if n := c.Queued(); n != 0 {
+		if n := queued(c); n != 0 {
 			return fmt.Errorf("%d events still queued", n)
 		}
 		return nil
 	}
 }
 
+// queued returns how many events wait to be written.
+func queued(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
 func msg(id string) *rig.Event { return &rig.Event{Kind: rig.KindMessage, ID: id} }
 
 func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
-	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 10)
+	c := New(&rig.Session{User: "alice"}, "test", 10)
 	for _, id := range []string{"1", "2", "3"} {
 		if err := c.Send(msg(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	c.Deliver(msg("4"))
 	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 4))
@@ -104,10 +111,10 @@ func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
 }
 
 func TestFullQueueClosesSlowClient(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 4)
+	c := New(&rig.Session{}, "test", 4)
 	p := newPipe()
 	p.block = make(chan struct{}) // the client stopped reading
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("0")) // taken by the writer, which blocks
 	check.For(t, 5*time.Second, time.Millisecond, drained(c))
 	for i := range 4 {
@@ -124,8 +131,8 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("slow client not closed when its queue overflowed")
 	}
-	if c.Reason() != ReasonSlow {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectSlow {
+		t.Fatalf("reason %v", c.Reason())
 	}
 	select {
 	case <-p.closed:
@@ -138,12 +145,12 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 }
 
 func TestFinishWritesFinalEventThenCloses(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 2)
+	c := New(&rig.Session{}, "test", 2)
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("1"))
 	c.Deliver(msg("2"))
-	c.Finish(&rig.Event{Kind: rig.KindSessionKilled}, ReasonSessionKilled)
+	c.SendFinal(&rig.Event{Kind: rig.KindSessionKilled}, DisconnectSessionKilled)
 	c.Deliver(msg("after"))
 	select {
 	case <-c.Done():
@@ -159,49 +166,49 @@ func TestFinishWritesFinalEventThenCloses(t *testing.T) {
 			t.Fatal("event after the final one was written")
 		}
 	}
-	if c.Reason() != ReasonSessionKilled {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectSessionKilled {
+		t.Fatalf("reason %v", c.Reason())
 	}
 }
 
 func TestFinishOnStuckClientStillCloses(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 1)
+	c := New(&rig.Session{}, "test", 1)
 	p := newPipe()
 	p.block = make(chan struct{})
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("1"))
 	check.For(t, 5*time.Second, time.Millisecond, drained(c))
-	c.Finish(&rig.Event{Kind: rig.KindTokenExpired}, ReasonTokenExpired)
+	c.SendFinal(&rig.Event{Kind: rig.KindTokenExpired}, DisconnectTokenExpired)
 	// The final event is queued behind a write that never finishes; the
 	// owner closes the client (as the edge does on a drain timeout).
-	c.Close(ReasonShutdown)
+	c.Close(DisconnectShutdown)
 	<-c.Done()
-	if c.Reason() != ReasonTokenExpired {
-		t.Fatalf("first reason not kept: %q", c.Reason())
+	if c.Reason() != DisconnectTokenExpired {
+		t.Fatalf("first reason not kept: %v", c.Reason())
 	}
 }
 
 func TestWriteErrorCloses(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
 	p.fail = errors.New("broken pipe")
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(msg("1"))
 	select {
 	case <-c.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("not closed after a failed write")
 	}
-	if c.Reason() != ReasonWriteFailed {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectWriteFailed {
+		t.Fatalf("reason %v", c.Reason())
 	}
 }
 
 func TestStartAfterCloseClosesTransport(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
-	c.Close(ReasonClientGone)
+	c := New(&rig.Session{}, "test", 8)
+	c.Close(DisconnectClientGone)
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	select {
 	case <-p.closed:
 	default:
@@ -210,8 +217,8 @@ func TestStartAfterCloseClosesTransport(t *testing.T) {
 }
 
 func BenchmarkDeliver(b *testing.B) {
-	c := New(&rig.Session{}, nil, "test", 1<<20)
-	c.Start(newPipe())
+	c := New(&rig.Session{}, "test", 1<<20)
+	c.Attach(newPipe())
 	ev := msg("x")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -224,11 +231,11 @@ func seqMsg(user string, seq uint64) *rig.Event {
 }
 
 func TestHoldResumeSeam(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	c.Send(&rig.Event{Kind: rig.KindConnected})
 	c.Hold()
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	// Live events during the replay: one older than the cursor (2), one the
 	// replay also holds (5).
 	c.Deliver(seqMsg("a", 2))
@@ -236,7 +243,7 @@ func TestHoldResumeSeam(t *testing.T) {
 	if got := p.written(); len(got) != 0 {
 		t.Fatalf("written while holding: %v", got)
 	}
-	c.Resume([]string{"a"}, 3, &rig.Event{Kind: rig.KindGap, ID: "x"}, seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6))
+	c.Release([]string{"a"}, 3, &rig.Event{Kind: rig.KindGap, ID: "x"}, seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6))
 	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 5))
 	// A late live copy of a replayed message is dropped; new ones are not.
 	c.Deliver(seqMsg("a", 6))
@@ -250,14 +257,14 @@ func TestHoldResumeSeam(t *testing.T) {
 }
 
 func TestNestedHolds(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	c.Hold()
 	c.Hold()
 	c.Deliver(seqMsg("b", 9))
-	c.Resume([]string{"a"}, 0, seqMsg("a", 1))
-	c.Resume([]string{"b"}, 0, seqMsg("b", 2))
+	c.Release([]string{"a"}, 0, seqMsg("a", 1))
+	c.Release([]string{"b"}, 0, seqMsg("b", 2))
 	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	if got := strings.Join(p.written(), ","); got != "message:a1,message:b2,message:b9" {
 		t.Fatalf("written %s", got)
@@ -265,7 +272,7 @@ func TestNestedHolds(t *testing.T) {
 }
 
 func TestHeldOverflowClosesSlowClient(t *testing.T) {
-	c := New(&rig.Session{}, nil, "test", 2)
+	c := New(&rig.Session{}, "test", 2)
 	c.Hold()
 	for i := range 3 {
 		c.Deliver(msg(string(rune('a' + i))))
@@ -281,20 +288,20 @@ func TestHeldOverflowClosesSlowClient(t *testing.T) {
 // the writer must find the queue emptied by Close and just stop.
 func TestCloseRacesWriter(t *testing.T) {
 	for range 2000 {
-		c := New(&rig.Session{}, nil, "test", 8)
-		c.Start(newPipe())
+		c := New(&rig.Session{}, "test", 8)
+		c.Attach(newPipe())
 		c.Deliver(msg("1"))
-		c.Close(ReasonClientGone)
+		c.Close(DisconnectClientGone)
 	}
 }
 
 // DeliverHere writes on the caller's goroutine when the client is idle,
 // and only queues when a writer is at work, so the order holds.
 func TestDeliverHere(t *testing.T) {
-	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 10)
+	c := New(&rig.Session{User: "alice"}, "test", 10)
 	c.Counters = &Counters{}
 	p := newPipe()
-	c.Start(p)
+	c.Attach(p)
 	c.DeliverHere(msg("1"))
 	if got := p.written(); len(got) != 1 || got[0] != "message:1" {
 		t.Fatalf("idle client: written %v before DeliverHere returned, want [message:1]", got)
@@ -323,14 +330,14 @@ func TestDeliverHere(t *testing.T) {
 
 // A full queue closes the client as slow, through DeliverHere too.
 func TestDeliverHereFullQueue(t *testing.T) {
-	c := New(&rig.Session{User: "alice"}, []string{"alice"}, "test", 8)
+	c := New(&rig.Session{User: "alice"}, "test", 8)
 	c.Counters = &Counters{}
 	c.Hold() // nothing is written: the queue fills
 	for i := range 9 {
 		c.DeliverHere(msg(fmt.Sprint(i)))
 	}
-	if c.Reason() != ReasonSlow || c.Counters.SlowClosed.Load() != 1 || c.Counters.Dropped.Load() != 1 {
-		t.Errorf("reason %q, slow %d, dropped %d", c.Reason(), c.Counters.SlowClosed.Load(), c.Counters.Dropped.Load())
+	if c.Reason() != DisconnectSlow || c.Counters.SlowClosed.Load() != 1 || c.Counters.Dropped.Load() != 1 {
+		t.Errorf("reason %v, slow %d, dropped %d", c.Reason(), c.Counters.SlowClosed.Load(), c.Counters.Dropped.Load())
 	}
 }
 
@@ -338,13 +345,13 @@ func TestDeliverHereFullQueue(t *testing.T) {
 // ends the hold with only the final event: the live events held meanwhile
 // (past the client's cursor) are not written, and nothing after it is.
 func TestFailDropsHeldEvents(t *testing.T) {
-	c := New(&rig.Session{}, []string{"u"}, "test", 8)
+	c := New(&rig.Session{}, "test", 8)
 	p := newPipe()
 	c.Hold()
-	c.Start(p)
+	c.Attach(p)
 	c.Deliver(seqMsg("u", 7))
 	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})
-	c.Fail(&rig.Event{Kind: rig.KindReconnect, ID: ""}, "history unavailable")
+	c.Fail(&rig.Event{Kind: rig.KindReconnect, ID: ""}, DisconnectHistoryUnavailable)
 	c.Deliver(seqMsg("u", 8))
 	select {
 	case <-c.Done():
@@ -354,7 +361,50 @@ func TestFailDropsHeldEvents(t *testing.T) {
 	if got := p.written(); len(got) != 1 || got[0] != "reconnect:" {
 		t.Fatalf("written %v, want only the reconnect event", got)
 	}
-	if c.Reason() != "history unavailable" {
-		t.Fatalf("reason %q", c.Reason())
+	if c.Reason() != DisconnectHistoryUnavailable {
+		t.Fatalf("reason %v", c.Reason())
+	}
+}
+
+// TestHoldUserLetsTheRestThrough: while a Phoenix join of one user reads
+// where it starts, only that user's messages wait; heartbeats (pings) and
+// other users' messages are written, and the held ones follow the join's
+// first events, without the copies it already has.
+func TestHoldUserLetsTheRestThrough(t *testing.T) {
+	c := New(&rig.Session{}, "test", 8)
+	p := newPipe()
+	c.Attach(p)
+	c.HoldUser("a")
+	c.Deliver(seqMsg("a", 4))
+	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})
+	c.Deliver(seqMsg("b", 1))
+	c.Deliver(seqMsg("a", 5))
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 2))
+	if got := strings.Join(p.written(), ","); got != "heartbeat:,message:b1" {
+		t.Fatalf("written while a was held: %s", got)
+	}
+	c.ReleaseUser("a", 3, seqMsg("a", 4))
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 4))
+	if got := strings.Join(p.written(), ","); got != "heartbeat:,message:b1,message:a4,message:a5" {
+		t.Fatalf("written %s", got)
+	}
+}
+
+// A Release (the end of a connection's first events) leaves held what a
+// HoldUser still holds.
+func TestReleaseKeepsUserHolds(t *testing.T) {
+	c := New(&rig.Session{}, "test", 8)
+	p := newPipe()
+	c.Hold()
+	c.Attach(p)
+	c.HoldUser("a")
+	c.Deliver(seqMsg("a", 1))
+	c.Deliver(seqMsg("b", 2))
+	c.Release(nil, 0)
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 1))
+	c.ReleaseUser("a", 0)
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 2))
+	if got := strings.Join(p.written(), ","); got != "message:b2,message:a1" {
+		t.Fatalf("written %s", got)
 	}
 }

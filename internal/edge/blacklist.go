@@ -16,7 +16,7 @@ func (s *Server) killSession(jti string) {
 	conns := s.hub.Session(jti)
 	s.metrics.SessionsKilled.Add(float64(len(conns)))
 	for _, c := range conns {
-		c.(*client.Client).Finish(sessionKilled, client.ReasonSessionKilled)
+		c.SendFinal(sessionKilled, client.DisconnectSessionKilled)
 	}
 	if len(conns) > 0 {
 		s.log.Info("session blacklisted: closing its connections", "session", jti, "connections", len(conns))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/check"
+	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -58,26 +59,59 @@ func newTestEdgeWith(t *testing.T, adjust func(*config.Edge)) (*Server, *broker.
 	return s, b
 }
 
+// recorder is a client whose transport keeps the ids of the messages
+// written to it.
 type recorder struct {
-	mu  sync.Mutex
-	ids []string
+	*client.Client
+	tr *captured
 }
 
-// Deliver records message events only: a slow run lasts past the test
-// edge's heartbeat interval, and heartbeats are not what is counted here.
-func (r *recorder) Deliver(ev *rig.Event) {
-	if ev.Kind != rig.KindMessage {
-		return
-	}
-	r.mu.Lock()
-	r.ids = append(r.ids, ev.ID)
-	r.mu.Unlock()
+func newRecorder(queueSize int) *recorder {
+	r := &recorder{Client: client.New(&rig.Session{User: "test", Expires: time.Now().Add(time.Hour)}, "test", queueSize), tr: &captured{}}
+	r.Attach(r.tr)
+	return r
 }
 
+// got returns the ids of the message events written: a slow run lasts
+// past the test edge's heartbeat interval, and heartbeats are not what is
+// counted here.
 func (r *recorder) got() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.ids...)
+	r.tr.mu.Lock()
+	defer r.tr.mu.Unlock()
+	var ids []string
+	for _, ev := range r.tr.evs {
+		if ev.Kind == rig.KindMessage {
+			ids = append(ids, ev.ID)
+		}
+	}
+	return ids
+}
+
+// captured is a client.Transport that keeps what it is given.
+type captured struct {
+	mu  sync.Mutex
+	evs []*rig.Event
+}
+
+func (c *captured) Write(evs []*rig.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.evs = append(c.evs, evs...)
+	return nil
+}
+
+func (c *captured) Close(client.Disconnect) error { return nil }
+
+func (c *captured) kinds() []rig.Kind {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []rig.Kind
+	for _, ev := range c.evs {
+		if ev.Kind != rig.KindHeartbeat {
+			out = append(out, ev.Kind)
+		}
+	}
+	return out
 }
 
 // TestNoGoroutinePerSubscription subscribes a thousand users through the
@@ -88,12 +122,11 @@ func TestNoGoroutinePerSubscription(t *testing.T) {
 	before := runtime.NumGoroutine()
 	recs := make([]*recorder, 1000)
 	for i := range recs {
-		recs[i] = &recorder{}
-		hd, err := s.hub.Register(recs[i], "", []string{fmt.Sprintf("user-%d@x", i)})
-		if err != nil {
+		recs[i] = newRecorder(64)
+		if err := s.hub.Register(recs[i].Client, "", []string{fmt.Sprintf("user-%d@x", i)}); err != nil {
 			t.Fatal(err)
 		}
-		defer s.hub.Unregister(hd)
+		defer s.hub.Unregister(recs[i].Client)
 	}
 	if n := runtime.NumGoroutine() - before; n > 20 {
 		t.Fatalf("%d goroutines for 1000 subscriptions", n)

@@ -52,10 +52,9 @@ func (s *Server) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.hub.EachIn(part, func(hc hub.Client) {
-				c, ok := hc.(*client.Client)
-				if !ok || stuck {
-					hc.Deliver(heartbeat)
+			s.hub.EachIn(part, func(c *client.Client) {
+				if stuck {
+					c.Deliver(heartbeat)
 					return
 				}
 				select {

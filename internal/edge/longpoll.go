@@ -34,9 +34,9 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 	}
 	cn, err := s.register(a, "longpoll")
 	if err != nil {
-		return api.Unavailable("NATS is unreachable", 1)
+		return unavailable(err)
 	}
-	defer s.unregister(cn, client.ReasonClientGone)
+	defer s.unregister(cn, client.DisconnectClientGone)
 	rp, err := s.readHistory(a.users, a.resume)
 	if err != nil {
 		// The poll comes again with the same cursor: nothing is skipped.
@@ -44,9 +44,10 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 		s.log.Warn("long-poll cannot read history: 503", "user", a.session.User, "last_event_id", a.resume, "err", err)
 		return api.Unavailable("history unavailable; poll again with the same last_event_id", 1)
 	}
-	s.replayed(cn, a.users, a.resume, rp)
+	first, upTo := s.replayed(cn, a.users, a.resume, rp)
+	cn.Release(a.users, upTo, first...)
 	box := newMailbox()
-	cn.Start(box)
+	cn.Attach(box)
 
 	wait := time.NewTimer(s.cfg.LongPollTimeout)
 	defer wait.Stop()
@@ -123,6 +124,6 @@ func (m *mailbox) take() []*rig.Event {
 	return m.events
 }
 
-func (m *mailbox) Close() error { return nil }
+func (m *mailbox) Close(client.Disconnect) error { return nil }
 
 var errAnswered = errors.New("long-poll already answered")

@@ -7,7 +7,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"golang.org/x/time/rate"
 
-	"github.com/rig-go/rig/internal/history"
+	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/phoenix"
 	"github.com/rig-go/rig/internal/rig"
 	"github.com/rig-go/rig/internal/ws"
@@ -30,37 +30,36 @@ const (
 	reasonTooManyJoins   = "too many joins"
 	reasonBadParams      = "invalid last_event_id"
 	reasonNotSubscribed  = "subscription failed; try again"
+	// reasonHistoryUnavailable: the join could not read where it starts;
+	// phoenix.js joins again with the same params.
+	reasonHistoryUnavailable = "history unavailable"
 )
 
-// phoenixSocket is the server side of one phoenix.js Socket: its channels
-// are joins of user:<id> topics, each adding that user to the socket's one
-// hub registration, so the hub and the client queue stay those of any
-// connection.
+// phoenixSocket is the server side of one phoenix.js Socket, the Phoenix
+// channels protocol on top of a plain WebSocket (package ws): it reads
+// frames, answers them, and encodes the client's events as pushes. Its
+// channels are joins of user:<id> topics, each adding that user to the
+// client's user set (through the hub), so the hub and the client queue
+// stay those of any connection, and the client's users are its joined
+// topics.
 type phoenixSocket struct {
 	s      *Server
 	cn     *conn
-	wc     *ws.Conn
+	wc     *ws.Conn // set before the socket is read or written
 	v      phoenix.Version
-	joins  []phoenixJoin
 	joinsL *rate.Limiter
 }
 
-// phoenixJoin is one joined topic.
-type phoenixJoin struct {
-	user    string
-	joinRef phoenix.Ref
-	// lastEventID is the join payload's last_event_id: the last message the
-	// client saw, where resuming will start.
-	lastEventID string
+func (s *Server) newPhoenixSocket(cn *conn, v phoenix.Version) *phoenixSocket {
+	return &phoenixSocket{s: s, cn: cn, v: v, joinsL: rate.NewLimiter(joinRate, joinBurst)}
 }
 
-func (s *Server) newPhoenixSocket(cn *conn, wc *ws.Conn, v phoenix.Version) *phoenixSocket {
-	return &phoenixSocket{s: s, cn: cn, wc: wc, v: v, joinsL: rate.NewLimiter(joinRate, joinBurst)}
-}
+// invalidFrame is the close frame for a frame that cannot be decoded.
+var invalidFrame = client.Disconnect{Code: websocket.CloseInvalidFramePayloadData, Reason: "invalid phoenix frame"}
 
 // serve reads and answers frames until the socket ends, and says why.
 // ws.Conn.Read holds the client to its frame budget, text and UTF-8.
-func (p *phoenixSocket) serve() (string, error) {
+func (p *phoenixSocket) serve() (client.Disconnect, error) {
 	for {
 		data, err := p.wc.Read()
 		if err != nil {
@@ -70,26 +69,50 @@ func (p *phoenixSocket) serve() (string, error) {
 		if err != nil {
 			// Phoenix closes a socket whose frame it cannot decode; with no
 			// readable ref there is nothing to reply to.
-			p.wc.CloseWith(websocket.CloseInvalidFramePayloadData, "invalid phoenix frame")
-			return err.Error(), err
+			p.wc.CloseWith(invalidFrame)
+			return client.Disconnect{Code: invalidFrame.Code, Reason: err.Error()}, err
 		}
 		if err := p.handle(f); err != nil {
-			return "write failed", err
+			return client.DisconnectWriteFailed, err
 		}
 	}
 }
 
+// frames is the socket's ws.Encoder: each event becomes a push on its
+// user's topic, if that topic is joined (it may have been left while the
+// event waited in the queue).
+func (p *phoenixSocket) frames(dst [][]byte, ev *rig.Event) [][]byte {
+	switch {
+	case ev.Kind == rig.KindConnected:
+		return dst // a channel starts with its join reply instead
+	case ev.Kind == rig.KindReconnect:
+		return dst // the close frame (1012) says it
+	case client.Final(ev.Kind):
+		// Tell each channel, so channel.on("session_killed") sees it; these
+		// events are rare and per socket, so they are not cached.
+		for _, u := range p.cn.Users() {
+			dst = append(dst, phoenix.Push(p.v, &rig.Event{Kind: ev.Kind, User: u, Data: ev.Data}))
+		}
+		return dst
+	case !p.joined(ev.User):
+		return dst
+	}
+	return append(dst, phoenix.Encoded(p.v, ev))
+}
+
+func (p *phoenixSocket) joined(user string) bool { return slices.Contains(p.cn.Users(), user) }
+
 func (p *phoenixSocket) handle(f phoenix.Frame) error {
 	switch {
 	case f.Topic == phoenix.TopicPhoenix && f.Event == phoenix.EventHeartbeat:
-		return p.wc.Reply(phoenix.Reply(p.v, f, "ok", nil))
+		return p.wc.WriteText(phoenix.Reply(p.v, f, "ok", nil))
 	case f.Event == phoenix.EventJoin:
 		return p.join(f)
 	case f.Event == phoenix.EventLeave:
 		return p.leave(f)
 	}
 	reason := reasonUnmatchedTopic
-	if user, ok := phoenix.User(f.Topic); ok && p.index(user) >= 0 {
+	if user, ok := phoenix.User(f.Topic); ok && p.joined(user) {
 		reason = reasonUnknownEvent
 	}
 	return p.refuse(f, reason)
@@ -98,11 +121,7 @@ func (p *phoenixSocket) handle(f phoenix.Frame) error {
 func (p *phoenixSocket) refuse(f phoenix.Frame, reason string) error {
 	p.s.log.Debug("phoenix frame refused", "user", p.cn.Session.User, "session", p.cn.Session.ID,
 		"topic", f.Topic, "event", f.Event, "reason", reason)
-	return p.wc.Reply(phoenix.ErrorReply(p.v, f, reason))
-}
-
-func (p *phoenixSocket) index(user string) int {
-	return slices.IndexFunc(p.joins, func(j phoenixJoin) bool { return j.user == user })
+	return p.wc.WriteText(phoenix.ErrorReply(p.v, f, reason))
 }
 
 // join applies the rules of users[] to a user:<id> topic.
@@ -114,72 +133,68 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	sess := p.cn.Session
 	if !sess.MaySubscribe(user) {
 		p.s.log.Info("phoenix join refused", "user", sess.User, "session", sess.ID, "topic", f.Topic, "reason", reasonUnauthorized)
-		return p.wc.Reply(phoenix.ErrorReply(p.v, f, reasonUnauthorized))
+		return p.wc.WriteText(phoenix.ErrorReply(p.v, f, reasonUnauthorized))
 	}
 	lastEventID, ok := joinParams(f.Payload)
 	if !ok {
 		return p.refuse(f, reasonBadParams)
 	}
-	if i := p.index(user); i >= 0 {
+	if p.joined(user) {
 		// phoenix.js leaves a duplicate channel before joining again; a
-		// client that does not still gets one subscription, under the
-		// latest join.
-		p.joins[i].joinRef, p.joins[i].lastEventID = f.JoinRef, lastEventID
-		return p.wc.Reply(phoenix.Reply(p.v, f, "ok", nil))
+		// client that does not still gets one subscription.
+		return p.wc.WriteText(phoenix.Reply(p.v, f, "ok", nil))
 	}
-	if len(p.joins) >= MaxUsersPerConnection {
+	if len(p.cn.Users()) >= MaxUsersPerConnection {
 		return p.refuse(f, reasonTooManyTopics)
 	}
 	if !p.joinsL.Allow() {
 		return p.refuse(f, reasonTooManyJoins)
 	}
-	// Live messages wait until what the join starts with is queued: the
-	// replay after last_event_id, or nothing older than its position.
-	// Both are read before the join is answered: a join whose history
-	// cannot be read gets an error reply, and phoenix.js joins again with
-	// the same params, so the client's cursor never moves past what it has.
-	p.cn.Hold()
-	var subErr error
-	var floor uint64
-	var rp *history.Replay
-	reason := reasonNotSubscribed
-	err := p.wc.Join(user, func() error {
-		if subErr = p.s.hub.AddUser(p.cn.handle, user); subErr != nil {
-			return subErr
-		}
-		if lastEventID == "" {
-			floor, subErr = p.s.position([]string{user})
-		} else {
-			rp, subErr = p.s.readHistory([]string{user}, lastEventID)
-		}
-		if subErr != nil {
-			reason = reasonHistoryUnavailable
-		}
-		return subErr
-	}, func(err error) []byte {
-		if err != nil {
-			return phoenix.ErrorReply(p.v, f, reason)
-		}
-		if lastEventID == "" {
-			// The channel's position, for a later join's last_event_id.
-			return phoenix.Reply(p.v, f, "ok", json.RawMessage(`{"last_event_id":`+quote(rig.SeqID(floor))+`}`))
-		}
-		return phoenix.Reply(p.v, f, "ok", nil)
-	})
-	if subErr != nil {
-		p.cn.Resume(nil, 0)
-		p.s.hub.RemoveUser(p.cn.handle, user)
-		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "last_event_id", lastEventID, "reason", reason, "err", subErr)
-		return err
+	// The user's live messages wait until what the join starts with is
+	// queued: the replay after last_event_id, or nothing older than its
+	// position. Both are read before the join is answered: a join whose
+	// history cannot be read gets an error reply, and phoenix.js joins
+	// again with the same params, so the client's cursor never moves past
+	// what it has. Only this user's messages wait, and no lock is held:
+	// the socket's other channels and its pings go on meanwhile.
+	p.cn.HoldUser(user)
+	first, upTo, reply, err := p.begin(f, user, lastEventID)
+	if err != nil {
+		p.s.hub.RemoveUser(p.cn.Client, user)
+		p.cn.ReleaseUser(user, 0) // what was held is for a topic not joined: dropped
+		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "last_event_id", lastEventID, "err", err)
+		return p.wc.WriteText(reply)
 	}
-	p.joins = append(p.joins, phoenixJoin{user: user, joinRef: f.JoinRef, lastEventID: lastEventID})
 	p.s.log.Debug("phoenix join", "user", sess.User, "session", sess.ID, "topic", f.Topic, "last_event_id", lastEventID)
-	if lastEventID != "" {
-		p.s.replayed(p.cn, []string{user}, lastEventID, rp)
-	} else {
-		p.cn.Resume([]string{user}, floor)
+	// The reply goes first: the client sees it before the channel's first
+	// message, which waits until ReleaseUser.
+	werr := p.wc.WriteText(reply)
+	p.cn.ReleaseUser(user, upTo, first...)
+	return werr
+}
+
+// begin subscribes the socket to user and reads where the channel starts:
+// the events to queue first, the position the client has every message up
+// to, and the join's reply (an error reply when err is not nil).
+func (p *phoenixSocket) begin(f phoenix.Frame, user, lastEventID string) (first []*rig.Event, upTo uint64, reply []byte, err error) {
+	if err := p.s.hub.AddUser(p.cn.Client, user); err != nil {
+		return nil, 0, phoenix.ErrorReply(p.v, f, reasonNotSubscribed), err
 	}
-	return err
+	users := []string{user}
+	if lastEventID == "" {
+		upTo, err := p.s.position(users)
+		if err != nil {
+			return nil, 0, phoenix.ErrorReply(p.v, f, reasonHistoryUnavailable), err
+		}
+		// The channel's position, for a later join's last_event_id.
+		return nil, upTo, phoenix.Reply(p.v, f, "ok", json.RawMessage(`{"last_event_id":`+quote(rig.SeqID(upTo))+`}`)), nil
+	}
+	rp, err := p.s.readHistory(users, lastEventID)
+	if err != nil {
+		return nil, 0, phoenix.ErrorReply(p.v, f, reasonHistoryUnavailable), err
+	}
+	first, upTo = p.s.replayed(p.cn, users, lastEventID, rp)
+	return first, upTo, phoenix.Reply(p.v, f, "ok", nil), nil
 }
 
 // joinParams reads the join payload phoenix.js sends as the channel's
@@ -197,13 +212,15 @@ func joinParams(payload json.RawMessage) (lastEventID string, ok bool) {
 	return lastEventID, true
 }
 
+// leave stops the topic's messages before its reply is written: an event
+// of the topic still queued is dropped by frames, one written before was
+// written before the reply.
 func (p *phoenixSocket) leave(f phoenix.Frame) error {
 	user, ok := phoenix.User(f.Topic)
-	i := p.index(user)
-	if !ok || i < 0 {
+	if !ok || !p.joined(user) {
 		return p.refuse(f, reasonUnmatchedTopic)
 	}
-	p.joins = slices.Delete(p.joins, i, i+1)
+	p.s.hub.RemoveUser(p.cn.Client, user)
 	p.s.log.Debug("phoenix leave", "user", p.cn.Session.User, "session", p.cn.Session.ID, "topic", f.Topic)
-	return p.wc.Leave(user, func() { p.s.hub.RemoveUser(p.cn.handle, user) }, phoenix.Reply(p.v, f, "ok", nil))
+	return p.wc.WriteText(phoenix.Reply(p.v, f, "ok", nil))
 }

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"github.com/rig-go/rig/internal/client"
-	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/presence"
 )
 
@@ -14,8 +13,8 @@ type presenceSource struct{ s *Server }
 func (p presenceSource) Users() []string {
 	seen := map[string]bool{}
 	users := []string{}
-	p.s.hub.Each(func(c hub.Client) {
-		u := c.(*client.Client).Session.User
+	p.s.hub.Each(func(c *client.Client) {
+		u := c.Session.User
 		if !seen[u] {
 			seen[u] = true
 			users = append(users, u)
@@ -26,18 +25,13 @@ func (p presenceSource) Users() []string {
 
 func (p presenceSource) Sessions(user string) []presence.Session {
 	var out []presence.Session
-	p.s.hub.Each(func(c hub.Client) {
-		cl := c.(*client.Client)
-		if cl.Session.User != user {
+	p.s.hub.Each(func(c *client.Client) {
+		if c.Session.User != user {
 			return
 		}
-		users := cl.Users
-		if hd, ok := cl.Handle.(*hub.Handle); ok {
-			users = hd.Users() // Phoenix joins change them
-		}
 		out = append(out, presence.Session{
-			SessionID: cl.Session.ID, User: cl.Session.User, Users: users,
-			Transport: cl.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: cl.Since.UTC(),
+			SessionID: c.Session.ID, User: c.Session.User, Users: c.Users(),
+			Transport: c.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: c.Since.UTC(),
 		})
 	})
 	return out

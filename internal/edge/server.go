@@ -38,7 +38,7 @@ type Server struct {
 	log      *slog.Logger
 	broker   *broker.Broker
 	verifier *auth.Verifier
-	hub      *hub.Hub
+	hub      *hub.Hub[*client.Client]
 	history  *history.Reader
 	subs     *subscriber
 	app      *fiber.App
@@ -82,7 +82,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 			s.subs.resyncUser(user)
 		}
 	})
-	s.hub = hub.New(s.subs)
+	s.hub = hub.New[*client.Client](s.subs)
 	s.subs.hub = s.hub
 	s.limits = newLimits(cfg.Limits, s.metrics)
 	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
@@ -155,9 +155,6 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	return s
 }
 
-// Hub exposes the registry of connected clients (for tests and metrics).
-func (s *Server) Hub() *hub.Hub { return s.hub }
-
 // Serve accepts connections on the public port (INBOUND_PORT) until
 // Shutdown. The port is open only while the edge is ready (see gate).
 func (s *Server) Serve() error {
@@ -187,23 +184,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// other edges are not hit by every client in the same instant.
 	reconnect := &rig.Event{Kind: rig.KindReconnect, Data: []byte(`{"reason":"edge restarting"}`)}
 	told := 0
-	s.hub.Each(func(c hub.Client) {
-		if cl, ok := c.(*client.Client); ok {
-			cl.Finish(reconnect, client.ReasonDraining)
-			if told++; told%drainBatch == 0 {
-				time.Sleep(drainPause)
-			}
+	s.hub.Each(func(c *client.Client) {
+		c.SendFinal(reconnect, client.DisconnectDraining)
+		if told++; told%drainBatch == 0 {
+			time.Sleep(drainPause)
 		}
 	})
 	drain, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 	defer cancel()
 	if !waitFor(drain, func() bool { return s.hub.Len() == 0 }) {
 		n := s.hub.Len()
-		s.hub.Each(func(c hub.Client) {
-			if cl, ok := c.(*client.Client); ok {
-				cl.Close(client.ReasonShutdown)
-			}
-		})
+		s.hub.Each(func(c *client.Client) { c.Close(client.DisconnectShutdown) })
 		s.log.Warn("drain timeout: closed remaining connections", "connections", n)
 	}
 	waitFor(ctx, func() bool { return s.hub.Len() == 0 })

@@ -58,19 +58,19 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 	cn, err := s.open(a, "sse")
 	if err != nil {
 		s.log.Warn("SSE connection refused after upgrade", "err", err)
-		writeRawError(nc, api.Unavailable("NATS is unreachable", 1), extra)
+		writeRawError(nc, unavailable(err), extra)
 		nc.Close()
 		return
 	}
 	_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	if _, err := nc.Write(sse.Header(extra)); err != nil {
-		s.close(cn, client.ReasonWriteFailed)
+		s.close(cn, client.DisconnectWriteFailed)
 		return
 	}
 	// Spread reconnects of many clients over a few seconds.
 	retry := time.Second + rand.N(2*time.Second)
-	cn.Start(sse.NewConn(nc, s.cfg.WriteTimeout, retry))
-	s.start(cn, a.users, a.resume)
+	cn.Attach(sse.NewConn(nc, s.cfg.WriteTimeout, retry))
+	s.begin(cn, a.users, a.resume)
 	// Setting up grew this goroutine's stack (JWT, NATS, history, logging);
 	// an idle stream's reader needs a fraction of it. A new goroutine
 	// starts with a small stack, and this one's is freed: a few KiB less
@@ -81,7 +81,7 @@ func (s *Server) serveSSE(nc net.Conn, a *admission, extra string) {
 // readSSE waits for the client to go, then closes the connection.
 func (s *Server) readSSE(nc net.Conn, cn *conn) {
 	readUntilClosed(nc)
-	s.close(cn, client.ReasonClientGone)
+	s.close(cn, client.DisconnectClientGone)
 }
 
 // readUntilClosed returns when the peer closes the connection or the

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/rig-go/rig/internal/history"
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/metrics"
+	"github.com/rig-go/rig/internal/positions"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -24,12 +24,9 @@ const (
 	// subscription always feeds the same lane, so its messages stay in order.
 	lanes = 8
 	// laneDepth bounds each lane. NATS drops a message for a full lane
-	// (slow consumer), so it must absorb bursts; a drop is refilled from
-	// history (see fill).
+	// (slow consumer), so it must absorb bursts; a drop is filled from
+	// history (see package positions).
 	laneDepth = 16 << 10
-	// resyncBatch is how many users one history read covers after a
-	// reconnect.
-	resyncBatch = 64
 )
 
 // subscriber opens one NATS subscription per connected user and hands its
@@ -38,21 +35,26 @@ const (
 //
 // Each message carries its stream sequence and the sequence of the user's
 // previous message, so the lane that handles a user drops what it already
-// delivered and fills from history what it missed: messages NATS dropped
-// for a full lane, or that were published while the edge was away from NATS.
+// delivered and fills from history what it missed (positions.Table.Live):
+// messages NATS dropped for a full lane, or that were published while the
+// edge was away from NATS.
 type subscriber struct {
-	nc      *nats.Conn
-	hub     *hub.Hub
-	history *history.Reader
-	log     *slog.Logger
-	metrics *metrics.Edge
-	seed    maphash.Seed
-	lanes   [lanes]chan *nats.Msg
-	resync  [lanes]chan []string // users to check against history; nil: all
+	nc        *nats.Conn
+	hub       *hub.Hub[*client.Client]
+	sink      positions.Sink // the hub, as the lanes deliver to it
+	positions *positions.Table
+	log       *slog.Logger
+	metrics   *metrics.Edge
+	seed      maphash.Seed
+	lanes     [lanes]chan *nats.Msg
+	resync    [lanes]chan []string // users to check against history; nil: all
 }
 
 func newSubscriber(nc *nats.Conn, h *history.Reader, log *slog.Logger, m *metrics.Edge) *subscriber {
-	s := &subscriber{nc: nc, history: h, log: log, metrics: m, seed: maphash.MakeSeed()}
+	s := &subscriber{nc: nc, log: log, metrics: m, seed: maphash.MakeSeed()}
+	s.positions = positions.New(h, positions.Counters{
+		Duplicates: m.Duplicates, Fills: m.GapFills, Filled: m.GapFilled, ReadFailures: m.HistoryReadFailures,
+	}, log)
 	for i := range s.lanes {
 		s.lanes[i] = make(chan *nats.Msg, laneDepth)
 		s.resync[i] = make(chan []string, 64)
@@ -62,12 +64,34 @@ func newSubscriber(nc *nats.Conn, h *history.Reader, log *slog.Logger, m *metric
 
 func (s *subscriber) lane(user string) int { return int(maphash.String(s.seed, user) % lanes) }
 
-// Subscribe implements hub.Subscriber.
+// Subscribe implements hub.Subscriber. The user's stream of positions
+// lives as long as the subscription.
 func (s *subscriber) Subscribe(user string) (hub.Subscription, error) {
-	return s.nc.ChanSubscribe(rig.LiveSubject(user), s.lanes[s.lane(user)])
+	s.positions.Track(user) // first: a message may reach the lane before ChanSubscribe returns
+	sub, err := s.nc.ChanSubscribe(rig.LiveSubject(user), s.lanes[s.lane(user)])
+	if err != nil {
+		s.positions.Forget(user)
+		return nil, err
+	}
+	return tracked{sub, s.positions, user}, nil
+}
+
+// tracked is a live subscription whose end ends its user's stream.
+type tracked struct {
+	*nats.Subscription
+	positions *positions.Table
+	user      string
+}
+
+func (t tracked) Unsubscribe() error {
+	t.positions.Forget(t.user)
+	return t.Subscription.Unsubscribe()
 }
 
 func (s *subscriber) start(ctx context.Context, wg *sync.WaitGroup) {
+	if s.sink == nil {
+		s.sink = hubSink{s.hub}
+	}
 	for i := range s.lanes {
 		wg.Add(1)
 		go func() {
@@ -105,7 +129,7 @@ func (s *subscriber) dispatch(ctx context.Context, lane int) {
 		case m := <-s.lanes[lane]:
 			s.metrics.MessagesReceived.Inc()
 			if ev, ok := liveEvent(m); ok {
-				s.deliver(ctx, ev)
+				s.positions.Live(ctx, ev, s.sink)
 			} else {
 				s.log.Warn("dropped a message on a malformed subject", "subject", m.Subject)
 			}
@@ -117,117 +141,8 @@ func (s *subscriber) dispatch(ctx context.Context, lane int) {
 					}
 				}
 			}
-			s.catchUp(ctx, users)
+			s.positions.CatchUp(ctx, users, s.sink)
 		}
-	}
-}
-
-// deliver publishes a live event unless it was delivered already, first
-// filling the gap before it if the user's previous message never came. If
-// the gap cannot be filled, the event is not published either: the user's
-// clients were told to reconnect, and resume from their own cursors.
-func (s *subscriber) deliver(ctx context.Context, ev *rig.Event) {
-	if ev.Seq != 0 && ev.Seq <= s.hub.LastSeq(ev.User) {
-		s.metrics.Duplicates.Inc()
-		return
-	}
-	// The user's previous message is past the last one delivered (or,
-	// before any, past where the subscription started): it was missed.
-	if point, ok := s.hub.ResumePoint(ev.User); ok && ev.Prev > point {
-		if !s.catchUp(ctx, []string{ev.User}) {
-			return
-		}
-		if ev.Seq <= s.hub.LastSeq(ev.User) {
-			s.metrics.Duplicates.Inc()
-			return
-		}
-	}
-	s.hub.Publish(ev.User, ev)
-}
-
-// A refill is tried again, refillBackoff and then up to twice as long
-// apart (at most a second), for refillTimeout: long enough to outlast the
-// election of a new stream leader after a NATS node is lost (a few seconds;
-// reads fail meanwhile), short enough that a lane (and the live messages of
-// all its users, which wait for it) is not stuck for long when history
-// stays unreadable.
-const (
-	refillTimeout = 30 * time.Second
-	refillBackoff = 100 * time.Millisecond
-)
-
-// catchUp publishes what history holds for users after the last message
-// each was delivered (or, before any, after where its subscription
-// started); users with neither known are skipped. When history cannot be
-// read, the clients of the users it could not refill are closed with a
-// reconnect event (see refillFailed), and catchUp reports false.
-func (s *subscriber) catchUp(ctx context.Context, users []string) bool {
-	lasts := make(map[string]uint64, len(users))
-	var batch []string
-	from := uint64(0)
-	ok := true
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		defer func() { batch, from = batch[:0], 0 }()
-		rp, err := s.refill(ctx, batch, from)
-		if err != nil {
-			s.metrics.HistoryReadFailures.Inc()
-			s.log.Warn("cannot refill from history: telling those users' clients to reconnect", "users", len(batch), "err", err)
-			s.reconnectClients(batch)
-			ok = false
-			return
-		}
-		n := 0
-		for _, ev := range rp.Events {
-			if ev.Seq > lasts[ev.User] {
-				s.hub.Publish(ev.User, ev)
-				lasts[ev.User] = ev.Seq
-				n++
-			}
-		}
-		if n > 0 {
-			s.metrics.GapFills.Inc()
-			s.metrics.GapFilled.Add(float64(n))
-			s.log.Info("refilled missed messages from history", "users", len(batch), "messages", n)
-		}
-	}
-	for _, u := range users {
-		last, known := s.hub.ResumePoint(u)
-		if !known {
-			continue
-		}
-		lasts[u] = last
-		if len(batch) == 0 || last < from {
-			from = last
-		}
-		batch = append(batch, u)
-		if len(batch) == resyncBatch {
-			flush()
-		}
-	}
-	flush()
-	return ok
-}
-
-// refill reads users' messages after from, trying again while the read
-// fails, for refillTimeout.
-func (s *subscriber) refill(ctx context.Context, users []string, from uint64) (*history.Replay, error) {
-	rctx, cancel := context.WithTimeout(ctx, refillTimeout)
-	defer cancel()
-	wait := refillBackoff
-	for {
-		rp, err := s.history.Refill(rctx, users, from)
-		if err == nil {
-			return rp, nil
-		}
-		select {
-		case <-rctx.Done():
-			return nil, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Second)
 	}
 }
 
@@ -237,13 +152,16 @@ func (s *subscriber) refill(ctx context.Context, users []string, from uint64) (*
 // historyUnavailable).
 var refillFailed = historyUnavailable
 
-// reconnectClients tells every client of users to reconnect.
-func (s *subscriber) reconnectClients(users []string) {
+// hubSink is the hub as the lanes deliver to it.
+type hubSink struct{ h *hub.Hub[*client.Client] }
+
+func (k hubSink) Publish(user string, ev *rig.Event) int { return k.h.Publish(user, ev) }
+
+// Reconnect tells every client of users to reconnect.
+func (k hubSink) Reconnect(users []string) {
 	for _, u := range users {
-		for _, c := range s.hub.Clients(u) {
-			if cl, ok := c.(*client.Client); ok {
-				cl.Finish(refillFailed, reasonHistoryUnavailable)
-			}
+		for _, c := range k.h.Clients(u) {
+			c.SendFinal(refillFailed, client.DisconnectHistoryUnavailable)
 		}
 	}
 }
@@ -264,6 +182,3 @@ func liveEvent(m *nats.Msg) (*rig.Event, bool) {
 	}
 	return history.EventOf(subject, id, m.Data, seq, prev)
 }
-
-// replayTimeout bounds one read of history.
-const replayTimeout = 10 * time.Second

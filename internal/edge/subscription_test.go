@@ -17,24 +17,22 @@ import (
 	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/positions"
 	"github.com/rig-go/rig/internal/rig"
 )
 
-// blockingRecorder records events like recorder, but its first Deliver
-// waits until release is closed: the lane that delivers to it stops, its
+// stallingHub is the edge's hub, except that its first Publish waits
+// until release is closed: the lane that publishes through it stops, its
 // channel fills, and NATS drops messages for it (a slow consumer).
-type blockingRecorder struct {
-	recorder
+type stallingHub struct {
+	positions.Sink
 	once    sync.Once
 	release chan struct{}
 }
 
-func (r *blockingRecorder) Deliver(ev *rig.Event) {
-	if ev.Kind != rig.KindMessage {
-		return // heartbeats come from another goroutine
-	}
-	r.once.Do(func() { <-r.release })
-	r.recorder.Deliver(ev)
+func (h *stallingHub) Publish(user string, ev *rig.Event) int {
+	h.once.Do(func() { <-h.release })
+	return h.Sink.Publish(user, ev)
 }
 
 // TestSlowConsumerRefill: NATS drops live messages for a lane that fell
@@ -43,14 +41,15 @@ func (r *blockingRecorder) Deliver(ev *rig.Event) {
 func TestSlowConsumerRefill(t *testing.T) {
 	const total = laneDepth + 4000
 	s, b := newTestEdgeWith(t, func(c *config.Edge) { c.NATS.MaxPerUser = 2 * total })
-	rec := &blockingRecorder{release: make(chan struct{})}
+	stall := &stallingHub{Sink: s.subs.sink, release: make(chan struct{})}
+	s.subs.sink = stall // before any message: the lanes have not read it yet
 	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(rec.release) }) }
-	hd, err := s.hub.Register(rec, "", []string{"alice"})
-	if err != nil {
+	release := func() { releaseOnce.Do(func() { close(stall.release) }) }
+	rec := newRecorder(2 * total)
+	if err := s.hub.Register(rec.Client, "", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
-	defer s.hub.Unregister(hd)
+	defer s.hub.Unregister(rec.Client)
 	defer release() // first: a failing test must not leave the lane blocked in the hub
 	if _, err := s.position([]string{"alice"}); err != nil {
 		t.Fatal(err)
@@ -103,50 +102,24 @@ func TestSlowConsumerRefill(t *testing.T) {
 		testutilCounter(s.metrics.GapFilled), testutilCounter(s.metrics.SlowConsumer))
 }
 
-// captured is a client.Transport that keeps what it is given.
-type captured struct {
-	mu  sync.Mutex
-	evs []*rig.Event
-}
-
-func (c *captured) Write(evs []*rig.Event) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.evs = append(c.evs, evs...)
-	return nil
-}
-
-func (c *captured) Close() error { return nil }
-
-func (c *captured) kinds() []rig.Kind {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []rig.Kind
-	for _, ev := range c.evs {
-		if ev.Kind != rig.KindHeartbeat {
-			out = append(out, ev.Kind)
-		}
-	}
-	return out
-}
-
 // TestRefillFailureReconnects: when a live message shows one was missed
 // and history cannot be read, the user's clients are told to reconnect
 // (they resume from their own cursors) and the live message is not
 // delivered past the hole.
 func TestRefillFailureReconnects(t *testing.T) {
 	s, b := newTestEdge(t)
-	cl := client.New(&rig.Session{User: "alice", ID: "s1", Expires: time.Now().Add(time.Hour)}, []string{"alice"}, "sse", 64)
+	cl := client.New(&rig.Session{User: "alice", ID: "s1", Expires: time.Now().Add(time.Hour)}, "sse", 64)
 	cl.Hold()
-	hd, err := s.hub.Register(cl, "s1", []string{"alice"})
-	if err != nil {
+	if err := s.hub.Register(cl, "s1", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
-	defer s.hub.Unregister(hd)
+	defer s.hub.Unregister(cl)
 	tr := &captured{}
-	cl.Start(tr)
-	cl.Resume([]string{"alice"}, 0, connectedEvent([]string{"alice"}))
-	s.hub.NoteBase("alice", 0)
+	cl.Attach(tr)
+	cl.Release([]string{"alice"}, 0, connectedEvent([]string{"alice"}))
+	if _, err := s.position([]string{"alice"}); err != nil { // the stream starts at 0
+		t.Fatal(err)
+	}
 	// History is gone (the stream deleted): no refill can succeed.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -157,10 +130,10 @@ func TestRefillFailureReconnects(t *testing.T) {
 		t.Fatalf("stream still there: %v", err)
 	}
 	// A live message whose predecessor (seq 3) never came. The refill is
-	// tried until the lane's context ends (refillTimeout in the edge).
+	// tried until the lane's context ends (positions.FillTimeout in the edge).
 	lane, cancelLane := context.WithTimeout(context.Background(), time.Second)
 	defer cancelLane()
-	s.subs.deliver(lane, &rig.Event{Kind: rig.KindMessage, ID: "m5", User: "alice", Seq: 5, Prev: 3})
+	s.subs.positions.Live(lane, &rig.Event{Kind: rig.KindMessage, ID: "m5", User: "alice", Seq: 5, Prev: 3}, s.subs.sink)
 	select {
 	case <-cl.Done():
 	case <-time.After(5 * time.Second):
@@ -169,8 +142,8 @@ func TestRefillFailureReconnects(t *testing.T) {
 	if k := tr.kinds(); len(k) != 2 || k[0] != rig.KindConnected || k[1] != rig.KindReconnect {
 		t.Fatalf("client got %v, want connected then reconnect (and not the live message)", k)
 	}
-	if cl.Reason() != reasonHistoryUnavailable {
-		t.Fatalf("closed for %q", cl.Reason())
+	if cl.Reason() != client.DisconnectHistoryUnavailable {
+		t.Fatalf("closed for %v", cl.Reason())
 	}
 	if testutilCounter(s.metrics.HistoryReadFailures) == 0 {
 		t.Fatal("the failure was not counted")

@@ -7,6 +7,7 @@ package hub
 
 import (
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -17,9 +18,31 @@ import (
 
 const numShards = 64
 
-// Client receives events. Deliver must not block: it queues or drops.
+// Client is what the hub holds: one connection, which receives events
+// and keeps the set of users it receives them for. The hub holds clients of
+// one concrete type (the edge's *client.Client), so what it returns needs
+// no cast back.
 type Client interface {
+	comparable
+	// Deliver must not block: it queues or drops.
 	Deliver(ev *rig.Event)
+	// Members is the client's user set, which only the hub changes.
+	Members() *UserSet
+}
+
+// UserSet is a client's set of users, kept in the client and changed by
+// the hub alone (Register, AddUser, RemoveUser): the users the hub fans out
+// to the client are the users the client reports. Its zero value is empty.
+type UserSet struct {
+	mu   sync.Mutex // held while the hub changes the set and its subscriptions
+	list []string   // copy on write: a slice once returned never changes
+}
+
+// List returns the users. The slice is never modified.
+func (u *UserSet) List() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.list
 }
 
 // Subscription is one open subscription to a user's subject.
@@ -34,105 +57,96 @@ type Subscriber interface {
 	Subscribe(user string) (Subscription, error)
 }
 
-// Handle is a registered client; keep it to unregister.
-type Handle struct {
-	Client  Client
-	Session string // jti, may be empty
-	id      uint64
-
-	mu    sync.Mutex // guards users and gone: a Phoenix socket joins and leaves over time
-	users []string
-	gone  bool
-}
-
-// Users returns the users whose messages the handle receives. The slice
-// is never modified; AddUser and RemoveUser replace it.
-func (hd *Handle) Users() []string {
-	hd.mu.Lock()
-	defer hd.mu.Unlock()
-	return hd.users
-}
-
-type userEntry struct {
+type userEntry[C Client] struct {
 	sub     Subscription
-	clients []*Handle
-	// last is the stream sequence of the last message published to the
-	// user's clients (see LastSeq).
-	last atomic.Uint64
-	// base is 1 + the stream position the subscription started from, 0
-	// while unknown (see NoteBase).
-	base atomic.Uint64
+	clients []C
 }
 
-type userShard struct {
+type userShard[C Client] struct {
 	mu sync.RWMutex
-	m  map[string]*userEntry
+	m  map[string]*userEntry[C]
 }
 
-type setShard struct {
+type sessionShard[C Client] struct {
 	mu sync.Mutex
-	m  map[string][]*Handle
+	m  map[string][]C
 }
 
-type handleShard struct {
+// memberShard maps each registered client to its session id.
+type memberShard[C Client] struct {
 	mu sync.Mutex
-	m  map[*Handle]struct{}
+	m  map[C]string
 }
 
 // Hub is safe for concurrent use. Its zero value is not usable; call New.
-type Hub struct {
+type Hub[C Client] struct {
 	subscriber Subscriber
 	seed       maphash.Seed
-	users      [numShards]userShard
-	sessions   [numShards]setShard
-	handles    [numShards]handleShard
-	nextID     atomic.Uint64
+	users      [numShards]userShard[C]
+	sessions   [numShards]sessionShard[C]
+	members    [numShards]memberShard[C]
 	clients    atomic.Int64
 	userCount  atomic.Int64
 }
 
 // New returns an empty hub that opens subscriptions with s.
-func New(s Subscriber) *Hub {
-	h := &Hub{subscriber: s, seed: maphash.MakeSeed()}
+func New[C Client](s Subscriber) *Hub[C] {
+	h := &Hub[C]{subscriber: s, seed: maphash.MakeSeed()}
 	for i := range numShards {
-		h.users[i].m = make(map[string]*userEntry)
-		h.sessions[i].m = make(map[string][]*Handle)
-		h.handles[i].m = make(map[*Handle]struct{})
+		h.users[i].m = make(map[string]*userEntry[C])
+		h.sessions[i].m = make(map[string][]C)
+		h.members[i].m = make(map[C]string)
 	}
 	return h
 }
 
-func (h *Hub) shard(key string) int {
+func (h *Hub[C]) shard(key string) int {
 	return int(maphash.String(h.seed, key) % numShards)
 }
 
+func (h *Hub[C]) memberShard(c C) *memberShard[C] {
+	return &h.members[maphash.Comparable(h.seed, c)%numShards]
+}
+
 // Register adds c for the given users, subscribing to each user that had
-// no client yet. On error nothing stays registered.
-func (h *Hub) Register(c Client, session string, users []string) (*Handle, error) {
-	hd := &Handle{Client: c, Session: session, users: users, id: h.nextID.Add(1)}
+// no client yet, and makes them c's user set. On error nothing stays
+// registered. A client is registered once.
+func (h *Hub[C]) Register(c C, session string, users []string) error {
+	set := c.Members()
+	set.mu.Lock()
+	defer set.mu.Unlock()
 	for i, u := range users {
-		if err := h.addUser(u, hd); err != nil {
+		if err := h.addUser(u, c); err != nil {
 			for _, done := range users[:i] {
-				h.removeUser(done, hd)
+				h.removeUser(done, c)
 			}
-			return nil, err
+			return err
 		}
 	}
+	set.list = users
 	if session != "" {
 		s := &h.sessions[h.shard(session)]
 		s.mu.Lock()
-		s.m[session] = append(s.m[session], hd)
+		s.m[session] = append(s.m[session], c)
 		s.mu.Unlock()
 	}
-	hs := &h.handles[hd.id%numShards]
-	hs.mu.Lock()
-	hs.m[hd] = struct{}{}
-	hs.mu.Unlock()
+	ms := h.memberShard(c)
+	ms.mu.Lock()
+	ms.m[c] = session
+	ms.mu.Unlock()
 	h.clients.Add(1)
-	return hd, nil
+	return nil
 }
 
-func (h *Hub) addUser(user string, hd *Handle) error {
+func (h *Hub[C]) registered(c C) bool {
+	ms := h.memberShard(c)
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	_, ok := ms.m[c]
+	return ok
+}
+
+func (h *Hub[C]) addUser(user string, c C) error {
 	s := &h.users[h.shard(user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -140,17 +154,17 @@ func (h *Hub) addUser(user string, hd *Handle) error {
 	if e == nil {
 		sub, err := h.subscriber.Subscribe(user)
 		if err != nil {
-			return err
+			return fmt.Errorf("cannot subscribe to the messages of user %q: %w", user, err)
 		}
-		e = &userEntry{sub: sub}
+		e = &userEntry[C]{sub: sub}
 		s.m[user] = e
 		h.userCount.Add(1)
 	}
-	e.clients = append(e.clients, hd)
+	e.clients = append(e.clients, c)
 	return nil
 }
 
-func (h *Hub) removeUser(user string, hd *Handle) {
+func (h *Hub[C]) removeUser(user string, c C) {
 	s := &h.users[h.shard(user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -158,7 +172,7 @@ func (h *Hub) removeUser(user string, hd *Handle) {
 	if e == nil {
 		return
 	}
-	e.clients = removeHandle(e.clients, hd)
+	e.clients = remove(e.clients, c)
 	if len(e.clients) == 0 {
 		_ = e.sub.Unsubscribe() // fails only when NATS is closed, which drops it anyway
 		delete(s.m, user)
@@ -166,81 +180,86 @@ func (h *Hub) removeUser(user string, hd *Handle) {
 	}
 }
 
-func removeHandle(list []*Handle, hd *Handle) []*Handle {
+func remove[C comparable](list []C, c C) []C {
 	for i, x := range list {
-		if x == hd {
+		if x == c {
 			last := len(list) - 1
 			list[i] = list[last]
-			list[last] = nil
+			var zero C
+			list[last] = zero
 			return list[:last]
 		}
 	}
 	return list
 }
 
-// ErrUnregistered is returned by AddUser for a handle that was unregistered.
+// ErrUnregistered is returned by AddUser for a client that is not registered.
 var ErrUnregistered = errors.New("client is no longer registered")
 
 // AddUser subscribes a registered client to one more user's messages (a
 // Phoenix join), opening the user's subscription if it is the first client.
-// Adding a user the handle already has changes nothing. On error nothing
+// Adding a user the client already has changes nothing. On error nothing
 // changes.
-func (h *Hub) AddUser(hd *Handle, user string) error {
-	hd.mu.Lock()
-	defer hd.mu.Unlock()
-	if hd.gone {
+func (h *Hub[C]) AddUser(c C, user string) error {
+	set := c.Members()
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	// Unregister takes the client out of members before it takes the set's
+	// lock: checked under that lock, a client found here is one whose users
+	// Unregister has not read yet, so it will remove this one too.
+	if !h.registered(c) {
 		return ErrUnregistered
 	}
-	if slices.Contains(hd.users, user) {
+	if slices.Contains(set.list, user) {
 		return nil
 	}
-	if err := h.addUser(user, hd); err != nil {
+	if err := h.addUser(user, c); err != nil {
 		return err
 	}
 	// Copy on write: the slice given to Register may be shared with the caller.
-	hd.users = append(slices.Clip(hd.users), user)
+	set.list = append(slices.Clip(set.list), user)
 	return nil
 }
 
 // RemoveUser stops a client's messages of user (a Phoenix leave); the last
 // client of the user closes its subscription.
-func (h *Hub) RemoveUser(hd *Handle, user string) {
-	hd.mu.Lock()
-	defer hd.mu.Unlock()
-	i := slices.Index(hd.users, user)
-	if hd.gone || i < 0 {
+func (h *Hub[C]) RemoveUser(c C, user string) {
+	set := c.Members()
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	i := slices.Index(set.list, user)
+	if i < 0 || !h.registered(c) {
 		return
 	}
-	hd.users = slices.Concat(hd.users[:i], hd.users[i+1:]) // copy on write, as AddUser
-	h.removeUser(user, hd)
+	set.list = slices.Concat(set.list[:i], set.list[i+1:]) // copy on write, as AddUser
+	h.removeUser(user, c)
 }
 
-// Unregister removes a handle; the last client of a user closes its
-// subscription. Unregistering twice is harmless.
-func (h *Hub) Unregister(hd *Handle) {
-	hs := &h.handles[hd.id%numShards]
-	hs.mu.Lock()
-	_, ok := hs.m[hd]
-	delete(hs.m, hd)
-	hs.mu.Unlock()
+// Unregister removes a client; the last client of a user closes its
+// subscription. The client's user set is left as it was, for the log.
+// Unregistering twice is harmless.
+func (h *Hub[C]) Unregister(c C) {
+	ms := h.memberShard(c)
+	ms.mu.Lock()
+	session, ok := ms.m[c]
+	delete(ms.m, c)
+	ms.mu.Unlock()
 	if !ok {
 		return
 	}
-	hd.mu.Lock()
-	hd.gone = true
-	users := hd.users
-	hd.users = nil
-	hd.mu.Unlock()
-	for _, u := range users {
-		h.removeUser(u, hd)
+	set := c.Members()
+	set.mu.Lock()
+	for _, u := range set.list {
+		h.removeUser(u, c)
 	}
-	if hd.Session != "" {
-		s := &h.sessions[h.shard(hd.Session)]
+	set.mu.Unlock()
+	if session != "" {
+		s := &h.sessions[h.shard(session)]
 		s.mu.Lock()
-		if list := removeHandle(s.m[hd.Session], hd); len(list) == 0 {
-			delete(s.m, hd.Session)
+		if list := remove(s.m[session], c); len(list) == 0 {
+			delete(s.m, session)
 		} else {
-			s.m[hd.Session] = list
+			s.m[session] = list
 		}
 		s.mu.Unlock()
 	}
@@ -248,7 +267,7 @@ func (h *Hub) Unregister(hd *Handle) {
 }
 
 // Publish delivers ev to every client of user and returns how many there were.
-func (h *Hub) Publish(user string, ev *rig.Event) int {
+func (h *Hub[C]) Publish(user string, ev *rig.Event) int {
 	s := &h.users[h.shard(user)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -256,95 +275,35 @@ func (h *Hub) Publish(user string, ev *rig.Event) int {
 	if e == nil {
 		return 0
 	}
-	if ev.Seq > e.last.Load() {
-		e.last.Store(ev.Seq)
-	}
-	for _, hd := range e.clients {
-		hd.Client.Deliver(ev)
+	for _, c := range e.clients {
+		c.Deliver(ev)
 	}
 	return len(e.clients)
 }
 
 // Clients returns the clients subscribed to user's messages.
-func (h *Hub) Clients(user string) []Client {
-	s := &h.users[h.shard(user)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e := s.m[user]
-	if e == nil {
-		return nil
-	}
-	out := make([]Client, len(e.clients))
-	for i, hd := range e.clients {
-		out[i] = hd.Client
-	}
-	return out
-}
-
-// NoteBase records, once per subscription, the stream position it started
-// from: every message of user after it reaches the user's clients. A
-// caller that finds messages were missed, before any was delivered, reads
-// from there (see Resume).
-func (h *Hub) NoteBase(user string, seq uint64) {
+func (h *Hub[C]) Clients(user string) []C {
 	s := &h.users[h.shard(user)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if e := s.m[user]; e != nil {
-		e.base.CompareAndSwap(0, seq+1)
+		return slices.Clone(e.clients)
 	}
-}
-
-// ResumePoint returns where to look for user's missed messages: after the
-// last one published, or after the subscription's base; ok is false when
-// neither is known (or there is no subscription).
-func (h *Hub) ResumePoint(user string) (seq uint64, ok bool) {
-	s := &h.users[h.shard(user)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e := s.m[user]
-	if e == nil {
-		return 0, false
-	}
-	if last := e.last.Load(); last > 0 {
-		return last, true
-	}
-	if b := e.base.Load(); b > 0 {
-		return b - 1, true
-	}
-	return 0, false
-}
-
-// LastSeq returns the stream sequence of the last message published to
-// user's clients since the user's subscription opened, 0 if none (or no
-// subscription). A caller that publishes each user's messages from one
-// goroutine can use it to drop duplicates and find gaps.
-func (h *Hub) LastSeq(user string) uint64 {
-	s := &h.users[h.shard(user)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if e := s.m[user]; e != nil {
-		return e.last.Load()
-	}
-	return 0
+	return nil
 }
 
 // Session returns the clients registered with session id jti.
-func (h *Hub) Session(jti string) []Client {
+func (h *Hub[C]) Session(jti string) []C {
 	s := &h.sessions[h.shard(jti)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	list := s.m[jti]
-	out := make([]Client, len(list))
-	for i, hd := range list {
-		out[i] = hd.Client
-	}
-	return out
+	return slices.Clone(s.m[jti])
 }
 
 // Each calls fn for every registered client, one shard at a time, without
 // holding a lock while fn runs.
-func (h *Hub) Each(fn func(Client)) {
-	var buf []Client
+func (h *Hub[C]) Each(fn func(C)) {
+	var buf []C
 	for i := range numShards {
 		buf = h.eachIn(i, buf, fn)
 	}
@@ -356,18 +315,18 @@ const Shards = numShards
 // EachIn calls fn for every client of one part (0 to Shards-1) of the
 // registry, without holding a lock while fn runs: a caller can visit every
 // client over time, a part at a time.
-func (h *Hub) EachIn(shard int, fn func(Client)) {
+func (h *Hub[C]) EachIn(shard int, fn func(C)) {
 	h.eachIn(shard%numShards, nil, fn)
 }
 
-func (h *Hub) eachIn(i int, buf []Client, fn func(Client)) []Client {
-	hs := &h.handles[i]
-	hs.mu.Lock()
+func (h *Hub[C]) eachIn(i int, buf []C, fn func(C)) []C {
+	ms := &h.members[i]
+	ms.mu.Lock()
 	buf = buf[:0]
-	for hd := range hs.m {
-		buf = append(buf, hd.Client)
+	for c := range ms.m {
+		buf = append(buf, c)
 	}
-	hs.mu.Unlock()
+	ms.mu.Unlock()
 	for _, c := range buf {
 		fn(c)
 	}
@@ -375,7 +334,7 @@ func (h *Hub) eachIn(i int, buf []Client, fn func(Client)) []Client {
 }
 
 // Users returns the ids of users with at least one client.
-func (h *Hub) Users() []string {
+func (h *Hub[C]) Users() []string {
 	var out []string
 	for i := range numShards {
 		s := &h.users[i]
@@ -388,16 +347,8 @@ func (h *Hub) Users() []string {
 	return out
 }
 
-// Subscribed reports whether user has a subscription.
-func (h *Hub) Subscribed(user string) bool {
-	s := &h.users[h.shard(user)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.m[user] != nil
-}
-
 // Len returns the number of registered clients.
-func (h *Hub) Len() int { return int(h.clients.Load()) }
+func (h *Hub[C]) Len() int { return int(h.clients.Load()) }
 
 // UserCount returns the number of users with a subscription.
-func (h *Hub) UserCount() int { return int(h.userCount.Load()) }
+func (h *Hub[C]) UserCount() int { return int(h.userCount.Load()) }

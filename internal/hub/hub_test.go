@@ -52,9 +52,12 @@ func (s *countingSubscriber) openCount(user string) int {
 }
 
 type inbox struct {
-	mu  sync.Mutex
-	got []string
+	mu    sync.Mutex
+	got   []string
+	users UserSet
 }
+
+func (b *inbox) Members() *UserSet { return &b.users }
 
 func (b *inbox) Deliver(ev *rig.Event) {
 	b.mu.Lock()
@@ -70,14 +73,13 @@ func (b *inbox) ids() []string {
 
 func TestOneSubscriptionPerUser(t *testing.T) {
 	s := &countingSubscriber{open: map[string]int{}}
-	h := New(s)
+	h := New[*inbox](s)
 	phone, laptop, support := &inbox{}, &inbox{}, &inbox{}
-	hp, err := h.Register(phone, "s1", []string{"alice"})
-	if err != nil {
+	if err := h.Register(phone, "s1", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
-	hl, _ := h.Register(laptop, "s2", []string{"alice"})
-	hs, _ := h.Register(support, "s3", []string{"alice", "bob"})
+	h.Register(laptop, "s2", []string{"alice"})
+	h.Register(support, "s3", []string{"alice", "bob"})
 	if n := s.openCount("alice"); n != 1 {
 		t.Fatalf("alice has %d subscriptions, want 1", n)
 	}
@@ -94,13 +96,13 @@ func TestOneSubscriptionPerUser(t *testing.T) {
 	if got := support.ids(); len(got) != 2 {
 		t.Fatalf("support got %v", got)
 	}
-	h.Unregister(hp)
-	h.Unregister(hl)
+	h.Unregister(phone)
+	h.Unregister(laptop)
 	if s.openCount("alice") != 1 {
 		t.Fatal("alice unsubscribed while the support client still watches")
 	}
-	h.Unregister(hs)
-	h.Unregister(hs) // twice is harmless
+	h.Unregister(support)
+	h.Unregister(support) // twice is harmless
 	if len(s.open) != 0 || h.Len() != 0 || h.UserCount() != 0 {
 		t.Fatalf("left open %v, Len %d, users %d", s.open, h.Len(), h.UserCount())
 	}
@@ -111,8 +113,8 @@ func TestOneSubscriptionPerUser(t *testing.T) {
 
 func TestRegisterRollsBackOnError(t *testing.T) {
 	s := &countingSubscriber{open: map[string]int{}, failOn: "carol"}
-	h := New(s)
-	if _, err := h.Register(&inbox{}, "j", []string{"alice", "bob", "carol"}); err == nil {
+	h := New[*inbox](s)
+	if err := h.Register(&inbox{}, "j", []string{"alice", "bob", "carol"}); err == nil {
 		t.Fatal("Register succeeded although a subscription failed")
 	}
 	if len(s.open) != 0 || h.Len() != 0 || len(h.Session("j")) != 0 {
@@ -121,20 +123,20 @@ func TestRegisterRollsBackOnError(t *testing.T) {
 }
 
 func TestSessionIndex(t *testing.T) {
-	h := New(&countingSubscriber{open: map[string]int{}})
+	h := New[*inbox](&countingSubscriber{open: map[string]int{}})
 	a, b, c := &inbox{}, &inbox{}, &inbox{}
-	ha, _ := h.Register(a, "jti-1", []string{"alice"})
+	h.Register(a, "jti-1", []string{"alice"})
 	h.Register(b, "jti-1", []string{"alice"})
 	h.Register(c, "jti-2", []string{"alice"})
 	if got := h.Session("jti-1"); len(got) != 2 {
 		t.Fatalf("jti-1 has %d clients", len(got))
 	}
-	h.Unregister(ha)
+	h.Unregister(a)
 	if got := h.Session("jti-1"); len(got) != 1 || got[0] != b {
 		t.Fatalf("after unregister jti-1 has %v", got)
 	}
 	n := 0
-	h.Each(func(Client) { n++ })
+	h.Each(func(*inbox) { n++ })
 	if n != 2 {
 		t.Fatalf("Each saw %d clients", n)
 	}
@@ -142,7 +144,7 @@ func TestSessionIndex(t *testing.T) {
 
 func TestConcurrentRegisterPublish(t *testing.T) {
 	s := &countingSubscriber{open: map[string]int{}}
-	h := New(s)
+	h := New[*inbox](s)
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Add(1)
@@ -150,13 +152,13 @@ func TestConcurrentRegisterPublish(t *testing.T) {
 			defer wg.Done()
 			for i := range 500 {
 				user := fmt.Sprintf("u%d", i%17)
-				hd, err := h.Register(&inbox{}, "", []string{user})
-				if err != nil {
+				c := &inbox{}
+				if err := h.Register(c, "", []string{user}); err != nil {
 					t.Error(err)
 					return
 				}
 				h.Publish(user, &rig.Event{ID: fmt.Sprint(w, i)})
-				h.Unregister(hd)
+				h.Unregister(c)
 			}
 		}()
 	}
@@ -167,7 +169,7 @@ func TestConcurrentRegisterPublish(t *testing.T) {
 }
 
 func BenchmarkPublish(b *testing.B) {
-	h := New(&countingSubscriber{open: map[string]int{}})
+	h := New[*inbox](&countingSubscriber{open: map[string]int{}})
 	for i := range 10000 {
 		h.Register(&inbox{}, "", []string{fmt.Sprintf("u%d", i)})
 	}
@@ -184,11 +186,11 @@ func BenchmarkPublish(b *testing.B) {
 
 func TestAddRemoveUser(t *testing.T) {
 	s := &countingSubscriber{open: map[string]int{}, failOn: "carol"}
-	h := New(s)
+	h := New[*inbox](s)
 	sock := &inbox{}
+	hd := sock
 	// A Phoenix socket registers with no users, then joins topics.
-	hd, err := h.Register(sock, "jti", nil)
-	if err != nil {
+	if err := h.Register(sock, "jti", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.AddUser(hd, "alice"); err != nil {
@@ -203,7 +205,7 @@ func TestAddRemoveUser(t *testing.T) {
 	if err := h.AddUser(hd, "carol"); err == nil {
 		t.Fatal("AddUser succeeded although the subscription failed")
 	}
-	if got := hd.Users(); len(got) != 2 || got[0] != "alice" || got[1] != "bob" {
+	if got := hd.Members().List(); len(got) != 2 || got[0] != "alice" || got[1] != "bob" {
 		t.Fatalf("users %v, want [alice bob]", got)
 	}
 	if s.openCount("alice") != 1 || s.openCount("carol") != 0 {
@@ -214,7 +216,7 @@ func TestAddRemoveUser(t *testing.T) {
 	if got := sock.ids(); len(got) != 2 {
 		t.Fatalf("socket got %v, want one message each of alice and bob", got)
 	}
-	before := hd.Users()
+	before := hd.Members().List()
 	h.RemoveUser(hd, "alice")
 	h.RemoveUser(hd, "alice") // leaving twice is harmless
 	if s.openCount("alice") != 0 || h.UserCount() != 1 {
@@ -240,10 +242,11 @@ func TestAddRemoveUser(t *testing.T) {
 }
 
 func TestAddUserDoesNotTouchTheCallersSlice(t *testing.T) {
-	h := New(&countingSubscriber{open: map[string]int{}})
+	h := New[*inbox](&countingSubscriber{open: map[string]int{}})
 	users := make([]string, 1, 4)
 	users[0] = "alice"
-	hd, _ := h.Register(&inbox{}, "", users)
+	hd := &inbox{}
+	h.Register(hd, "", users)
 	h.AddUser(hd, "bob")
 	h.RemoveUser(hd, "alice")
 	if users[:2][1] != "" || users[0] != "alice" {

@@ -157,4 +157,4 @@ func (c *Conn) Write(evs []*rig.Event) error {
 }
 
 // Close closes the connection.
-func (c *Conn) Close() error { return c.nc.Close() }
+func (c *Conn) Close(client.Disconnect) error { return c.nc.Close() }

@@ -1,7 +1,9 @@
 // Package ws is the WebSocket transport: it writes a client's events to an
-// upgraded connection as text frames (RIG's JSON events, or Phoenix channel
-// pushes), turns heartbeats into pings, ends sessions with close frames, and
-// reads the client's frames under a size limit and a pong deadline.
+// upgraded connection as the text frames an Encoder makes of them (RIG's
+// JSON events, or a protocol's, such as Phoenix channels, on top), turns
+// heartbeats into pings, ends connections with close frames, and reads the
+// client's frames under a size limit and a pong deadline. It knows no
+// protocol beyond WebSocket.
 //
 // Every frame a client sends counts against one budget, pings and pongs as
 // much as messages: answering a flood of pings costs the edge as much as
@@ -21,7 +23,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,36 +33,14 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/rig-go/rig/internal/client"
-	"github.com/rig-go/rig/internal/phoenix"
 	"github.com/rig-go/rig/internal/rig"
-	"github.com/rig-go/rig/internal/wire"
 )
 
-// Mode is what a socket speaks.
-type Mode uint8
-
-// The modes of /socket/websocket.
-const (
-	Plain    Mode = iota // RIG's JSON events, one per text frame
-	Phoenix1             // Phoenix channels, serializer 1.0.0
-	Phoenix2             // Phoenix channels, serializer 2.0.0
-)
-
-// Name is the transport's name in logs and presence.
-func (m Mode) Name() string {
-	if m == Plain {
-		return "websocket"
-	}
-	return "phoenix"
-}
-
-// Version is the Phoenix serializer version of a Phoenix mode.
-func (m Mode) Version() phoenix.Version {
-	if m == Phoenix1 {
-		return phoenix.V1
-	}
-	return phoenix.V2
-}
+// Encoder appends to dst the text frames that carry ev to one socket, and
+// returns it; none for an event the socket does not take. Heartbeats never
+// reach it (they are pings). A final event's frames (see client.Final) are
+// the last the socket writes before its close frame.
+type Encoder func(dst [][]byte, ev *rig.Event) [][]byte
 
 const (
 	// readBufferSize is what an idle socket keeps for reading. Clients send
@@ -219,7 +198,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.conn, bufio.NewReadWriter(bufio.NewReaderSize(h.conn, 16), bufio.NewWriterSize(h.conn, 256)), nil
 }
 
-// ErrBinary is returned by Read for a binary message: no mode takes one.
+// ErrBinary is returned by Read for a binary message: no protocol here takes one.
 var ErrBinary = errors.New("binary messages are not accepted")
 
 // Conn is one upgraded socket. Its writes (events, replies, pings, close
@@ -227,12 +206,12 @@ var ErrBinary = errors.New("binary messages are not accepted")
 type Conn struct {
 	ws       *websocket.Conn
 	raw      net.Conn // under the byte budget: for closing, and draining
-	mode     Mode
+	encode   Encoder
 	timeout  time.Duration
 	pongWait time.Duration
 
-	mu    sync.Mutex // held while writing; guards users
-	users []string   // Phoenix: the joined users, whose messages are written
+	mu    sync.Mutex  // held while writing
+	ended atomic.Bool // a final event was written: its close frame comes next
 
 	closing atomic.Bool // a close frame was sent (or is being sent)
 
@@ -241,11 +220,12 @@ type Conn struct {
 	frames *rate.Limiter
 }
 
-// New takes over an upgraded connection. Every write must finish within
-// writeTimeout; a client must answer pings (or send something) within
-// pongWait; a message larger than maxMessage closes the socket with 1009.
-func New(c *websocket.Conn, mode Mode, writeTimeout, pongWait time.Duration, maxMessage int) *Conn {
-	conn := &Conn{ws: c, raw: c.NetConn(), mode: mode, timeout: writeTimeout, pongWait: pongWait}
+// New takes over an upgraded connection, whose events encode frames. Every
+// write must finish within writeTimeout; a client must answer pings (or
+// send something) within pongWait; a message larger than maxMessage closes
+// the socket with 1009.
+func New(c *websocket.Conn, encode Encoder, writeTimeout, pongWait time.Duration, maxMessage int) *Conn {
+	conn := &Conn{ws: c, raw: c.NetConn(), encode: encode, timeout: writeTimeout, pongWait: pongWait}
 	if b, ok := conn.raw.(*byteBudget); ok {
 		conn.raw = b.Conn
 	}
@@ -344,109 +324,86 @@ func (c *Conn) Discard() error {
 	return err
 }
 
-// Write implements client.Transport: each event becomes one text frame,
-// a heartbeat a ping, and a final event (session_killed, token_expired,
-// reconnect) is followed by a close frame.
+// Write implements client.Transport: each event becomes the text frames
+// the Encoder makes of it, and a heartbeat a ping. After a final event
+// (session_killed, token_expired, reconnect) nothing more is written; Close
+// sends its close frame.
 func (c *Conn) Write(evs []*rig.Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing.Load() {
+	if c.ended.Load() || c.closing.Load() {
 		return nil // the socket is closing; the reader ends it
 	}
 	deadline := time.Now().Add(c.timeout)
 	if err := c.ws.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
+	var buf [4][]byte
 	for _, ev := range evs {
-		if err := c.write(ev, deadline); err != nil {
-			return err
+		if ev.Kind == rig.KindHeartbeat {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, frame := range c.encode(buf[:0], ev) {
+			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+				return err
+			}
+		}
+		if client.Final(ev.Kind) {
+			c.ended.Store(true)
+			return nil
 		}
 	}
 	return nil
 }
 
-func (c *Conn) write(ev *rig.Event, deadline time.Time) error {
-	switch {
-	case ev.Kind == rig.KindHeartbeat:
-		return c.ws.WriteControl(websocket.PingMessage, nil, deadline)
-	case client.Final(ev.Kind):
-		return c.finalLocked(ev, deadline)
-	case c.mode == Plain:
-		return c.ws.WriteMessage(websocket.TextMessage, wire.Encoded(ev))
-	case ev.Kind == rig.KindConnected:
-		return nil // a Phoenix channel starts with its join reply instead
-	case !slices.Contains(c.users, ev.User):
-		return nil // the topic was left while the event waited in the queue
-	}
-	return c.ws.WriteMessage(websocket.TextMessage, phoenix.Encoded(c.mode.Version(), ev))
-}
-
-// Close codes of the final events. A reconnect (the edge is draining) is
-// 1012, service restart, which clients treat as "try again"; a killed or
-// expired session ends normally after its event said why.
-func closeFor(k rig.Kind) (code int, text string) {
-	switch k {
-	case rig.KindReconnect:
-		return websocket.CloseServiceRestart, "edge restarting"
-	case rig.KindSessionKilled:
-		return websocket.CloseNormalClosure, "session blacklisted"
-	}
-	return websocket.CloseNormalClosure, "token expired"
-}
-
-func (c *Conn) finalLocked(ev *rig.Event, deadline time.Time) error {
-	switch {
-	case c.mode == Plain:
-		if err := c.ws.WriteMessage(websocket.TextMessage, wire.Encoded(ev)); err != nil {
-			return err
-		}
-	case ev.Kind != rig.KindReconnect:
-		// Tell each channel, so channel.on("session_killed") sees it; these
-		// events are rare and per socket, so they are not cached.
-		for _, u := range c.users {
-			push := phoenix.Push(c.mode.Version(), &rig.Event{Kind: ev.Kind, User: u, Data: ev.Data})
-			if err := c.ws.WriteMessage(websocket.TextMessage, push); err != nil {
-				return err
-			}
-		}
-	}
-	code, text := closeFor(ev.Kind)
-	c.closing.Store(true)
-	return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
-}
-
-// CloseWith sends a close frame with code and text (at most 123 bytes),
-// once, after any write in progress. The reader should then return, and
-// the connection end with Finish.
-func (c *Conn) CloseWith(code int, text string) {
+// CloseWith sends a close frame with d's code and reason (cut to 123
+// bytes), once, after any write in progress. The reader should then
+// return, and the connection end with CloseAfterRead.
+func (c *Conn) CloseWith(d client.Disconnect) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closeFrameLocked(d, time.Now().Add(closeGrace))
+}
+
+func (c *Conn) closeFrameLocked(d client.Disconnect, deadline time.Time) error {
 	if c.closing.Swap(true) {
-		return
+		return nil
 	}
+	text := d.Reason
 	if len(text) > 123 {
 		text = text[:123]
 	}
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
+	return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(d.Code, text), deadline)
 }
 
-// Close implements client.Transport. It never blocks: it closes the
-// connection at once, unless a close frame was sent, in which case it
-// gives the reader a moment to read the peer's answer before Finish closes.
-func (c *Conn) Close() error {
-	if c.closing.Load() {
+// Close implements client.Transport. After a final event it sends the
+// close frame for d (within the write timeout) and gives the reader a
+// moment to read the peer's answer before CloseAfterRead closes; after a
+// close frame it does only the latter. Otherwise it closes the connection
+// at once, without blocking.
+func (c *Conn) Close(d client.Disconnect) error {
+	var err error
+	if c.ended.Load() { // no write is in progress or to come: the lock is free
+		c.mu.Lock()
+		err = c.closeFrameLocked(d, time.Now().Add(c.timeout))
+		c.mu.Unlock()
+	}
+	if err == nil && c.closing.Load() {
 		return c.raw.SetReadDeadline(time.Now().Add(closeGrace))
 	}
 	return c.raw.Close()
 }
 
-// Finish closes the connection once the reader is done; readErr is why it
-// stopped. If a close frame went out (sent here, or by the WebSocket library
+// CloseAfterRead closes the connection once the reader is done; readErr is
+// why it stopped. If a close frame went out (sent here, or by the WebSocket library
 // for an oversized or malformed message, or answering the peer's) and the
 // peer may still be sending, it first half-closes and reads what arrives
 // for a moment: closing a socket with unread data sends a reset, which can
 // destroy the close frame before the peer reads it.
-func (c *Conn) Finish(readErr error) {
+func (c *Conn) CloseAfterRead(readErr error) {
 	nc := c.raw
 	var ne net.Error
 	gone := errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF) ||
@@ -461,43 +418,15 @@ func (c *Conn) Finish(readErr error) {
 	_ = nc.Close()
 }
 
-// Reply writes a Phoenix reply (or any text frame) between events.
-func (c *Conn) Reply(frame []byte) error {
+// WriteText writes one text frame between events (a protocol's reply).
+func (c *Conn) WriteText(frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.textLocked(frame)
-}
-
-func (c *Conn) textLocked(frame []byte) error {
-	if c.closing.Load() {
+	if c.ended.Load() || c.closing.Load() {
 		return nil
 	}
 	if err := c.ws.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return err
 	}
 	return c.ws.WriteMessage(websocket.TextMessage, frame)
-}
-
-// Join subscribes the socket to user's messages with subscribe and writes
-// the reply that reply makes of its result, with no event written in
-// between: the client sees a channel's join reply before its first message.
-func (c *Conn) Join(user string, subscribe func() error, reply func(error) []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	err := subscribe()
-	if err == nil && !slices.Contains(c.users, user) {
-		c.users = append(c.users, user)
-	}
-	return c.textLocked(reply(err))
-}
-
-// Leave stops writing user's messages, runs unsubscribe and writes reply.
-func (c *Conn) Leave(user string, unsubscribe func(), reply []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	unsubscribe()
-	if i := slices.Index(c.users, user); i >= 0 {
-		c.users = slices.Delete(c.users, i, i+1)
-	}
-	return c.textLocked(reply)
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
+	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/rig"
+	"github.com/rig-go/rig/internal/wire"
 )
 
 func TestCheckHandshake(t *testing.T) {
@@ -62,7 +64,10 @@ func TestCheckHandshake(t *testing.T) {
 
 // pair upgrades a real loopback connection the way the edge does and
 // returns the server's socket and a real client.
-func pair(t *testing.T, mode Mode, pongWait time.Duration, maxMessage int) (*Conn, *websocket.Conn) {
+// plain frames each event as RIG's JSON, as the edge's plain sockets do.
+func plain(dst [][]byte, ev *rig.Event) [][]byte { return append(dst, wire.Encoded(ev)) }
+
+func pair(t *testing.T, enc Encoder, pongWait time.Duration, maxMessage int) (*Conn, *websocket.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,7 +94,7 @@ func pair(t *testing.T, mode Mode, pongWait time.Duration, maxMessage int) (*Con
 			srv <- nil
 			return
 		}
-		srv <- New(c, mode, time.Second, pongWait, maxMessage)
+		srv <- New(c, enc, time.Second, pongWait, maxMessage)
 	}()
 	cl, _, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/socket/websocket", nil)
 	if err != nil {
@@ -132,7 +137,7 @@ func closeCode(t *testing.T, cl *websocket.Conn) int {
 }
 
 func TestPlainWrite(t *testing.T) {
-	s, cl := pair(t, Plain, time.Minute, 1024)
+	s, cl := pair(t, plain, time.Minute, 1024)
 	pinged := make(chan struct{}, 1)
 	cl.SetPingHandler(func(string) error { pinged <- struct{}{}; return nil })
 	err := s.Write([]*rig.Event{
@@ -160,6 +165,11 @@ func TestPlainWrite(t *testing.T) {
 	if got := read(t, cl); got != `{"event":"reconnect","data":{"reason":"edge restarting"}}` {
 		t.Fatalf("reconnect frame %s", got)
 	}
+	// Nothing is written after the final event; Close sends its close frame.
+	if err := s.Write([]*rig.Event{{Kind: rig.KindMessage, ID: "late"}}); err != nil {
+		t.Fatalf("write after the final event: %v", err)
+	}
+	go s.Close(client.DisconnectDraining)
 	if code := closeCode(t, cl); code != websocket.CloseServiceRestart {
 		t.Fatalf("close code %d, want 1012", code)
 	}
@@ -169,71 +179,21 @@ func TestPlainWrite(t *testing.T) {
 	}
 }
 
-func TestPhoenixWrite(t *testing.T) {
-	s, cl := pair(t, Phoenix2, time.Minute, 1024)
-	err := s.Join("alice", func() error { return nil }, func(error) []byte { return []byte(`["1","1","user:alice","phx_reply",{"status":"ok","response":{}}]`) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := read(t, cl); !strings.Contains(got, "phx_reply") {
-		t.Fatalf("join reply %s", got)
-	}
-	if err := s.Join("bob", func() error { return errors.New("no") }, func(error) []byte { return []byte(`"refused"`) }); err != nil {
-		t.Fatal(err)
-	}
-	read(t, cl)
-	err = s.Write([]*rig.Event{
-		{Kind: rig.KindConnected, Data: []byte(`{"users":[]}`)},              // no frame in Phoenix
-		{Kind: rig.KindMessage, ID: "b1", User: "bob", Data: []byte(`{}`)},   // not joined
-		{Kind: rig.KindMessage, ID: "a1", User: "alice", Data: []byte(`{}`)}, // joined
-		{Kind: rig.KindSessionKilled, Data: []byte(`{"reason":"session blacklisted"}`)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := read(t, cl); got != `[null,"a1","user:alice","message",{}]` {
-		t.Fatalf("message push %s", got)
-	}
-	if got := read(t, cl); got != `[null,null,"user:alice","session_killed",{"reason":"session blacklisted"}]` {
-		t.Fatalf("session_killed push %s", got)
-	}
-	if code := closeCode(t, cl); code != websocket.CloseNormalClosure {
-		t.Fatalf("close code %d, want 1000", code)
-	}
-}
-
-func TestLeaveStopsMessages(t *testing.T) {
-	s, cl := pair(t, Phoenix1, time.Minute, 1024)
-	_ = s.Join("alice", func() error { return nil }, func(error) []byte { return []byte(`"joined"`) })
-	read(t, cl)
-	left := false
-	_ = s.Leave("alice", func() { left = true }, []byte(`"left"`))
-	read(t, cl)
-	if !left {
-		t.Fatal("Leave did not unsubscribe")
-	}
-	_ = s.Write([]*rig.Event{{Kind: rig.KindMessage, ID: "a1", User: "alice", Data: []byte(`{}`)}})
-	_ = s.Reply([]byte(`"after"`))
-	if got := read(t, cl); got != `"after"` {
-		t.Fatalf("got %s after leaving, want nothing for the topic", got)
-	}
-}
-
 func TestReadLimit(t *testing.T) {
-	s, cl := pair(t, Phoenix2, time.Minute, 256)
+	s, cl := pair(t, plain, time.Minute, 256)
 	go func() { _ = cl.WriteMessage(websocket.TextMessage, make([]byte, 4096)) }()
 	_, err := s.Read()
 	if !errors.Is(err, websocket.ErrReadLimit) {
 		t.Fatalf("Read of an oversized message: %v", err)
 	}
-	go s.Finish(err)
+	go s.CloseAfterRead(err)
 	if code := closeCode(t, cl); code != websocket.CloseMessageTooBig {
 		t.Fatalf("close code %d, want 1009", code)
 	}
 }
 
 func TestMissedPongs(t *testing.T) {
-	s, cl := pair(t, Plain, 200*time.Millisecond, 1024)
+	s, cl := pair(t, plain, 200*time.Millisecond, 1024)
 	cl.SetPingHandler(func(string) error { return nil }) // never answers
 	go func() {
 		for {
@@ -254,7 +214,7 @@ func TestMissedPongs(t *testing.T) {
 }
 
 func TestPongsKeepTheSocket(t *testing.T) {
-	s, cl := pair(t, Plain, 300*time.Millisecond, 1024)
+	s, cl := pair(t, plain, 300*time.Millisecond, 1024)
 	go func() {
 		for {
 			if _, _, err := cl.ReadMessage(); err != nil { // answers pings by default
@@ -277,10 +237,10 @@ func TestPongsKeepTheSocket(t *testing.T) {
 }
 
 func TestCloseWithSendsCode(t *testing.T) {
-	s, cl := pair(t, Phoenix2, time.Minute, 1024)
-	s.CloseWith(websocket.CloseInvalidFramePayloadData, strings.Repeat("x", 200))
-	s.CloseWith(websocket.ClosePolicyViolation, "second") // ignored
-	go s.Finish(nil)
+	s, cl := pair(t, plain, time.Minute, 1024)
+	s.CloseWith(client.Disconnect{Code: websocket.CloseInvalidFramePayloadData, Reason: strings.Repeat("x", 200)})
+	s.CloseWith(client.Disconnect{Code: websocket.ClosePolicyViolation, Reason: "second"}) // ignored
+	go s.CloseAfterRead(nil)
 	if code := closeCode(t, cl); code != websocket.CloseInvalidFramePayloadData {
 		t.Fatalf("close code %d, want 1007", code)
 	}
@@ -290,7 +250,7 @@ func TestCloseWithSendsCode(t *testing.T) {
 // default handler answered every one; now the read fails with ErrFlood
 // after the burst, and no more pongs go out.
 func TestPingFlood(t *testing.T) {
-	s, cl := pair(t, Plain, time.Minute, 1024)
+	s, cl := pair(t, plain, time.Minute, 1024)
 	var pongs atomic.Int64
 	cl.SetPongHandler(func(string) error { pongs.Add(1); return nil })
 	go func() {
@@ -327,7 +287,7 @@ func TestPingFlood(t *testing.T) {
 
 // TestFrameBudgetCountsEverything: messages and pongs share the budget.
 func TestFrameBudgetCountsEverything(t *testing.T) {
-	s, cl := pair(t, Phoenix2, time.Minute, 1024)
+	s, cl := pair(t, plain, time.Minute, 1024)
 	go func() {
 		for i := 0; ; i++ {
 			var err error
@@ -362,7 +322,7 @@ func TestFrameBudgetCountsEverything(t *testing.T) {
 // plain socket (checked while it is dropped) and a Phoenix one; a binary
 // message on a plain socket is dropped unchecked; valid text passes.
 func TestInvalidUTF8(t *testing.T) {
-	s, cl := pair(t, Plain, time.Minute, 1<<16)
+	s, cl := pair(t, plain, time.Minute, 1<<16)
 	msgs := []struct {
 		typ  int
 		data []byte
@@ -388,7 +348,7 @@ func TestInvalidUTF8(t *testing.T) {
 		t.Fatalf("Discard of invalid UTF-8: %v, want ErrInvalidUTF8", err)
 	}
 
-	p, pcl := pair(t, Phoenix2, time.Minute, 1024)
+	p, pcl := pair(t, plain, time.Minute, 1024)
 	go func() {
 		_ = pcl.WriteMessage(websocket.TextMessage, []byte(`["1","1","user:a","phx_join",{"x":"bad `+"\xff"+`"}]`))
 	}()
@@ -458,7 +418,7 @@ func FuzzCheckUTF8(f *testing.F) {
 // frames sent as fast as the client can, runs out of the byte budget;
 // the frame budget never sees them (they are inside one message).
 func TestFragmentFlood(t *testing.T) {
-	s, cl := pair(t, Plain, time.Minute, 1024)
+	s, cl := pair(t, plain, time.Minute, 1024)
 	nc := cl.NetConn()
 	frames := bytes.Repeat([]byte{0x00, 0x80, 0, 0, 0, 0}, 1000) // continuation, not final, masked, empty
 	go func() {
