@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rig-go/rig/internal/blacklist"
 	"maps"
 	"slices"
 	"time"
@@ -12,21 +11,10 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
-	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/route"
 )
-
-// Revocations is what the gateway asks before forwarding a secured request:
-// whether the token's session (jti) is blacklisted.
-type Revocations = proxy.Revocations
-
-// SetRevocations makes the API gateway refuse blacklisted sessions on
-// secured routes (nil: none are). Safe to call while serving.
-func (s *Server) SetRevocations(r Revocations) { s.gateway.SetRevocations(r) }
-
-// Gateway exposes the API gateway (for tests).
-func (s *Server) Gateway() *proxy.Gateway { return s.gateway }
 
 // startGateway serves the route file's routes, then follows the cluster's,
 // and sweeps the rate-limit buckets, until ctx ends.
