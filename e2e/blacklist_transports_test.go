@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TestBlacklistOnEveryTransport: a blacklisted session is killed and then
@@ -20,7 +23,13 @@ func TestBlacklistOnEveryTransport(t *testing.T) {
 	phx.join(t, "1", "user:alice", map[string]any{})
 	poll := make(chan LongPoll, 1)
 	go func() { poll <- Poll(t, pollURL(st.Edge.URL, tok, "")) }()
-	Eventually(t, 5*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c == 3 }, "not all connected")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		c, _ := edgeHealth(t, st.Edge.URL)
+		if c != 3 {
+			return fmt.Errorf("not all connected: got %v", c)
+		}
+		return nil
+	})
 
 	Blacklist(t, st.Ingest.URL, "every-transport", 60)
 

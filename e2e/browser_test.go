@@ -8,11 +8,14 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // browserPage uses the browser's own EventSource (which reconnects by
@@ -100,9 +103,12 @@ func TestBrowserResume(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
 		t.Fatalf("open the page in chromium: %v", err)
 	}
-	Eventually(t, 20*time.Second, func() bool {
-		return evaluate[bool](t, ctx, `window.opens.sse > 0 && window.opens.ws > 0`)
-	}, "the page did not connect")
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if !evaluate[bool](t, ctx, `window.opens.sse > 0 && window.opens.ws > 0`) {
+			return fmt.Errorf("the page did not connect")
+		}
+		return nil
+	})
 
 	var posted []string
 	post := func(k int) {
@@ -122,16 +128,19 @@ func TestBrowserResume(t *testing.T) {
 	post(10)
 
 	var sse, ws []string
-	Eventually(t, 60*time.Second, func() bool {
+	check.For(t, 60*time.Second, 10*time.Millisecond, func() error {
 		sse = evaluate[[]string](t, ctx, `window.sse`)
 		ws = evaluate[[]string](t, ctx, `window.ws`)
-		return len(sse) >= len(posted) && len(ws) >= len(posted)
-	}, "the page did not get every message")
+		if !(len(sse) >= len(posted) && len(ws) >= len(posted)) {
+			return fmt.Errorf("the page did not get every message")
+		}
+		return nil
+	})
 	gaps := evaluate[int](t, ctx, `window.gaps`)
 	opens := evaluate[struct{ SSE, WS int }](t, ctx, `({SSE: window.opens.sse, WS: window.opens.ws})`)
 	for name, got := range map[string][]string{"EventSource": sse, "WebSocket": ws} {
 		lost, dup := diff(posted, got)
-		if len(lost) > 0 || len(dup) > 0 || !equal(got, posted) {
+		if len(lost) > 0 || len(dup) > 0 || !slices.Equal(got, posted) {
 			t.Errorf("%s: got %d of %d, lost %v, duplicated %v (or out of order)", name, len(got), len(posted), lost, dup)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // EventSource is an SSE client that behaves like a browser's EventSource:
@@ -51,14 +53,17 @@ func OpenEventSource(t testing.TB, url string) *EventSource {
 	}
 	go es.run(ctx)
 	t.Cleanup(es.Close)
-	Eventually(t, 20*time.Second, func() bool {
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
 		es.mu.Lock()
 		defer es.mu.Unlock()
 		if es.failed != "" {
 			t.Fatalf("EventSource %s: %s", url, es.failed)
 		}
-		return es.opens > 0
-	}, "EventSource %s did not open", url)
+		if es.opens == 0 {
+			return fmt.Errorf("EventSource %s did not open", url)
+		}
+		return nil
+	})
 	return es
 }
 
@@ -345,7 +350,12 @@ func (p *Publisher) AcceptedFor(user string) []string {
 func (p *Publisher) WaitAccepted(t testing.TB, more int, timeout time.Duration) {
 	t.Helper()
 	want := p.Accepted() + more
-	Eventually(t, timeout, func() bool { return p.Accepted() >= want }, "publisher: %s", p)
+	check.For(t, timeout, 10*time.Millisecond, func() error {
+		if got := p.Accepted(); got < want {
+			return fmt.Errorf("publisher: %s: got %v", p, got)
+		}
+		return nil
+	})
 }
 
 // String reports what was sent and how it was answered.

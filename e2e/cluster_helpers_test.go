@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TwoEdges is the multi-edge stack: one nats-server with JetStream, two
@@ -61,7 +63,12 @@ func StartEdgeUnready(t testing.TB, env map[string]string) *Server {
 	s.Proc = StartProc(t, "edge:"+env["INBOUND_PORT"], bin.edge, nil, env)
 	// The public port stays closed until the edge is ready; the operations
 	// port says why.
-	Eventually(t, 20*time.Second, func() bool { return dialOK(strings.TrimPrefix(s.OpsURL, "http://")) }, "edge's operations port did not listen")
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if !dialOK(strings.TrimPrefix(s.OpsURL, "http://")) {
+			return fmt.Errorf("edge's operations port did not listen")
+		}
+		return nil
+	})
 	return s
 }
 
@@ -71,7 +78,12 @@ func StartNATSWithoutJetStream(t testing.TB) *NATSServer {
 	port := FreePort(t)
 	n := &NATSServer{Port: port, URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	n.Proc = StartProc(t, "nats-server", bin.natsServer, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, nil)
-	Eventually(t, 10*time.Second, func() bool { return dialOK(fmt.Sprintf("127.0.0.1:%d", port)) }, "nats-server did not listen")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
+			return fmt.Errorf("nats-server did not listen")
+		}
+		return nil
+	})
 	return n
 }
 

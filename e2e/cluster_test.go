@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // The tests in this file run the topology of `task run:cluster` (three
@@ -54,30 +56,24 @@ func streamInfo(js jetstream.JetStream, name string) (*jetstream.StreamInfo, err
 // replica current, and returns its state.
 func replicated(t testing.TB, js jetstream.JetStream, name string, want int, timeout time.Duration) *jetstream.StreamInfo {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		why := ""
+	var info *jetstream.StreamInfo
+	check.For(t, timeout, 100*time.Millisecond, func() error {
 		i, err := streamInfo(js, name)
 		switch {
 		case err != nil:
-			why = err.Error()
+			return fmt.Errorf("stream %s: %w", name, err)
 		case i.Config.Replicas != want || i.Cluster == nil || i.Cluster.Leader == "" || len(i.Cluster.Replicas) != want-1:
-			why = fmt.Sprintf("replicas %d, cluster %+v", i.Config.Replicas, i.Cluster)
-		default:
-			for _, r := range i.Cluster.Replicas {
-				if !r.Current || r.Offline {
-					why = fmt.Sprintf("replica %s current=%v offline=%v lag=%d", r.Name, r.Current, r.Offline, r.Lag)
-				}
+			return fmt.Errorf("stream %s not replicated %d times: replicas %d, cluster %+v", name, want, i.Config.Replicas, i.Cluster)
+		}
+		for _, r := range i.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return fmt.Errorf("stream %s: replica %s current=%v offline=%v lag=%d", name, r.Name, r.Current, r.Offline, r.Lag)
 			}
 		}
-		if why == "" {
-			return i
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: stream %s not replicated %d times with every replica current: %s", timeout, name, want, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		info = i
+		return nil
+	})
+	return info
 }
 
 // peers returns the names of the servers holding a stream.
@@ -126,8 +122,12 @@ func TestClusterDelivery(t *testing.T) {
 		t.Logf("stream %s: %d replicas on %v, leader %s", name, i.Config.Replicas, peers(i), i.Cluster.Leader)
 	}
 	for i, want := range []string{"edge-1", "edge-2", "ingest"} {
-		Eventually(t, 10*time.Second, func() bool { return slices.Contains(top.NATS[i].ClientNames(t), want) },
-			"%s not connected to %s", want, top.NATS[i].Name)
+		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if !slices.Contains(top.NATS[i].ClientNames(t), want) {
+				return fmt.Errorf("%s not connected to %s", want, top.NATS[i].Name)
+			}
+			return nil
+		})
 	}
 	for _, other := range top.NATS[:2] {
 		if slices.Contains(other.ClientNames(t), "ingest") {
@@ -231,24 +231,31 @@ func TestClusterNATSNodeKilled(t *testing.T) {
 	// may refuse the session a few seconds after the other one does.
 	blacklistedAt := time.Now()
 	refusals := 0
-	Eventually(t, 30*time.Second, func() bool {
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if st, _ := SSEStatus(t, sseURL(top.LB.URL, victimTok)); st == 401 {
 			refusals++
 		} else {
 			refusals = 0
 		}
-		return refusals >= 4 // several requests, spread by nginx over both edges
-	}, "blacklisted session still accepted through nginx")
+		// several requests, spread by nginx over both edges
+		if refusals < 4 {
+			return fmt.Errorf("blacklisted session still accepted through nginx: %d refusals in a row, want 4", refusals)
+		}
+		return nil
+	})
 	t.Logf("blacklisted session refused through nginx %s after the session was killed", time.Since(blacklistedAt).Round(time.Millisecond))
 
 	// The node comes back, rejoins the cluster and catches up.
 	killed.Restart()
 	restartedAt := time.Now()
 	killed.WaitHealthy(t, 90*time.Second)
-	Eventually(t, 30*time.Second, func() bool {
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
 		r := killed.Routes(t)
-		return r["nats-1"] || r["nats-2"] || r["nats-3"]
-	}, "%s has no routes after its restart", killed.Name)
+		if !(r["nats-1"] || r["nats-2"] || r["nats-3"]) {
+			return fmt.Errorf("%s has no routes after its restart", killed.Name)
+		}
+		return nil
+	})
 	for _, name := range []string{"RIG_HISTORY", "KV_RIG_BLACKLIST"} {
 		i := replicated(t, js, name, 3, 90*time.Second)
 		if !slices.Contains(peers(i), killed.Name) {
@@ -286,7 +293,7 @@ func TestClusterEdgeKilled(t *testing.T) {
 	// Every client is on the surviving edge again, and each of those that
 	// were on the dead one has seen its new stream open.
 	moved := 0
-	Eventually(t, 30*time.Second, func() bool {
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
 		moved = 0
 		for _, es := range clients {
 			if es.Opens() > 1 {
@@ -294,8 +301,11 @@ func TestClusterEdgeKilled(t *testing.T) {
 			}
 		}
 		c, _ := edgeHealth(t, alive.URL)
-		return c == len(users) && moved == onDead
-	}, "the clients of %s did not all reconnect to %s (%d of %d moved)", dead.Name, alive.Name, moved, onDead)
+		if !(c == len(users) && moved == onDead) {
+			return fmt.Errorf("the clients of %s did not all reconnect to %s (%d of %d moved)", dead.Name, alive.Name, moved, onDead)
+		}
+		return nil
+	})
 	reconnected := time.Since(killedAt)
 	pub.WaitAccepted(t, 120, 60*time.Second)
 	pub.Stop()
@@ -319,7 +329,12 @@ func TestClusterQuorumLost(t *testing.T) {
 	c := &http.Client{Timeout: 15 * time.Second}
 	first := Post(t, top.Ingest.URL, map[string]any{"user": "quorum", "phase": "before"})
 	// Received before the nodes go: the client then resumes from it.
-	Eventually(t, 10*time.Second, func() bool { return slices.Contains(es.IDs(), first) }, "the first message did not arrive")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !slices.Contains(es.IDs(), first) {
+			return fmt.Errorf("the first message did not arrive")
+		}
+		return nil
+	})
 
 	// The edges' nodes go; ingest's stays, so ingest is still connected.
 	lost := top.NATS[:2]
@@ -354,8 +369,12 @@ func TestClusterQuorumLost(t *testing.T) {
 	// connections; nginx closes them unanswered, so a browser that loses
 	// its stream now keeps retrying instead of giving up on a 503.
 	es.Drop()
-	Eventually(t, 30*time.Second, func() bool { return es.Errors() >= 2 || es.Opens() > 1 || es.Failed() != "" },
-		"the dropped client neither retried nor reconnected")
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if !(es.Errors() >= 2 || es.Opens() > 1 || es.Failed() != "") {
+			return fmt.Errorf("the dropped client neither retried nor reconnected")
+		}
+		return nil
+	})
 	if f := es.Failed(); f != "" {
 		t.Fatalf("the client reconnecting without quorum gave up as a browser would: %s", f)
 	}
@@ -373,20 +392,24 @@ func TestClusterQuorumLost(t *testing.T) {
 	backAt := time.Now()
 	var id string
 	refused := 0
-	Eventually(t, 120*time.Second, func() bool {
+	check.For(t, 120*time.Second, 10*time.Millisecond, func() error {
 		status, got, _ := post(c, top.Ingest.URL, msg)
 		if status == 202 {
 			id = got
-			return true
+			return nil
 		}
 		refused++
 		time.Sleep(100 * time.Millisecond) // a back-end honouring Retry-After, sooner
-		return false
-	}, "ingest did not accept messages again after the nodes returned")
+		return fmt.Errorf("ingest did not accept messages again after the nodes returned: the last answer was %d", status)
+	})
 	firstAccepted := time.Since(backAt)
 	waitReady(t, top.Ingest, 30*time.Second)
-	Eventually(t, 60*time.Second, func() bool { return slices.Contains(es.IDs(), id) },
-		"the first message accepted after the recovery did not arrive: got %v", es.IDs())
+	check.For(t, 60*time.Second, 10*time.Millisecond, func() error {
+		if !slices.Contains(es.IDs(), id) {
+			return fmt.Errorf("the first message accepted after the recovery did not arrive: got %v", es.IDs())
+		}
+		return nil
+	})
 	// Between the two only messages answered 503 while the cluster was
 	// recovering may come (stored, but not acknowledged in time).
 	if ids := es.IDs(); ids[0] != first {

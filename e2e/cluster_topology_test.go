@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // ClusterNode is one nats-server of a cluster run with the checked-in
@@ -30,17 +32,20 @@ func StartNATSCluster(t testing.TB, n int) []*ClusterNode {
 	for attempt := 1; ; attempt++ {
 		nodes := startNATSCluster(t, n)
 		taken := false
-		Eventually(t, 20*time.Second, func() bool {
+		check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
 			up := true
 			for _, nd := range nodes {
 				if portTaken(nd.Proc) {
 					taken = true
-					return true
+					return nil
 				}
 				up = up && dialOK(strings.TrimPrefix(nd.URL, "nats://"))
 			}
-			return up
-		}, "the NATS nodes did not listen")
+			if !up {
+				return fmt.Errorf("the NATS nodes did not listen")
+			}
+			return nil
+		})
 		if !taken {
 			for _, nd := range nodes {
 				nd.WaitHealthy(t, 60*time.Second)
@@ -107,8 +112,12 @@ func startServer(t testing.TB, name, binary string, env map[string]string, portK
 		port, _ := strconv.Atoi(env[portKey])
 		s := &Server{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 		s.Proc = StartProc(t, name, binary, nil, env)
-		Eventually(t, 20*time.Second, func() bool { return !s.Running() || dialOK(fmt.Sprintf("127.0.0.1:%d", port)) },
-			"%s did not listen", name)
+		check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+			if s.Running() && !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
+				return fmt.Errorf("%s did not listen", name)
+			}
+			return nil
+		})
 		if !portTaken(s.Proc) {
 			return s
 		}
@@ -128,12 +137,15 @@ func (n *ClusterNode) Healthy() bool {
 // WaitHealthy waits until Healthy, failing the test if the node exits.
 func (n *ClusterNode) WaitHealthy(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() bool {
+	check.For(t, timeout, 10*time.Millisecond, func() error {
 		if !n.Running() {
 			t.Fatalf("%s exited: %v\n%s", n.Name, n.err, n.Logs())
 		}
-		return n.Healthy()
-	}, "%s not healthy (/healthz)", n.Name)
+		if !n.Healthy() {
+			return fmt.Errorf("%s not healthy (/healthz)", n.Name)
+		}
+		return nil
+	})
 }
 
 // Routes returns the names of the nodes this node has routes to, from its
@@ -314,8 +326,12 @@ func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 		n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 		n.Proc = StartProc(t, "nginx", nginx,
 			[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
-		Eventually(t, 10*time.Second, func() bool { return !n.Running() || dialOK(fmt.Sprintf("127.0.0.1:%d", port)) },
-			"nginx did not listen")
+		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if n.Running() && !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
+				return fmt.Errorf("nginx did not listen")
+			}
+			return nil
+		})
 		if n.Running() {
 			return n
 		}

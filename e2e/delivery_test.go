@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // natsSubs returns the subjects the edge's NATS connection subscribes to,
@@ -59,19 +61,33 @@ func TestSubscriptionPerUser(t *testing.T) {
 	a1 := MustSSE(t, sseURL(edge.URL, Token(t, "alice")))
 	a2 := MustSSE(t, sseURL(edge.URL, Token(t, "alice")))
 	sup := MustSSE(t, sseURL(edge.URL, Token(t, "agent", TokenOpts{Roles: []string{"support"}}), "alice", "bob"))
-	Eventually(t, 5*time.Second, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		s := natsSubs(t, monURL)
-		return len(s) == 2 && s["rig.live.user.alice"] == 1 && s["rig.live.user.bob"] == 1
-	}, "subscriptions %v, want one each for alice and bob", natsSubs(t, monURL))
+		if !(len(s) == 2 && s["rig.live.user.alice"] == 1 && s["rig.live.user.bob"] == 1) {
+			return fmt.Errorf("subscriptions %v, want one each for alice and bob", natsSubs(t, monURL))
+		}
+		return nil
+	})
 
 	a1.Close()
 	a2.Close()
-	Eventually(t, 2*time.Second, func() bool { c, _ := edgeHealth(t, edge.URL); return c == 1 }, "closed clients still counted")
+	check.For(t, 2*time.Second, 10*time.Millisecond, func() error {
+		c, _ := edgeHealth(t, edge.URL)
+		if c != 1 {
+			return fmt.Errorf("closed clients still counted: got %v", c)
+		}
+		return nil
+	})
 	if s := natsSubs(t, monURL); s["rig.live.user.alice"] != 1 {
 		t.Fatalf("alice unsubscribed while the support client watches: %v", s)
 	}
 	sup.Close()
-	Eventually(t, 2*time.Second, func() bool { return len(natsSubs(t, monURL)) == 0 }, "subscriptions left: %v", natsSubs(t, monURL))
+	check.For(t, 2*time.Second, 10*time.Millisecond, func() error {
+		if subs := natsSubs(t, monURL); len(subs) != 0 {
+			return fmt.Errorf("subscriptions left: %v", subs)
+		}
+		return nil
+	})
 	if c, u := edgeHealth(t, edge.URL); c != 0 || u != 0 {
 		t.Fatalf("health says %d connections, %d users", c, u)
 	}
@@ -91,11 +107,16 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 	defer slow.Close()
 	fmt.Fprintf(slow, "GET /socket/sse?token=%s HTTP/1.1\r\nHost: x\r\n\r\n", tok)
 	fast := MustSSE(t, sseURL(st.Edge.URL, tok))
-	Eventually(t, 5*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c == 2 }, "both clients not connected")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		c, _ := edgeHealth(t, st.Edge.URL)
+		if c != 2 {
+			return fmt.Errorf("both clients not connected: got %v", c)
+		}
+		return nil
+	})
 
 	payload := strings.Repeat("x", 256<<10)
 	const total = 200 // 50 MiB: far more than socket buffers hold
-	var ids []string
 	var wg sync.WaitGroup
 	wg.Add(1)
 	got := 0
@@ -112,13 +133,19 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 		}
 	}()
 	for i := range total {
-		ids = append(ids, Post(t, st.Ingest.URL, map[string]any{"user": "alice", "i": i, "pad": payload}))
+		Post(t, st.Ingest.URL, map[string]any{"user": "alice", "i": i, "pad": payload})
 	}
 	wg.Wait()
 	if got != total {
 		t.Fatalf("fast client got %d of %d messages", got, total)
 	}
-	Eventually(t, 10*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c == 1 }, "slow client still connected")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		c, _ := edgeHealth(t, st.Edge.URL)
+		if c != 1 {
+			return fmt.Errorf("slow client still connected: got %v", c)
+		}
+		return nil
+	})
 	if !strings.Contains(st.Edge.Logs(), "slow client") {
 		t.Fatal("edge did not log the slow client")
 	}

@@ -478,12 +478,58 @@ func TestDeployYAML(t *testing.T) {
 	t.Logf("%d YAML documents in deploy/", n)
 }
 
-// TestDeployProbePaths: the paths the probes use, /health and
-// /health/ready, answer 200 on the public ports of a ready edge and ingest.
-// Ingest's probes use that port; the edge's use its ops port (METRICS_PORT),
-// which serves the same paths but is not queried here.
+// TestDeployProbePaths: every HTTP probe of deploy/k8s answers 200 on the
+// port it names, on a ready edge and ingest started as the e2e tests start
+// them. The edge's probes use its ops port (METRICS_PORT), ingest's its API
+// port. The public ports answer the same paths too (RIG's GET /health).
 func TestDeployProbePaths(t *testing.T) {
 	st := StartStack(t, nil, nil)
+	if st.Edge.OpsURL == "" {
+		t.Fatal("the test edge has no ops port (METRICS_PORT)")
+	}
+	// Each deployment's container ports, by name, as the test runs them.
+	bases := map[string]map[string]string{
+		"rig-edge":   {"http": st.Edge.URL, "ops": st.Edge.OpsURL},
+		"rig-ingest": {"http": st.Ingest.URL},
+	}
+	probed := map[string]bool{}
+	for _, file := range []string{"edge-deployment.yaml", "ingest-deployment.yaml"} {
+		for _, d := range yamlDocs(t, "../deploy/k8s/"+file) {
+			name := str(at(d, "metadata", "name"))
+			if str(d["kind"]) != "Deployment" || bases[name] == nil {
+				continue
+			}
+			c := at(d, "spec", "template", "spec", "containers", 0)
+			byNumber := map[string]string{}
+			for portName, n := range containerPorts(c) {
+				byNumber[strconv.Itoa(n)] = portName
+			}
+			for _, probe := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
+				get := at(c, probe, "httpGet")
+				if get == nil {
+					continue
+				}
+				path, port := str(at(get, "path")), str(at(get, "port"))
+				if byNumber[port] != "" {
+					port = byNumber[port]
+				}
+				base := bases[name][port]
+				if base == "" {
+					t.Errorf("%s %s: port %q is none the test knows (%v)", name, probe, port, bases[name])
+					continue
+				}
+				probed[name] = true
+				if r := Do(t, "GET", base+path, "", nil); r.Status != 200 {
+					t.Errorf("%s %s: GET %s%s (port %s): %d %s", name, probe, base, path, port, r.Status, r.Body)
+				}
+			}
+		}
+	}
+	for name := range bases {
+		if !probed[name] {
+			t.Errorf("deploy/k8s: Deployment %s has no HTTP probe", name)
+		}
+	}
 	for _, base := range []string{st.Edge.URL, st.Ingest.URL} {
 		for _, path := range []string{"/health", "/health/ready"} {
 			if r := Do(t, "GET", base+path, "", nil); r.Status != 200 {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TestGracefulShutdown: on SIGTERM an edge closes its public port at once
@@ -60,7 +62,13 @@ func TestDrainTimeoutClosesStuckClients(t *testing.T) {
 	}
 	defer stuck.Close()
 	fmt.Fprintf(stuck, "GET /socket/sse?token=%s HTTP/1.1\r\nHost: x\r\n\r\n", Token(t, "alice"))
-	Eventually(t, 5*time.Second, func() bool { c, _ := edgeHealth(t, edge.URL); return c == 1 }, "stuck client not connected")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		c, _ := edgeHealth(t, edge.URL)
+		if c != 1 {
+			return fmt.Errorf("stuck client not connected: got %v", c)
+		}
+		return nil
+	})
 	pad := strings.Repeat("x", 512<<10)
 	for i := range 40 { // 20 MiB: more than socket buffers hold
 		Post(t, ingest.URL, map[string]any{"user": "alice", "i": i, "pad": pad})

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/rig-go/rig/internal/auth"
+	"github.com/rig-go/rig/internal/check"
 )
 
 // bin holds the paths of the binaries TestMain built.
@@ -92,18 +93,6 @@ func FreePort(t testing.TB) int {
 		return p
 	}
 	panic("no free TCP port in the test range")
-}
-
-// Eventually polls cond every 10ms until it holds, failing after timeout.
-func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: "+format, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // syncBuffer collects a process's output safely.
@@ -260,7 +249,12 @@ func StartNATS(t testing.TB, extra ...string) *NATSServer {
 	args := append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir()}, extra...)
 	n := &NATSServer{Port: port, URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	n.Proc = StartProc(t, "nats-server", bin.natsServer, args, nil)
-	Eventually(t, 10*time.Second, func() bool { return dialOK(fmt.Sprintf("127.0.0.1:%d", port)) }, "nats-server did not listen")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
+			return fmt.Errorf("nats-server did not listen")
+		}
+		return nil
+	})
 	return n
 }
 
@@ -291,12 +285,15 @@ func (s *Server) WaitReady(t testing.TB) {
 // waitReady waits for GET /health/ready to answer 200.
 func waitReady(t testing.TB, s *Server, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() bool {
+	check.For(t, timeout, 10*time.Millisecond, func() error {
 		if !s.Running() {
 			t.Fatalf("%s exited: %v\n%s", s.Name, s.err, s.Logs())
 		}
-		return readyStatus(s) == 200
-	}, "%s not ready", s.Name)
+		if got := readyStatus(s); got != 200 {
+			return fmt.Errorf("%s not ready: got %v", s.Name, got)
+		}
+		return nil
+	})
 }
 
 // readyStatus is the status of GET /health/ready, or 0 when the server

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 var floodSources = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}
@@ -65,8 +67,12 @@ func TestHostileConnectionFlood(t *testing.T) {
 
 	// The flood ends: its places come back, and a new client connects.
 	f.Close()
-	Eventually(t, 5*time.Second, func() bool { return metric(t, st.Edge, "rig_edge_tcp_connections") == 1 },
-		"the edge still counts %v connections after the flood ended, want 1 (the stream)", metric(t, st.Edge, "rig_edge_tcp_connections"))
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := metric(t, st.Edge, "rig_edge_tcp_connections"); got != 1 {
+			return fmt.Errorf("the edge still counts %v connections after the flood ended, want 1 (the stream)", got)
+		}
+		return nil
+	})
 	late := MustSSE(t, st.Edge.URL+"/socket/sse?token="+Token(t, "flood-bob"))
 	id := Post(t, st.Ingest.URL, map[string]any{"user": "flood-bob", "text": "after the flood"})
 	if ev := late.NextMessage(t, 5*time.Second); ev.ID != id {
@@ -142,11 +148,14 @@ func TestHostileConnectionFloodFullSize(t *testing.T) {
 		t.Errorf("the edge reached its open-file limit: %d of %d", most, limit)
 	}
 	var late *SSE
-	Eventually(t, 15*time.Second, func() bool {
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		s, _, err := DialSSEWith(t, http.DefaultClient, st.Edge.URL+"/socket/sse?token="+Token(t, "flood-bob"), nil)
 		late = s
-		return err == nil && s != nil
-	}, "no new SSE connection after the flood")
+		if !(err == nil && s != nil) {
+			return fmt.Errorf("no new SSE connection after the flood")
+		}
+		return nil
+	})
 	id := Post(t, st.Ingest.URL, map[string]any{"user": "flood-bob", "text": "after the flood"})
 	if ev := late.NextMessage(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("after the flood the new stream got %+v, want %s", ev, id)
@@ -185,8 +194,12 @@ func TestHostileAcceptBackoff(t *testing.T) {
 	// The edge accepts what its files allow; the kernel holds the rest.
 	f := StartFlood(t, fmt.Sprintf("127.0.0.1:%d", port), floodSources[:2], 400)
 	const warning = "public port cannot accept connections"
-	Eventually(t, 10*time.Second, func() bool { return strings.Contains(edge.Logs(), warning) || !edge.Running() },
-		"no accept error logged with %d flood connections open", len(f.Conns))
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !(strings.Contains(edge.Logs(), warning) || !edge.Running()) {
+			return fmt.Errorf("no accept error logged with %d flood connections open", len(f.Conns))
+		}
+		return nil
+	})
 	t.Logf("flood: %d connections open, edge open files %d of 160, edge running %v", len(f.Conns), fdCount(edge.Pid()), edge.Running())
 	if !edge.Running() {
 		t.Fatalf("the edge exited on the accept error:\n%s", tail(edge.Logs(), 10))
@@ -198,11 +211,14 @@ func TestHostileAcceptBackoff(t *testing.T) {
 
 	f.Close()
 	var late *SSE
-	Eventually(t, 10*time.Second, func() bool {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		s, _, err := DialSSEWith(t, http.DefaultClient, edge.URL+"/socket/sse?token="+Token(t, "emfile-bob"), nil)
 		late = s
-		return err == nil && s != nil
-	}, "no new connection after the flood ended")
+		if !(err == nil && s != nil) {
+			return fmt.Errorf("no new connection after the flood ended")
+		}
+		return nil
+	})
 	id = Post(t, ingest.URL, map[string]any{"user": "emfile-bob", "text": "files again"})
 	if ev := late.NextMessage(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("after the flood the new stream got %+v, want %s", ev, id)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // checkTooMany fails unless r is a 429 with a JSON error and Retry-After.
@@ -57,10 +59,13 @@ func TestHostilePerIPLimit(t *testing.T) {
 		t.Errorf("refused for ip: %v, want 3", got)
 	}
 	streams[0].Close()
-	Eventually(t, 5*time.Second, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		s, _, err := DialSSEWith(t, from2, sseURL(st.Edge.URL, Token(t, "ip-again")), nil)
-		return err == nil && s != nil
-	}, "no place for 127.0.0.2 after one of its streams ended")
+		if !(err == nil && s != nil) {
+			return fmt.Errorf("no place for 127.0.0.2 after one of its streams ended")
+		}
+		return nil
+	})
 }
 
 // MAX_CONNECTIONS_PER_MINUTE: an address that opens more /socket/*
@@ -119,7 +124,12 @@ func TestHostilePerUserLimit(t *testing.T) {
 		}
 		pollDone <- Response{Status: resp.StatusCode, Header: resp.Header, Body: readAll(resp)}
 	}()
-	Eventually(t, 5*time.Second, func() bool { return metric(t, st.Edge, `rig_edge_connections{transport="longpoll"}`) == 1 }, "the long-poll does not wait")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := metric(t, st.Edge, `rig_edge_connections{transport="longpoll"}`); got != 1 {
+			return fmt.Errorf("the long-poll does not wait: got %v", got)
+		}
+		return nil
+	})
 
 	_, r := DialSSE(t, sseURL(st.Edge.URL, Token(t, user)), nil)
 	checkTooMany(t, "4th connection of a user (SSE)", r, "MAX_CONNECTIONS_PER_USER")
@@ -139,10 +149,13 @@ func TestHostilePerUserLimit(t *testing.T) {
 	// The long-poll answered: its place is free, and one more when a stream ends.
 	MustSSE(t, sseURL(st.Edge.URL, Token(t, user)))
 	a.Close()
-	Eventually(t, 5*time.Second, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		s, _, err := DialSSEWith(t, http.DefaultClient, sseURL(st.Edge.URL, Token(t, user)), nil)
-		return err == nil && s != nil
-	}, "no place for the user after one of its streams ended")
+		if !(err == nil && s != nil) {
+			return fmt.Errorf("no place for the user after one of its streams ended")
+		}
+		return nil
+	})
 }
 
 // The issue's 3,000 SSE streams on one token, scaled down: of 100 streams
@@ -284,12 +297,15 @@ func TestHostileConnectionChurn(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("churn: 120 connections on one session with MAX_CONNECTIONS_PER_SESSION=5: %d opened, %d refused (429), the rest cut off", opened.Load(), refused.Load())
-	Eventually(t, 10*time.Second, func() bool {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		m := Scrape(t, st.Edge.OpsURL+"/metrics")
-		return m["rig_edge_tcp_connections"] == 0 && m[`rig_edge_connections{transport="sse"}`] == 0 &&
+		if !(m["rig_edge_tcp_connections"] == 0 && m[`rig_edge_connections{transport="sse"}`] == 0 &&
 			m[`rig_edge_connections{transport="websocket"}`] == 0 && m[`rig_edge_connections{transport="phoenix"}`] == 0 &&
-			m[`rig_edge_connections{transport="longpoll"}`] == 0
-	}, "connections still counted after the churn: %v tcp", metric(t, st.Edge, "rig_edge_tcp_connections"))
+			m[`rig_edge_connections{transport="longpoll"}`] == 0) {
+			return fmt.Errorf("connections still counted after the churn: %v tcp, %v sse, %v long-poll", m["rig_edge_tcp_connections"], m[`rig_edge_connections{transport="sse"}`], m[`rig_edge_connections{transport="longpoll"}`])
+		}
+		return nil
+	})
 	for i := range 5 {
 		if s, r, err := DialSSEWith(t, http.DefaultClient, sseURL(st.Edge.URL, token), nil); err != nil || s == nil {
 			t.Fatalf("stream %d of the session after the churn: %v %d %s", i, err, r.Status, r.Body)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // rawRequest writes head (a request head, possibly malformed, and any
@@ -145,7 +147,12 @@ func TestHostileLogRedaction(t *testing.T) {
 		t.Fatalf("got %+v, want %s", ev, id)
 	}
 	s.Close()
-	Eventually(t, 5*time.Second, func() bool { return strings.Contains(st.Edge.Logs(), "connection closed") }, "no connection closed line")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !strings.Contains(st.Edge.Logs(), "connection closed") {
+			return fmt.Errorf("no connection closed line")
+		}
+		return nil
+	})
 	st.Edge.Stop()
 	st.Ingest.Stop()
 

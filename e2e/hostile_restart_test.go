@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // taskEnv returns the environment Taskfile.yml gives one of its tasks.
@@ -230,11 +232,23 @@ func TestHostileEdgeRestartSingleNode(t *testing.T) {
 	st := StartTaskRunStack(t)
 	es := startEventSource(sseURL(st.Edge.URL, Token(t, "alice")))
 	defer es.stop()
-	Eventually(t, 5*time.Second, func() bool { es.mu.Lock(); defer es.mu.Unlock(); return es.last != "" }, "the client did not connect")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		es.mu.Lock()
+		defer es.mu.Unlock()
+		if es.last == "" {
+			return fmt.Errorf("the client did not connect")
+		}
+		return nil
+	})
 	p := startPoster(st.Ingest.URL, "alice")
 	waitPosted := func(n int) {
 		t.Helper()
-		Eventually(t, 10*time.Second, func() bool { return p.attempts() >= n }, "fewer than %d messages posted", n)
+		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if got := p.attempts(); got < n {
+				return fmt.Errorf("fewer than %d messages posted: got %v", n, got)
+			}
+			return nil
+		})
 	}
 	waitPosted(20)
 
@@ -278,8 +292,12 @@ func TestHostileEdgeRestartSingleNode(t *testing.T) {
 	if non202 > 0 {
 		t.Errorf("%d POSTs not accepted while the edge restarted (%s, %d without an answer), want every one 202", non202, statuses, failed)
 	}
-	Eventually(t, 15*time.Second, func() bool { return len(es.received()) >= len(want) },
-		"the client got %d of %d accepted messages", len(es.received()), len(want))
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
+		if got := len(es.received()); got < len(want) {
+			return fmt.Errorf("the client got %d of %d accepted messages", got, len(want))
+		}
+		return nil
+	})
 	got := es.received()
 	es.mu.Lock()
 	tries, gaps, refused := es.tries, es.gaps, append([]int(nil), es.refuse...)
@@ -333,9 +351,12 @@ func TestTaskRunIngestRestart(t *testing.T) {
 	if ev := s.NextMessage(t, 15*time.Second); ev.ID != id {
 		t.Fatalf("after ingest restarted, the open stream got %+v, want %s", ev, id)
 	}
-	Eventually(t, 15*time.Second, func() bool {
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		code, _ := SSEStatus(t, sseURL(st.Edge.URL, Token(t, "bob")))
-		return code == 200
-	}, "the edge takes no new connection after ingest restarted")
+		if code != 200 {
+			return fmt.Errorf("the edge takes no new connection after ingest restarted: got %v", code)
+		}
+		return nil
+	})
 	t.Logf("ingest (and NATS) restarted; the open stream went on, new connections %s after the signal", time.Since(start).Round(time.Millisecond))
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // cpuSeconds is the CPU time (user + system) process pid has used, from
@@ -129,8 +131,12 @@ func TestHostileWebSocketPingFlood(t *testing.T) {
 	if ev := bystander.Next(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("the bystander got %+v, want message %s", ev, id)
 	}
-	Eventually(t, 5*time.Second, func() bool { return strings.Count(st.Edge.Logs(), "client sent too many frames") == 2 },
-		"want one log line per flooding socket")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := strings.Count(st.Edge.Logs(), "client sent too many frames"); got != 2 {
+			return fmt.Errorf("want one log line per flooding socket: got %v", got)
+		}
+		return nil
+	})
 }
 
 // TestHostileWebSocketFragmentFlood: a message that never ends, sent as
@@ -217,6 +223,10 @@ func TestHostileWebSocketInvalidUTF8(t *testing.T) {
 	if ev := bystander.Next(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("the bystander got %+v, want message %s", ev, id)
 	}
-	Eventually(t, 5*time.Second, func() bool { return strings.Count(st.Edge.Logs(), "not UTF-8") == 2 },
-		"want one log line per socket closed for invalid UTF-8")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := strings.Count(st.Edge.Logs(), "not UTF-8"); got != 2 {
+			return fmt.Errorf("want one log line per socket closed for invalid UTF-8: got %v", got)
+		}
+		return nil
+	})
 }

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TestIngestErrors checks every refusal of POST /v1/messages and that none
@@ -89,9 +92,12 @@ func TestIngestUnavailable(t *testing.T) {
 	Post(t, ingest.URL, map[string]any{"user": "alice"})
 
 	n.Kill()
-	Eventually(t, 10*time.Second, func() bool {
-		return Do(t, "GET", ingest.URL+"/health/ready", "", nil).Status == 503
-	}, "ingest still ready without NATS")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := Do(t, "GET", ingest.URL+"/health/ready", "", nil).Status; got != 503 {
+			return fmt.Errorf("ingest still ready without NATS: got %v", got)
+		}
+		return nil
+	})
 	r := Do(t, "POST", ingest.URL+"/v1/messages", "application/json", []byte(`{"user":"alice","n":1}`))
 	if r.Status != 503 || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("without NATS: %d Retry-After=%q %s", r.Status, r.Header.Get("Retry-After"), r.Body)
@@ -130,9 +136,12 @@ func TestEdgeWithoutNATS(t *testing.T) {
 	n := StartNATS(t)
 	edge := StartEdge(t, EdgeEnv(FreePort(t), n.URL))
 	n.Kill()
-	Eventually(t, 10*time.Second, func() bool {
-		return Do(t, "GET", edge.OpsURL+"/health/ready", "", nil).Status == 503
-	}, "edge still ready without NATS")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := Do(t, "GET", edge.OpsURL+"/health/ready", "", nil).Status; got != 503 {
+			return fmt.Errorf("edge still ready without NATS: got %v", got)
+		}
+		return nil
+	})
 	var h struct {
 		Detail         string `json:"detail"`
 		PublicPortOpen bool   `json:"public_port_open"`
@@ -149,9 +158,12 @@ func TestEdgeWithoutNATS(t *testing.T) {
 		}
 		r.ErrorMessage(t)
 	}
-	Eventually(t, 10*time.Second, func() bool {
-		return !dialOK(strings.TrimPrefix(edge.URL, "http://"))
-	}, "public port still open long after NATS went away")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if dialOK(strings.TrimPrefix(edge.URL, "http://")) {
+			return fmt.Errorf("public port still open long after NATS went away")
+		}
+		return nil
+	})
 	n.Restart()
 	edge.WaitReady(t)
 	MustSSE(t, sseURL(edge.URL, Token(t, "alice")))

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // logLines parses a process's output as JSON log lines, failing the test
@@ -65,9 +67,12 @@ func TestJSONLogs(t *testing.T) {
 		t.Fatalf("got %s, want %s", ev.ID, id)
 	}
 	s.Close()
-	Eventually(t, 10*time.Second, func() bool {
-		return strings.Contains(st.Edge.Logs(), `"msg":"connection closed"`)
-	}, "no connection closed line")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !strings.Contains(st.Edge.Logs(), `"msg":"connection closed"`) {
+			return fmt.Errorf("no connection closed line")
+		}
+		return nil
+	})
 
 	// Tokens that are refused, in the query and in a header.
 	bad := wrongKeyToken(t, "mallory")

@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // LongPoll is one /socket/longpoll answer.
@@ -68,7 +71,13 @@ func TestLongPoll(t *testing.T) {
 		// The next poll waits for the next message and gets only it.
 		done := make(chan LongPoll, 1)
 		go func() { done <- Poll(t, pollURL(st.Edge.URL, tok, lp.LastEventID)) }()
-		Eventually(t, 5*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c >= 1 }, "poll not waiting")
+		check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+			c, _ := edgeHealth(t, st.Edge.URL)
+			if c < 1 {
+				return fmt.Errorf("poll not waiting: got %v", c)
+			}
+			return nil
+		})
 		c := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 3})
 		next := <-done
 		if len(next.Events) != 1 || next.Events[0].ID != c || next.Events[0].Event != "message" {

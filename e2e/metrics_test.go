@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // Scrape reads a Prometheus text page and returns each sample's value by
@@ -55,10 +57,13 @@ func TestMetrics(t *testing.T) {
 	}
 
 	sse := MustSSE(t, st.Edge.URL+"/socket/sse?token="+Token(t, "metrics-alice"))
-	Eventually(t, 5*time.Second, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		m := Scrape(t, edgeMetrics)
-		return m[`rig_edge_connections{transport="sse"}`] == 1 && m[`rig_edge_connections_opened_total{transport="sse"}`] == 1
-	}, "rig_edge_connections{transport=\"sse\"} did not reach 1")
+		if !(m[`rig_edge_connections{transport="sse"}`] == 1 && m[`rig_edge_connections_opened_total{transport="sse"}`] == 1) {
+			return fmt.Errorf("rig_edge_connections{transport=\"sse\"} %v and opened_total %v, want 1 and 1", m[`rig_edge_connections{transport="sse"}`], m[`rig_edge_connections_opened_total{transport="sse"}`])
+		}
+		return nil
+	})
 
 	Post(t, st.Ingest.URL, map[string]any{"user": "metrics-alice", "n": 1})
 	r := Do(t, "POST", st.Ingest.URL+"/v1/messages", "application/json", []byte(`[{"user":"metrics-alice","n":2},{"user":"metrics-alice","n":3}]`))
@@ -68,10 +73,13 @@ func TestMetrics(t *testing.T) {
 	for range 3 {
 		sse.NextMessage(t, 5*time.Second)
 	}
-	Eventually(t, 5*time.Second, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		m := Scrape(t, edgeMetrics)
-		return m["rig_edge_messages_received_total"] == 3 && m["rig_edge_messages_delivered_total"] == 3
-	}, "edge message counters did not reach 3")
+		if !(m["rig_edge_messages_received_total"] == 3 && m["rig_edge_messages_delivered_total"] == 3) {
+			return fmt.Errorf("edge messages received %v, delivered %v, want 3 and 3", m["rig_edge_messages_received_total"], m["rig_edge_messages_delivered_total"])
+		}
+		return nil
+	})
 	im := Scrape(t, ingestMetrics)
 	for name, want := range map[string]float64{
 		`rig_ingest_messages_total{result="stored"}`: 3,
@@ -94,9 +102,12 @@ func TestMetrics(t *testing.T) {
 	// A client that stops reading is closed as slow: its queue (8) fills.
 	slow := openRawSSE(t, st.Edge.URL, Token(t, "metrics-bob"))
 	defer slow.Close()
-	Eventually(t, 5*time.Second, func() bool {
-		return Scrape(t, edgeMetrics)[`rig_edge_connections{transport="sse"}`] == 2
-	}, "second SSE connection not counted")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := Scrape(t, edgeMetrics)[`rig_edge_connections{transport="sse"}`]; got != 2 {
+			return fmt.Errorf("second SSE connection not counted: got %v", got)
+		}
+		return nil
+	})
 	big := strings.Repeat("x", 60<<10)
 	deadline := time.Now().Add(20 * time.Second)
 	for Scrape(t, edgeMetrics)["rig_edge_slow_clients_closed_total"] == 0 {
@@ -119,9 +130,12 @@ func TestMetrics(t *testing.T) {
 	if !carol.Ended(5 * time.Second) {
 		t.Fatal("blacklisted stream did not end")
 	}
-	Eventually(t, 5*time.Second, func() bool {
-		return Scrape(t, edgeMetrics)["rig_edge_sessions_killed_total"] == 1
-	}, "rig_edge_sessions_killed_total did not reach 1")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := Scrape(t, edgeMetrics)["rig_edge_sessions_killed_total"]; got != 1 {
+			return fmt.Errorf("rig_edge_sessions_killed_total did not reach 1: got %v", got)
+		}
+		return nil
+	})
 	if m := Scrape(t, ingestMetrics); m["rig_ingest_blacklist_calls_total"] != 1 {
 		t.Errorf("rig_ingest_blacklist_calls_total = %v, want 1", m["rig_ingest_blacklist_calls_total"])
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TestNATSConfigs: nats-server accepts the checked-in configurations with
@@ -50,12 +52,15 @@ func TestNATSSingleConfig(t *testing.T) {
 		"NATS_MONITOR_LISTEN": fmt.Sprintf("127.0.0.1:%d", mon),
 		"NATS_STORE_DIR":      strconv.Quote(t.TempDir()),
 	})
-	Eventually(t, 10*time.Second, func() bool {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if !n.Running() {
 			t.Fatalf("nats-server exited:\n%s", n.Logs())
 		}
-		return dialOK(fmt.Sprintf("127.0.0.1:%d", mon))
-	}, "nats-server did not listen")
+		if !dialOK(fmt.Sprintf("127.0.0.1:%d", mon)) {
+			return fmt.Errorf("nats-server did not listen")
+		}
+		return nil
+	})
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	edge := StartEdge(t, EdgeEnv(FreePort(t), url))
 	ingest := StartIngest(t, IngestEnv(FreePort(t), url))

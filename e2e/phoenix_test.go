@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // phxMsg is a Phoenix frame, whichever serializer carried it.
@@ -242,15 +244,26 @@ func TestPhoenixHostileInput(t *testing.T) {
 			t.Fatalf("flood: closed %v with %d, want 1008", ok, code)
 		}
 		_, users := edgeHealth(t, st.Edge.URL)
-		Eventually(t, 5*time.Second, func() bool { _, users = edgeHealth(t, st.Edge.URL); return users == 1 },
-			"after the flooding socket closed, %d users are subscribed, want alice only", users)
+		check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+			_, users = edgeHealth(t, st.Edge.URL)
+			if users != 1 {
+				return fmt.Errorf("after the flooding socket closed, %d users are subscribed, want alice only", users)
+			}
+			return nil
+		})
 	})
 
 	t.Run("abrupt reset", func(t *testing.T) {
 		p := dialPhx(t, st.Edge.URL, tok, "2.0.0")
 		p.join(t, "1", "user:mallory", nil)
 		p.Reset()
-		Eventually(t, 5*time.Second, func() bool { n, _ := edgeHealth(t, st.Edge.URL); return n == 1 }, "the reset socket is still counted")
+		check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+			n, _ := edgeHealth(t, st.Edge.URL)
+			if n != 1 {
+				return fmt.Errorf("the reset socket is still counted: got %v", n)
+			}
+			return nil
+		})
 	})
 
 	id := Post(t, st.Ingest.URL, map[string]any{"user": "alice"})

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // PresenceSession is one entry of GET /v1/users/<user>/sessions.
@@ -77,23 +80,32 @@ func TestPresence(t *testing.T) {
 	}
 
 	// Once every edge announced itself, an answer comes as soon as both replied.
-	Eventually(t, 10*time.Second, func() bool {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		start := time.Now()
 		onlineUsers(t, st.Ingest.URL)
-		return time.Since(start) < 500*time.Millisecond
-	}, "presence answers only at the timeout")
+		if got := time.Since(start); got >= 500*time.Millisecond {
+			return fmt.Errorf("presence answers only at the timeout: got %v", got)
+		}
+		return nil
+	})
 
 	onA.Close()
-	Eventually(t, 5*time.Second, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		s := userSessions(t, st.Ingest.URL, user)
-		return len(s) == 1 && s[0].JTI == "pres-b"
-	}, "closed session still listed")
+		if !(len(s) == 1 && s[0].JTI == "pres-b") {
+			return fmt.Errorf("closed session still listed: %+v", s)
+		}
+		return nil
+	})
 	onB.Close()
 	other.Close()
-	Eventually(t, 5*time.Second, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		users, _ := onlineUsers(t, st.Ingest.URL)
-		return !slices.Contains(users, user) && !slices.Contains(users, "pres-other")
-	}, "users still online after disconnecting")
+		if slices.Contains(users, user) || slices.Contains(users, "pres-other") {
+			return fmt.Errorf("users still online after disconnecting: %v", users)
+		}
+		return nil
+	})
 	if s := userSessions(t, st.Ingest.URL, user); len(s) != 0 {
 		t.Fatalf("sessions after disconnect: %+v", s)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // gatewayRoutes is a route file in RIG's format: an open API with every
@@ -360,7 +362,12 @@ func TestGatewayRoutesFromCluster(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		for _, e := range edges {
-			Eventually(t, within, func() bool { return status(e.URL+url) == want }, "%s %s: want %d", e.Name, url, want)
+			check.For(t, within, 10*time.Millisecond, func() error {
+				if got := status(e.URL + url); got != want {
+					return fmt.Errorf("%s %s: want %d: got %v", e.Name, url, want, got)
+				}
+				return nil
+			})
 		}
 		return time.Since(start)
 	}
@@ -454,7 +461,12 @@ func TestGatewayRoutesFromCluster(t *testing.T) {
 	if r := Do(t, "DELETE", apis+"/filed", "", nil); r.Status != 204 {
 		t.Fatalf("DELETE filed: %d", r.Status)
 	}
-	Eventually(t, time.Second, func() bool { return status(edges[0].URL+"/filed/1") == 200 }, "edge A serves its file's route again")
+	check.For(t, time.Second, 10*time.Millisecond, func() error {
+		if got := status(edges[0].URL + "/filed/1"); got != 200 {
+			return fmt.Errorf("edge A serves its file's route again: got %v", got)
+		}
+		return nil
+	})
 
 	// Invalid definitions change nothing.
 	for _, c := range []struct {
@@ -541,9 +553,12 @@ func TestGatewayRefusesBlacklistedSession(t *testing.T) {
 		t.Fatalf("before blacklisting: %d %s", r.Status, r.Body)
 	}
 	Blacklist(t, st.Ingest.URL, "gateway-session", 60)
-	Eventually(t, 2*time.Second, func() bool {
-		return Get(t, st.Edge.URL+"/private/secured", auth(tok)).Status == 401
-	}, "blacklisted session still forwarded")
+	check.For(t, 2*time.Second, 10*time.Millisecond, func() error {
+		if got := Get(t, st.Edge.URL+"/private/secured", auth(tok)).Status; got != 401 {
+			return fmt.Errorf("blacklisted session still forwarded: got %v", got)
+		}
+		return nil
+	})
 	r := Get(t, st.Edge.URL+"/private/secured", auth(tok))
 	if msg := r.GatewayMessage(t); msg != "Missing or invalid token" {
 		t.Fatalf("message %q", msg)

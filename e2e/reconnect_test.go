@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TestNATSReconnectReplay: an edge loses its NATS connection while messages
@@ -23,9 +26,12 @@ func TestNATSReconnectReplay(t *testing.T) {
 	}
 
 	cut.Cut()
-	Eventually(t, 10*time.Second, func() bool {
-		return Do(t, "GET", edge.OpsURL+"/health/ready", "", nil).Status == 503
-	}, "edge did not notice it lost NATS")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := Do(t, "GET", edge.OpsURL+"/health/ready", "", nil).Status; got != 503 {
+			return fmt.Errorf("edge did not notice it lost NATS: got %v", got)
+		}
+		return nil
+	})
 	var forAlice, forBob []string
 	for i := range 5 {
 		forAlice = append(forAlice, Post(t, ingest.URL, map[string]any{"user": "alice", "n": i + 1}))

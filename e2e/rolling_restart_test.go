@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TestRollingRestart: two edges, one ingest; a publisher posts 2,000
@@ -51,27 +54,27 @@ func TestRollingRestart(t *testing.T) {
 	}
 	defer wg.Wait()
 	defer cancel()
-	Eventually(t, 20*time.Second, func() bool {
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
 		for _, c := range clients {
 			c.mu.Lock()
 			n := c.connects
 			c.mu.Unlock()
 			if n == 0 {
-				return false
+				return fmt.Errorf("not every client connected")
 			}
 		}
-		return true
-	}, "not every client connected")
+		return nil
+	})
 	// A long-poll client has connected once its first answer came; give
 	// the rest a first position before publishing.
-	Eventually(t, 10*time.Second, func() bool {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		for _, c := range clients {
 			if c.cursor() == "" && c.name[:3] == "lon" {
-				return false
+				return fmt.Errorf("long-poll clients have no position yet")
 			}
 		}
-		return true
-	}, "long-poll clients have no position yet")
+		return nil
+	})
 
 	const total = 2000
 	expected := map[string][]string{}
@@ -109,7 +112,12 @@ func TestRollingRestart(t *testing.T) {
 	}
 	restarts := 0
 	for i, e := range []*Server{te.A, te.B, te.A, te.B} {
-		Eventually(t, 30*time.Second, func() bool { return postedSoFar() >= 400*(i+1) }, "publisher stalled")
+		check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if got := postedSoFar(); got < 400*(i+1) {
+				return fmt.Errorf("publisher stalled: got %v", got)
+			}
+			return nil
+		})
 		sig := syscall.SIGTERM
 		if i == 2 {
 			sig = syscall.SIGKILL
@@ -148,7 +156,7 @@ func TestRollingRestart(t *testing.T) {
 	for _, c := range clients {
 		got, want := c.received(), expected[c.users[0]]
 		lost, dup := diff(want, got)
-		inOrder := len(lost) == 0 && len(dup) == 0 && equal(got, want)
+		inOrder := len(lost) == 0 && len(dup) == 0 && slices.Equal(got, want)
 		t.Logf("%-20s %4d messages, %d lost, %d duplicated, in order: %v (%s)", c.name, len(got), len(lost), len(dup), inOrder, c.summary())
 		allLost += len(lost)
 		allDup += len(dup)
@@ -157,18 +165,6 @@ func TestRollingRestart(t *testing.T) {
 		}
 	}
 	t.Logf("rolling restart: %d messages posted, %d edge restarts, %d clients: %d lost, %d duplicated", total, restarts, len(clients), allLost, allDup)
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func head(s []string) []string {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // TestWebSocket runs the delivery rules of SSE over plain WebSockets.
@@ -110,8 +113,13 @@ func TestWebSocket(t *testing.T) {
 		other.Next(t, 5*time.Second)
 		before, _ := edgeHealth(t, st.Edge.URL)
 		victim.Reset()
-		Eventually(t, 5*time.Second, func() bool { n, _ := edgeHealth(t, st.Edge.URL); return n == before-1 },
-			"the reset socket is still counted")
+		check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+			n, _ := edgeHealth(t, st.Edge.URL)
+			if n != before-1 {
+				return fmt.Errorf("the reset socket is still counted: got %v", n)
+			}
+			return nil
+		})
 		id := Post(t, st.Ingest.URL, map[string]any{"user": "gina"})
 		if ev := other.Next(t, 5*time.Second); ev.ID != id {
 			t.Fatalf("other socket got %+v", ev)
@@ -189,8 +197,12 @@ func TestWebSocketPings(t *testing.T) {
 	if ev := good.Next(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("got %+v", ev)
 	}
-	Eventually(t, 5*time.Second, func() bool { return strings.Contains(st.Edge.Logs(), "client missed pongs") },
-		"the timeout was not logged")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !strings.Contains(st.Edge.Logs(), "client missed pongs") {
+			return fmt.Errorf("the timeout was not logged")
+		}
+		return nil
+	})
 }
 
 // TestWebSocketOversizeMessage: a message over WS_MAX_FRAME_SIZE closes
@@ -217,8 +229,12 @@ func TestWebSocketOversizeMessage(t *testing.T) {
 	if ev := other.Next(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("other socket got %+v", ev)
 	}
-	Eventually(t, 5*time.Second, func() bool { return strings.Count(st.Edge.Logs(), "message larger than WS_MAX_FRAME_SIZE") == 2 },
-		"want one log line per oversized message")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := strings.Count(st.Edge.Logs(), "message larger than WS_MAX_FRAME_SIZE"); got != 2 {
+			return fmt.Errorf("want one log line per oversized message: got %v", got)
+		}
+		return nil
+	})
 }
 
 // TestWebSocketEndings: final events close with their codes.
@@ -262,9 +278,12 @@ func TestWebSocketWithoutNATS(t *testing.T) {
 	n := StartNATS(t)
 	edge := StartEdge(t, EdgeEnv(FreePort(t), n.URL))
 	n.Kill()
-	Eventually(t, 10*time.Second, func() bool {
-		return Do(t, "GET", edge.URL+"/health/ready", "", nil).Status == 503
-	}, "edge still ready without NATS")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := Do(t, "GET", edge.URL+"/health/ready", "", nil).Status; got != 503 {
+			return fmt.Errorf("edge still ready without NATS: got %v", got)
+		}
+		return nil
+	})
 	for _, q := range []url.Values{plainQuery(Token(t, "alice")), phxQuery(Token(t, "alice"), "2.0.0")} {
 		w, r := DialWS(t, wsURL(edge.URL, q))
 		if w != nil || r.Status != 503 || r.Header.Get("Retry-After") == "" {
@@ -280,12 +299,21 @@ func TestWebSocketWithoutNATS(t *testing.T) {
 // TestWebSocketSlowClient: a socket that stops reading is cut off when its
 // queue fills, while another socket of the same user gets everything.
 func TestWebSocketSlowClient(t *testing.T) {
-	st := StartStack(t, map[string]string{"CLIENT_QUEUE_SIZE": "16", "HEARTBEAT_INTERVAL": "1m"}, map[string]string{"MESSAGE_MAX_SIZE": "1MiB"})
+	// A queue of 64 (16 MiB of these messages): the slow socket still
+	// overflows it well before the 200th message, and the fast one, CPU-starved
+	// on a loaded machine, is not cut off for falling a few messages behind.
+	st := StartStack(t, map[string]string{"CLIENT_QUEUE_SIZE": "64", "HEARTBEAT_INTERVAL": "1m"}, map[string]string{"MESSAGE_MAX_SIZE": "1MiB"})
 	slow := MustWS(t, wsURL(st.Edge.URL, plainQuery(Token(t, "alice"))), WSOpts{NoRead: true})
 	fast := MustWS(t, wsURL(st.Edge.URL, phxQuery(Token(t, "alice"), "2.0.0")))
 	fast.Send(t, `["1","1","user:alice","phx_join",{}]`)
 	fast.NextFrame(t, 5*time.Second)
-	Eventually(t, 5*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c == 2 }, "both sockets not connected")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		c, _ := edgeHealth(t, st.Edge.URL)
+		if c != 2 {
+			return fmt.Errorf("both sockets not connected: got %v", c)
+		}
+		return nil
+	})
 
 	payload := strings.Repeat("x", 256<<10)
 	const total = 200 // 50 MiB: far more than socket buffers hold
@@ -309,7 +337,13 @@ func TestWebSocketSlowClient(t *testing.T) {
 	if got := <-done; got != total {
 		t.Fatalf("fast socket got %d of %d messages", got, total)
 	}
-	Eventually(t, 10*time.Second, func() bool { c, _ := edgeHealth(t, st.Edge.URL); return c == 1 }, "slow socket still connected")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		c, _ := edgeHealth(t, st.Edge.URL)
+		if c != 1 {
+			return fmt.Errorf("slow socket still connected: got %v", c)
+		}
+		return nil
+	})
 	if !strings.Contains(st.Edge.Logs(), "slow client") {
 		t.Fatal("edge did not log the slow client")
 	}

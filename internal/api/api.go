@@ -24,8 +24,9 @@ type Error struct {
 
 func (e *Error) Error() string { return strconv.Itoa(e.Status) + " " + e.Message }
 
-// Errorf returns an *Error; handlers return it and ErrorHandler writes it.
-func Errorf(status int, msg string) *Error { return &Error{Status: status, Message: msg} }
+// NewError returns an *Error with status and msg as they are; handlers
+// return it and ErrorHandler writes it.
+func NewError(status int, msg string) *Error { return &Error{Status: status, Message: msg} }
 
 // Unavailable is a 503 that tells the client when to retry.
 func Unavailable(msg string, retryAfter int) *Error {

@@ -170,12 +170,9 @@ func (v *Verifier) session(claims jwt.MapClaims) (*rig.Session, error) {
 	return s, nil
 }
 
+// splitRoles splits a roles claim at commas and spaces; no roles is nil.
 func splitRoles(s string) []string {
-	var out []string
-	for _, r := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, r)
-	}
-	return out
+	return append([]string(nil), strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })...)
 }
 
 // Claims describes a token to mint.

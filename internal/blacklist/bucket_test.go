@@ -2,6 +2,7 @@ package blacklist
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/broker/brokertest"
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/config"
 )
 
@@ -62,19 +64,13 @@ func openBucket(t testing.TB) (*Bucket, *broker.Broker) {
 	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), true)
 	b := openBroker(t, ns.ClientURL())
 	k := runBucket(t, b)
-	eventually(t, 10*time.Second, func() bool { return k.Ready() == nil }, "bucket not ready")
-	return k, b
-}
-
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg)
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if err := k.Ready(); err != nil {
+			return fmt.Errorf("bucket not ready: %w", err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return k, b
 }
 
 func lookup(t testing.TB, k *Bucket, jti string) (Entry, bool) {
@@ -117,10 +113,22 @@ func TestAddExpires(t *testing.T) {
 	if got, ok := lookup(t, k, "s1"); !ok || !got.Expires.Equal(e.Expires) {
 		t.Fatalf("Lookup = %+v, %v; want %+v", got, ok, e)
 	}
-	eventually(t, 10*time.Second, func() bool { _, ok := lookup(t, k, "s1"); return !ok }, "s1 still listed")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		_, ok := lookup(t, k, "s1")
+		if ok {
+			return fmt.Errorf("s1 still listed")
+		}
+		return nil
+	})
 	// JetStream itself dropped the value: the key's last revision is the TTL marker.
 	kv, _ := k.KV()
-	eventually(t, 10*time.Second, func() bool { _, err := kv.Get(context.Background(), mustKey(t, "s1")); return err != nil }, "s1 still stored")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		_, err := kv.Get(context.Background(), mustKey(t, "s1"))
+		if err == nil {
+			return fmt.Errorf("s1 still stored")
+		}
+		return nil
+	})
 	if _, ok := lookup(t, k, "never-listed"); ok {
 		t.Fatal("unknown session listed")
 	}
@@ -166,7 +174,13 @@ func TestAddNeverShortens(t *testing.T) {
 	if _, ok := lookup(t, k, "s2"); !ok {
 		t.Fatal("extended entry gone at its first expiry")
 	}
-	eventually(t, 10*time.Second, func() bool { _, ok := lookup(t, k, "s2"); return !ok }, "extended entry never expired")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		_, ok := lookup(t, k, "s2")
+		if ok {
+			return fmt.Errorf("extended entry never expired")
+		}
+		return nil
+	})
 
 	// A key whose last revision is a TTL marker is blacklisted again.
 	if _, err := k.Add(ctx, "s2", time.Minute); err != nil {

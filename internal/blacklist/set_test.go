@@ -3,6 +3,7 @@ package blacklist
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/broker/brokertest"
+	"github.com/rig-go/rig/internal/check"
 )
 
 // recorder collects the jtis a Set reports as listed.
@@ -39,7 +41,12 @@ func watchSet(t testing.TB, k *Bucket, _ *broker.Broker, nc *nats.Conn) (*Set, *
 	rec := &recorder{}
 	s := NewSet(k, nc, discard, rec.add)
 	brokertest.Go(t, s.Run)
-	eventually(t, 10*time.Second, func() bool { return s.Ready() == nil }, "set not loaded")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if err := s.Ready(); err != nil {
+			return fmt.Errorf("set not loaded: %w", err)
+		}
+		return nil
+	})
 	return s, rec
 }
 
@@ -62,16 +69,36 @@ func TestSetFollowsBucket(t *testing.T) {
 	if _, err := k.Add(ctx, "live", time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return s.Listed("live") && rec.has("live") }, "live entry not listed")
-	eventually(t, 10*time.Second, func() bool { return !s.Listed("live") }, "expired entry still listed")
-	eventually(t, 10*time.Second, func() bool { return s.Len() == 1 }, "TTL marker did not remove the entry")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !(s.Listed("live") && rec.has("live")) {
+			return fmt.Errorf("live entry not listed")
+		}
+		return nil
+	})
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if s.Listed("live") {
+			return fmt.Errorf("expired entry still listed")
+		}
+		return nil
+	})
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := s.Len(); got != 1 {
+			return fmt.Errorf("TTL marker did not remove the entry: %d entries, want 1", got)
+		}
+		return nil
+	})
 
 	// Deleting a key (an operator's nats kv del) unlists it.
 	kv, _ := k.KV()
 	if err := kv.Delete(ctx, mustKey(t, "before")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return !s.Listed("before") && s.Len() == 0 }, "deleted entry still listed")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if s.Listed("before") || s.Len() != 0 {
+			return fmt.Errorf("deleted entry still listed (%d entries)", s.Len())
+		}
+		return nil
+	})
 }
 
 // TestSetExpiresLocally: an entry stops counting at its stored expiry even
@@ -85,8 +112,18 @@ func TestSetExpiresLocally(t *testing.T) {
 	if _, err := kv.Put(context.Background(), mustKey(t, "no-ttl"), v); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return s.Listed("no-ttl") && rec.has("no-ttl") }, "entry not listed")
-	eventually(t, 5*time.Second, func() bool { return !s.Listed("no-ttl") }, "entry listed past its expiry")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !(s.Listed("no-ttl") && rec.has("no-ttl")) {
+			return fmt.Errorf("entry not listed")
+		}
+		return nil
+	})
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if s.Listed("no-ttl") {
+			return fmt.Errorf("entry listed past its expiry")
+		}
+		return nil
+	})
 	if time.Now().Before(exp) {
 		t.Fatal("unlisted before its expiry")
 	}
@@ -100,7 +137,12 @@ func TestSetExpiresLocally(t *testing.T) {
 	if _, err := k.Add(context.Background(), "after-garbage", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return s.Listed("after-garbage") }, "watch stopped after a malformed entry")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !s.Listed("after-garbage") {
+			return fmt.Errorf("watch stopped after a malformed entry")
+		}
+		return nil
+	})
 	if s.Listed("garbage") {
 		t.Fatal("malformed entry listed")
 	}
@@ -115,7 +157,12 @@ func TestSetResyncsAfterNATSRestart(t *testing.T) {
 	port := portOf(ns)
 	b := openBroker(t, ns.ClientURL())
 	k := runBucket(t, b)
-	eventually(t, 10*time.Second, func() bool { return k.Ready() == nil }, "bucket not ready")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if err := k.Ready(); err != nil {
+			return fmt.Errorf("bucket not ready: %w", err)
+		}
+		return nil
+	})
 	if _, err := k.Add(context.Background(), "kept", time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +170,12 @@ func TestSetResyncsAfterNATSRestart(t *testing.T) {
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	eventually(t, 10*time.Second, func() bool { return s.Ready() != nil }, "set still loaded without NATS")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if s.Ready() == nil {
+			return fmt.Errorf("set still loaded without NATS")
+		}
+		return nil
+	})
 	if err := s.Ready(); !strings.Contains(err.Error(), "blacklist not loaded") {
 		t.Fatalf("Ready() = %v", err)
 	}
@@ -132,14 +184,24 @@ func TestSetResyncsAfterNATSRestart(t *testing.T) {
 	}
 
 	runServer(t, port, dir, true)
-	eventually(t, 20*time.Second, func() bool { return s.Ready() == nil }, "set not reloaded after NATS came back")
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if err := s.Ready(); err != nil {
+			return fmt.Errorf("set not reloaded after NATS came back: %w", err)
+		}
+		return nil
+	})
 	if !s.Listed("kept") {
 		t.Fatal("entry lost across the restart")
 	}
 	if _, err := k.Add(context.Background(), "new", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return s.Listed("new") }, "set does not follow the bucket after the restart")
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !s.Listed("new") {
+			return fmt.Errorf("set does not follow the bucket after the restart")
+		}
+		return nil
+	})
 }
 
 // TestSetNotReadyWithoutBucket: with no JetStream the set never loads.
@@ -150,8 +212,11 @@ func TestSetNotReadyWithoutBucket(t *testing.T) {
 	s := NewSet(k, b.NC, discard, func(string) {})
 	brokertest.Go(t, s.Run)
 	// The set tried, and says why it is not loaded.
-	eventually(t, 10*time.Second, func() bool {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		err := s.Ready()
-		return err != nil && strings.Contains(err.Error(), "blacklist not loaded: blacklist bucket not ready")
-	}, "set does not say the bucket is missing")
+		if !(err != nil && strings.Contains(err.Error(), "blacklist not loaded: blacklist bucket not ready")) {
+			return fmt.Errorf("set does not say the bucket is missing")
+		}
+		return nil
+	})
 }

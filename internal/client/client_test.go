@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -57,14 +58,23 @@ func (p *pipeTransport) written() []string {
 	return all
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+// wrote is a check.For condition: p has written n events.
+func wrote(p *pipeTransport, n int) func() error {
+	return func() error {
+		if w := p.written(); len(w) != n {
+			return fmt.Errorf("written %v, want %d events", w, n)
 		}
-		time.Sleep(time.Millisecond)
+		return nil
+	}
+}
+
+// drained is a check.For condition: the writer has taken every queued event.
+func drained(c *Client) func() error {
+	return func() error {
+		if n := queued(c); n != 0 {
+			return fmt.Errorf("%d events still queued", n)
+		}
+		return nil
 	}
 }
 
@@ -86,9 +96,9 @@ func TestQueuedBeforeStartThenWrittenInOrder(t *testing.T) {
 	}
 	p := newPipe()
 	c.Attach(p)
-	waitFor(t, func() bool { return len(p.written()) == 3 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	c.Deliver(msg("4"))
-	waitFor(t, func() bool { return len(p.written()) == 4 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 4))
 	got := p.written()
 	for i, want := range []string{"message:1", "message:2", "message:3", "message:4"} {
 		if got[i] != want {
@@ -106,7 +116,7 @@ func TestFullQueueClosesSlowClient(t *testing.T) {
 	p.block = make(chan struct{}) // the client stopped reading
 	c.Attach(p)
 	c.Deliver(msg("0")) // taken by the writer, which blocks
-	waitFor(t, func() bool { return queued(c) == 0 })
+	check.For(t, 5*time.Second, time.Millisecond, drained(c))
 	for i := range 4 {
 		c.Deliver(msg(string(rune('a' + i))))
 	}
@@ -167,7 +177,7 @@ func TestFinishOnStuckClientStillCloses(t *testing.T) {
 	p.block = make(chan struct{})
 	c.Attach(p)
 	c.Deliver(msg("1"))
-	waitFor(t, func() bool { return queued(c) == 0 })
+	check.For(t, 5*time.Second, time.Millisecond, drained(c))
 	c.SendFinal(&rig.Event{Kind: rig.KindTokenExpired}, DisconnectTokenExpired)
 	// The final event is queued behind a write that never finishes; the
 	// owner closes the client (as the edge does on a drain timeout).
@@ -234,12 +244,12 @@ func TestHoldResumeSeam(t *testing.T) {
 		t.Fatalf("written while holding: %v", got)
 	}
 	c.Release([]string{"a"}, 3, &rig.Event{Kind: rig.KindGap, ID: "x"}, seqMsg("a", 4), seqMsg("a", 5), seqMsg("a", 6))
-	waitFor(t, func() bool { return len(p.written()) == 5 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 5))
 	// A late live copy of a replayed message is dropped; new ones are not.
 	c.Deliver(seqMsg("a", 6))
 	c.Deliver(seqMsg("a", 7))
 	c.Deliver(seqMsg("a", 8))
-	waitFor(t, func() bool { return len(p.written()) == 7 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 7))
 	want := "connected:,gap:x,message:a4,message:a5,message:a6,message:a7,message:a8"
 	if got := strings.Join(p.written(), ","); got != want {
 		t.Fatalf("written %s\nwant    %s", got, want)
@@ -255,7 +265,7 @@ func TestNestedHolds(t *testing.T) {
 	c.Deliver(seqMsg("b", 9))
 	c.Release([]string{"a"}, 0, seqMsg("a", 1))
 	c.Release([]string{"b"}, 0, seqMsg("b", 2))
-	waitFor(t, func() bool { return len(p.written()) == 3 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	if got := strings.Join(p.written(), ","); got != "message:a1,message:b2,message:b9" {
 		t.Fatalf("written %s", got)
 	}
@@ -303,7 +313,7 @@ func TestDeliverHere(t *testing.T) {
 	// A writer blocked on the transport: DeliverHere queues behind it.
 	p.block = make(chan struct{})
 	c.Deliver(msg("2"))
-	waitFor(t, func() bool { return queued(c) == 0 }) // the writer took 2 and waits
+	check.For(t, 5*time.Second, time.Millisecond, drained(c)) // the writer took 2 and waits
 	done := make(chan struct{})
 	go func() { c.DeliverHere(msg("3")); close(done) }()
 	select {
@@ -312,7 +322,7 @@ func TestDeliverHere(t *testing.T) {
 		t.Fatal("DeliverHere waited for a busy writer")
 	}
 	close(p.block)
-	waitFor(t, func() bool { return len(p.written()) == 3 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 3))
 	if got := strings.Join(p.written(), ","); got != "message:1,message:2,message:3" {
 		t.Errorf("written %s", got)
 	}
@@ -369,12 +379,12 @@ func TestHoldUserLetsTheRestThrough(t *testing.T) {
 	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat})
 	c.Deliver(seqMsg("b", 1))
 	c.Deliver(seqMsg("a", 5))
-	waitFor(t, func() bool { return len(p.written()) == 2 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 2))
 	if got := strings.Join(p.written(), ","); got != "heartbeat:,message:b1" {
 		t.Fatalf("written while a was held: %s", got)
 	}
 	c.ReleaseUser("a", 3, seqMsg("a", 4))
-	waitFor(t, func() bool { return len(p.written()) == 4 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 4))
 	if got := strings.Join(p.written(), ","); got != "heartbeat:,message:b1,message:a4,message:a5" {
 		t.Fatalf("written %s", got)
 	}
@@ -391,9 +401,9 @@ func TestReleaseKeepsUserHolds(t *testing.T) {
 	c.Deliver(seqMsg("a", 1))
 	c.Deliver(seqMsg("b", 2))
 	c.Release(nil, 0)
-	waitFor(t, func() bool { return len(p.written()) == 1 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 1))
 	c.ReleaseUser("a", 0)
-	waitFor(t, func() bool { return len(p.written()) == 2 })
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 2))
 	if got := strings.Join(p.written(), ","); got != "message:b2,message:a1" {
 		t.Fatalf("written %s", got)
 	}

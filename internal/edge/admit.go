@@ -3,6 +3,7 @@ package edge
 import (
 	"encoding/json"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -60,21 +61,21 @@ func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
 	}
 	sess, err := s.verifier.Verify(token)
 	if err != nil {
-		return nil, api.Errorf(fiber.StatusUnauthorized, err.Error())
+		return nil, api.NewError(fiber.StatusUnauthorized, err.Error())
 	}
 	if len(sess.ID) > blacklist.MaxSessionIDLen {
 		// Every session let in must be one the blacklist can revoke.
-		return nil, api.Errorf(fiber.StatusUnauthorized, "jti longer than "+itoa(blacklist.MaxSessionIDLen)+" bytes")
+		return nil, api.NewError(fiber.StatusUnauthorized, "jti longer than "+strconv.Itoa(blacklist.MaxSessionIDLen)+" bytes")
 	}
 	if s.blacklist.Listed(sess.ID) {
-		return nil, api.Errorf(fiber.StatusUnauthorized, "session "+quote(sess.ID)+" is blacklisted")
+		return nil, api.NewError(fiber.StatusUnauthorized, "session "+quote(sess.ID)+" is blacklisted")
 	}
 	if len(users) == 0 {
 		users = []string{sess.User}
 	}
 	for _, u := range users {
 		if !sess.MaySubscribe(u) {
-			return nil, api.Errorf(fiber.StatusForbidden, "token of user "+quote(sess.User)+" may not subscribe to user "+quote(u))
+			return nil, api.NewError(fiber.StatusForbidden, "token of user "+quote(sess.User)+" may not subscribe to user "+quote(u))
 		}
 	}
 	if s.draining.Load() {
@@ -117,18 +118,18 @@ func requestToken(c *fiber.Ctx) (string, error) {
 	if args.Has("token") {
 		t := string(args.Peek("token"))
 		if t == "" {
-			return "", api.Errorf(fiber.StatusBadRequest, "empty token= parameter")
+			return "", api.NewError(fiber.StatusBadRequest, "empty token= parameter")
 		}
 		return t, nil
 	}
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
 		t, ok := auth.BearerToken(h)
 		if !ok {
-			return "", api.Errorf(fiber.StatusBadRequest, "Authorization header must be \"Bearer <JWT>\"")
+			return "", api.NewError(fiber.StatusBadRequest, "Authorization header must be \"Bearer <JWT>\"")
 		}
 		return t, nil
 	}
-	return "", api.Errorf(fiber.StatusBadRequest, "missing token: pass ?token=<JWT> or an Authorization: Bearer header")
+	return "", api.NewError(fiber.StatusBadRequest, "missing token: pass ?token=<JWT> or an Authorization: Bearer header")
 }
 
 // requestResume reads the id to resume after: the Last-Event-ID header a
@@ -139,7 +140,7 @@ func requestResume(c *fiber.Ctx) (string, error) {
 		id = string(c.Context().QueryArgs().Peek("last_event_id"))
 	}
 	if id != "" && !rig.ValidEventID(id) {
-		return "", api.Errorf(fiber.StatusBadRequest, "last_event_id: not a valid event id (1 to 256 bytes, no control characters)")
+		return "", api.NewError(fiber.StatusBadRequest, "last_event_id: not a valid event id (1 to 256 bytes, no control characters)")
 	}
 	return strings.Clone(id), nil
 }
@@ -154,7 +155,7 @@ func requestUsers(c *fiber.Ctx) ([]string, error) {
 		for _, v := range args.PeekMulti(key) {
 			u := string(v)
 			if err := rig.ValidateUser(u); err != nil {
-				return nil, api.Errorf(fiber.StatusBadRequest, key+": "+err.Error())
+				return nil, api.NewError(fiber.StatusBadRequest, key+": "+err.Error())
 			}
 			if !seen[u] {
 				seen[u] = true
@@ -163,7 +164,7 @@ func requestUsers(c *fiber.Ctx) ([]string, error) {
 		}
 	}
 	if len(users) > MaxUsersPerConnection {
-		return nil, api.Errorf(fiber.StatusBadRequest, "too many users[]: at most 100 per connection")
+		return nil, api.NewError(fiber.StatusBadRequest, "too many users[]: at most 100 per connection")
 	}
 	return users, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/broker/brokertest"
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/rig"
@@ -147,12 +148,12 @@ func TestNoGoroutinePerSubscription(t *testing.T) {
 	nc.Flush()
 	deadline := time.Now().Add(10 * time.Second)
 	for i, r := range recs {
-		for len(r.got()) < 3 {
-			if time.Now().After(deadline) {
-				t.Fatalf("user %d got %v", i, r.got())
+		check.For(t, time.Until(deadline), 5*time.Millisecond, func() error {
+			if g := r.got(); len(g) < 3 {
+				return fmt.Errorf("user %d got %v", i, g)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
 		if g := r.got(); g[0] != fmt.Sprintf("%d-0", i) || g[1] != fmt.Sprintf("%d-1", i) || g[2] != fmt.Sprintf("%d-2", i) {
 			t.Fatalf("user %d got %v out of order", i, g)
 		}

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/clientaddr"
 	"github.com/rig-go/rig/internal/limit"
 	"github.com/rig-go/rig/internal/metrics"
@@ -75,14 +77,13 @@ func closedSoon(c net.Conn) bool {
 	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
 
-func waitConns(t *testing.T, g *gate, want int64) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for g.Conns() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("gate counts %d connections, want %d", g.Conns(), want)
+// conns is a check.For condition: g counts want connections.
+func conns(g *gate, want int64) func() error {
+	return func() error {
+		if n := g.Conns(); n != want {
+			return fmt.Errorf("gate counts %d connections, want %d", n, want)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
 	}
 }
 
@@ -94,7 +95,7 @@ func TestGateCap(t *testing.T) {
 	out := accepted(g)
 	c1, c2 := dial(t, g), dial(t, g)
 	a1, a2 := <-out, <-out
-	waitConns(t, g, 2)
+	check.For(t, 2*time.Second, 5*time.Millisecond, conns(g, 2))
 	if !dialRefused(t, g) {
 		t.Fatal("a connection past MAX_CONNECTIONS was not closed")
 	}
@@ -116,10 +117,10 @@ func TestGateCap(t *testing.T) {
 	}
 	a1.Close()
 	a1.Close() // twice: counted once
-	waitConns(t, g, 1)
+	check.For(t, 2*time.Second, 5*time.Millisecond, conns(g, 1))
 	c4 := dial(t, g)
 	a4 := <-out
-	waitConns(t, g, 2)
+	check.For(t, 2*time.Second, 5*time.Millisecond, conns(g, 2))
 	_, _ = c4, a4
 	if n := sample(t, m, `rig_edge_connections_refused_total{reason="capacity"}`); n != "1" {
 		t.Fatalf("%s refused for capacity, want 1", n)
@@ -141,7 +142,7 @@ func TestGatePerIP(t *testing.T) {
 	a.Close()
 	dial(t, g)
 	<-out
-	waitConns(t, g, 2)
+	check.For(t, 2*time.Second, 5*time.Millisecond, conns(g, 2))
 
 	tg, _ := testGate(t, 100, 1, netip.MustParsePrefix("127.0.0.0/8"))
 	tout := accepted(tg)
@@ -149,7 +150,7 @@ func TestGatePerIP(t *testing.T) {
 		dial(t, tg)
 		<-tout
 	}
-	waitConns(t, tg, 3)
+	check.For(t, 2*time.Second, 5*time.Millisecond, conns(tg, 3))
 }
 
 // failing is a listener whose first accepts fail as a process out of file

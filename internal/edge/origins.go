@@ -28,7 +28,7 @@ func (s *Server) originAllowed(origin string) bool {
 // before any token is looked at or any stream starts.
 func (s *Server) checkOrigin(c *fiber.Ctx) error {
 	if origin := c.Get(fiber.HeaderOrigin); !s.originAllowed(origin) {
-		return api.Errorf(fiber.StatusForbidden, "origin "+quote(origin)+" is not allowed (ALLOWED_ORIGINS)")
+		return api.NewError(fiber.StatusForbidden, "origin "+quote(origin)+" is not allowed (ALLOWED_ORIGINS)")
 	}
 	return nil
 }

@@ -12,22 +12,10 @@ import (
 
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
-	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/ready"
 	"github.com/rig-go/rig/internal/retry"
 	"github.com/rig-go/rig/internal/route"
 )
-
-// Revocations is what the gateway asks before forwarding a secured request:
-// whether the token's session (jti) is blacklisted.
-type Revocations = proxy.Revocations
-
-// SetRevocations makes the API gateway refuse blacklisted sessions on
-// secured routes (nil: none are). Safe to call while serving.
-func (s *Server) SetRevocations(r Revocations) { s.gateway.SetRevocations(r) }
-
-// Gateway exposes the API gateway (for tests).
-func (s *Server) Gateway() *proxy.Gateway { return s.gateway }
 
 // handleProxy sends every request the edge has no endpoint for to the API
 // gateway. The edge's own paths (/health..., /socket/...) never reach a

@@ -100,13 +100,11 @@ func readUntilClosed(nc net.Conn) {
 func writeRawError(nc net.Conn, e *api.Error, extra string) {
 	body := `{"error":` + quote(e.Message) + `}`
 	if e.RetryAfter > 0 {
-		extra += "Retry-After: " + itoa(e.RetryAfter) + "\r\n"
+		extra += "Retry-After: " + strconv.Itoa(e.RetryAfter) + "\r\n"
 	}
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = nc.Write([]byte("HTTP/1.1 " + itoa(e.Status) + " " + fiberStatus(e.Status) + "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + itoa(len(body)) + "\r\n" + extra + "\r\n" + body))
+	_, _ = nc.Write([]byte("HTTP/1.1 " + strconv.Itoa(e.Status) + " " + fiberStatus(e.Status) + "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" + extra + "\r\n" + body))
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func fiberStatus(code int) string { return utils.StatusMessage(code) }
 

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/positions"
@@ -71,21 +73,19 @@ func TestSlowConsumerRefill(t *testing.T) {
 		}
 	}
 	// NATS dropped what did not fit in the blocked lane.
-	deadline := time.Now().Add(10 * time.Second)
-	for testutilCounter(s.metrics.SlowConsumer) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("NATS never reported the lane as a slow consumer")
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if testutilCounter(s.metrics.SlowConsumer) == 0 {
+			return errors.New("NATS never reported the lane as a slow consumer")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	release()
-	deadline = time.Now().Add(20 * time.Second)
-	for len(rec.got()) < total {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d of %d messages", len(rec.got()), total)
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if n := len(rec.got()); n < total {
+			return fmt.Errorf("got %d of %d messages", n, total)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	got := rec.got()
 	for i := range want {
 		if got[i] != want[i] {

@@ -54,7 +54,7 @@ func (s *Server) handleWebSocket(c *fiber.Ctx) error {
 			c.Set(fiber.HeaderUpgrade, "websocket")
 		}
 		c.Set("Sec-WebSocket-Version", "13")
-		return api.Errorf(status, err.Error())
+		return api.NewError(status, err.Error())
 	}
 	if v != 0 {
 		// A Phoenix socket subscribes, and resumes, per joined topic.
@@ -80,7 +80,7 @@ func socketProtocol(c *fiber.Ctx) (phoenix.Version, error) {
 	}
 	v, err := phoenix.ParseVersion(string(args.Peek("vsn")))
 	if err != nil {
-		return 0, api.Errorf(fiber.StatusBadRequest, err.Error())
+		return 0, api.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	return v, nil
 }

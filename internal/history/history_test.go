@@ -16,6 +16,7 @@ import (
 
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/broker/brokertest"
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -317,13 +318,12 @@ func TestReadsQueue(t *testing.T) {
 		_, err := r.Since(ctx, []string{"alice"}, "seq:0")
 		done <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Waiting() != 1 || r.InFlight() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting %d, in flight %d; want 1 and 1", r.Waiting(), r.InFlight())
+	check.For(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if w, f := r.Waiting(), r.InFlight(); w != 1 || f != 1 {
+			return fmt.Errorf("waiting %d, in flight %d; want 1 and 1", w, f)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	release()
 	if err := <-done; err != nil {
 		t.Fatalf("queued read: %v", err)

@@ -110,11 +110,11 @@ func (s *Server) handleListAPIs(c *fiber.Ctx) error {
 // when the id is taken.
 func (s *Server) handleCreateAPI(c *fiber.Ctx) error {
 	if !isJSON(c.Get(fiber.HeaderContentType)) {
-		return api.Errorf(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return api.NewError(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	a, err := route.ParseAPI(c.Body())
 	if err != nil {
-		return api.Errorf(fiber.StatusBadRequest, err.Error())
+		return api.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	data, err := json.Marshal(a)
 	if err != nil {
@@ -128,7 +128,7 @@ func (s *Server) handleCreateAPI(c *fiber.Ctx) error {
 	}
 	if _, err := kv.Create(ctx, broker.APIKey(a.ID), data); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return api.Errorf(fiber.StatusConflict, "API "+strconv.Quote(a.ID)+" already exists; change it with PUT /v1/apis/"+a.ID)
+			return api.NewError(fiber.StatusConflict, "API "+strconv.Quote(a.ID)+" already exists; change it with PUT /v1/apis/"+a.ID)
 		}
 		return s.unavailable("create", a.ID, err)
 	}
@@ -140,11 +140,11 @@ func (s *Server) handleCreateAPI(c *fiber.Ctx) error {
 // current returns the stored entry of the API named in the path, or 404.
 func (s *Server) current(ctx context.Context, kv jetstream.KeyValue, id string) (jetstream.KeyValueEntry, error) {
 	if !route.ValidID(id) {
-		return nil, api.Errorf(fiber.StatusNotFound, "no API "+strconv.Quote(id))
+		return nil, api.NewError(fiber.StatusNotFound, "no API "+strconv.Quote(id))
 	}
 	e, err := kv.Get(ctx, broker.APIKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, api.Errorf(fiber.StatusNotFound, "no API "+strconv.Quote(id))
+		return nil, api.NewError(fiber.StatusNotFound, "no API "+strconv.Quote(id))
 	}
 	if err != nil {
 		return nil, s.unavailable("get", id, err)
@@ -181,16 +181,16 @@ func (s *Server) handleGetAPI(c *fiber.Ctx) error {
 func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 	id := s.apiParam(c)
 	if !isJSON(c.Get(fiber.HeaderContentType)) {
-		return api.Errorf(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return api.NewError(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(c.Body(), &body); err != nil || body == nil {
-		return api.Errorf(fiber.StatusBadRequest, "body must be a JSON object (an API definition)")
+		return api.NewError(fiber.StatusBadRequest, "body must be a JSON object (an API definition)")
 	}
 	if raw, ok := body["id"]; ok {
 		var bid string
 		if json.Unmarshal(raw, &bid) != nil || bid != id {
-			return api.Errorf(fiber.StatusBadRequest, "id: the body's id "+string(raw)+" differs from the path's "+strconv.Quote(id))
+			return api.NewError(fiber.StatusBadRequest, "id: the body's id "+string(raw)+" differs from the path's "+strconv.Quote(id))
 		}
 	}
 	ctx, cancel := s.apiContext()
@@ -214,7 +214,7 @@ func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 	doc, _ := json.Marshal(merged)
 	a, err := route.ParseAPI(doc)
 	if err != nil {
-		return api.Errorf(fiber.StatusBadRequest, err.Error())
+		return api.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	data, err := json.Marshal(a)
 	if err != nil {
@@ -222,7 +222,7 @@ func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 	}
 	if _, err := kv.Update(ctx, broker.APIKey(id), data, e.Revision()); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return api.Errorf(fiber.StatusConflict, "API "+strconv.Quote(id)+" changed while it was being updated; retry")
+			return api.NewError(fiber.StatusConflict, "API "+strconv.Quote(id)+" changed while it was being updated; retry")
 		}
 		return s.unavailable("update", id, err)
 	}
@@ -246,7 +246,7 @@ func (s *Server) handleDeleteAPI(c *fiber.Ctx) error {
 	}
 	if err := kv.Delete(ctx, broker.APIKey(id), jetstream.LastRevision(e.Revision())); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return api.Errorf(fiber.StatusConflict, "API "+strconv.Quote(id)+" changed while it was being deleted; retry")
+			return api.NewError(fiber.StatusConflict, "API "+strconv.Quote(id)+" changed while it was being deleted; retry")
 		}
 		return s.unavailable("delete", id, err)
 	}

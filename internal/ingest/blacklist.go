@@ -44,7 +44,7 @@ func blacklistLocation(jti string) string {
 func (s *Server) handleBlacklist(c *fiber.Ctx) error {
 	jti, validity, err := parseBlacklistRequest(c.Body())
 	if err != nil {
-		return api.Errorf(fiber.StatusBadRequest, err.Error())
+		return api.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	e, err := s.addToBlacklist(c, jti, validity)
 	if err != nil {
@@ -62,7 +62,7 @@ func (s *Server) handleBlacklistStatus(c *fiber.Ctx) error {
 		return err
 	}
 	if err := blacklist.ValidateSessionID(jti); err != nil {
-		return api.Errorf(fiber.StatusBadRequest, "session id: "+err.Error())
+		return api.NewError(fiber.StatusBadRequest, "session id: "+err.Error())
 	}
 	if err := s.bucket.Ready(); err != nil {
 		return api.Unavailable("blacklist unavailable: "+err.Error(), 1)
@@ -91,14 +91,14 @@ func (s *Server) handleKillSession(c *fiber.Ctx) error {
 		return err
 	}
 	if err := rig.ValidateUser(user); err != nil {
-		return api.Errorf(fiber.StatusBadRequest, "user: "+err.Error())
+		return api.NewError(fiber.StatusBadRequest, "user: "+err.Error())
 	}
 	jti, err := pathParam(c, "jti")
 	if err != nil {
 		return err
 	}
 	if err := blacklist.ValidateSessionID(jti); err != nil {
-		return api.Errorf(fiber.StatusBadRequest, "session id: "+err.Error())
+		return api.NewError(fiber.StatusBadRequest, "session id: "+err.Error())
 	}
 	validity, source := s.killValidity(c.Get(fiber.HeaderAuthorization), jti)
 	if _, err := s.addToBlacklist(c, jti, validity); err != nil {
@@ -198,7 +198,7 @@ func truncate(b []byte, n int) string {
 func pathParam(c *fiber.Ctx, name string) (string, error) {
 	v, err := url.PathUnescape(c.Params(name))
 	if err != nil {
-		return "", api.Errorf(fiber.StatusBadRequest, name+": invalid percent-encoding in the path")
+		return "", api.NewError(fiber.StatusBadRequest, name+": invalid percent-encoding in the path")
 	}
 	return strings.Clone(v), nil // the request buffer is reused
 }

@@ -45,5 +45,5 @@ func (s *Server) handleReady(c *fiber.Ctx) error {
 }
 
 func (s *Server) handleNotFound(c *fiber.Ctx) error {
-	return api.Errorf(fiber.StatusNotFound, "no route for "+c.Method()+" "+c.Path())
+	return api.NewError(fiber.StatusNotFound, "no route for "+c.Method()+" "+c.Path())
 }

@@ -59,7 +59,7 @@ func post(t *testing.T, s *Server, key, body string) answer {
 	if key != "" {
 		req.Header.Set(HeaderIdempotencyKey, key)
 	}
-	resp, err := s.App().Test(req, 10_000)
+	resp, err := s.app.Test(req, 10_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestKeyedConcurrentRetries(t *testing.T) {
 			req := httptest.NewRequest("POST", "/v1/messages", strings.NewReader(`{"user":"alice","t":"race"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set(HeaderIdempotencyKey, "race-1")
-			resp, err := s.App().Test(req, 10_000)
+			resp, err := s.app.Test(req, 10_000)
 			if err != nil {
 				return
 			}
@@ -178,7 +178,7 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	} {
 		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := s.App().Test(req, 10_000)
+		resp, err := s.app.Test(req, 10_000)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,7 @@ type acceptedBatch struct {
 func (s *Server) handleMessages(c *fiber.Ctx) error {
 	if !isJSON(c.Get(fiber.HeaderContentType)) {
 		s.metrics.Rejected.Inc()
-		return api.Errorf(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return api.NewError(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	body := c.Body()
 	if isArray(body) {
@@ -50,7 +50,7 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 	}
 	if len(body) > s.cfg.MaxMessageSize {
 		s.metrics.Rejected.Inc()
-		return api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("message of %d bytes exceeds the limit of %d", len(body), s.cfg.MaxMessageSize))
+		return api.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("message of %d bytes exceeds the limit of %d", len(body), s.cfg.MaxMessageSize))
 	}
 	user, err := s.userOf(body)
 	if err != nil {
@@ -96,7 +96,7 @@ func idempotencyKey(c *fiber.Ctx) (string, error) {
 		return "", nil
 	}
 	if !rig.ValidEventID(key) || strings.HasPrefix(key, rig.SeqIDPrefix) {
-		return "", api.Errorf(fiber.StatusBadRequest, HeaderIdempotencyKey+" must be 1 to 256 bytes without control characters, not starting with "+rig.SeqIDPrefix)
+		return "", api.NewError(fiber.StatusBadRequest, HeaderIdempotencyKey+" must be 1 to 256 bytes without control characters, not starting with "+rig.SeqIDPrefix)
 	}
 	return strings.Clone(key), nil
 }
@@ -167,7 +167,7 @@ func (s *Server) answerRetry(c *fiber.Ctx, user, key, msgID string, seq uint64, 
 		// Pushed out of history by newer messages for the user: its body
 		// cannot be compared any more.
 		s.metrics.Rejected.Inc()
-		return api.Errorf(fiber.StatusConflict, fmt.Sprintf("%s %q was used within IDEMPOTENCY_WINDOW (%s) for a message no longer in history; use a new key for a new message",
+		return api.NewError(fiber.StatusConflict, fmt.Sprintf("%s %q was used within IDEMPOTENCY_WINDOW (%s) for a message no longer in history; use a new key for a new message",
 			HeaderIdempotencyKey, key, s.cfg.NATS.IdempotencyWindow))
 	case err != nil:
 		s.metrics.Failed.Inc()
@@ -175,7 +175,7 @@ func (s *Server) answerRetry(c *fiber.Ctx, user, key, msgID string, seq uint64, 
 	}
 	if first.Subject != rig.SubjectPrefix+rig.SubjectToken(user) || first.Header.Get(broker.HeaderMsgID) != msgID || !bytes.Equal(first.Data, body) {
 		s.metrics.Rejected.Inc()
-		return api.Errorf(fiber.StatusConflict, fmt.Sprintf("%s %q was used within IDEMPOTENCY_WINDOW (%s) for a different message for this user; use a new key for a new message",
+		return api.NewError(fiber.StatusConflict, fmt.Sprintf("%s %q was used within IDEMPOTENCY_WINDOW (%s) for a different message for this user; use a new key for a new message",
 			HeaderIdempotencyKey, key, s.cfg.NATS.IdempotencyWindow))
 	}
 	s.metrics.Duplicates.Inc()
@@ -192,7 +192,7 @@ func (s *Server) handleBatch(c *fiber.Ctx, body []byte) error {
 		// One key cannot name each message, and a retried batch with one
 		// message changed could be neither refused whole nor stored whole.
 		s.metrics.Rejected.Inc()
-		return api.Errorf(fiber.StatusBadRequest, HeaderIdempotencyKey+" applies to a single message, not a batch: post keyed messages one at a time")
+		return api.NewError(fiber.StatusBadRequest, HeaderIdempotencyKey+" applies to a single message, not a batch: post keyed messages one at a time")
 	}
 	msgs, users, err := s.parseBatch(body)
 	if err != nil {
@@ -239,27 +239,27 @@ func (s *Server) handleBatch(c *fiber.Ctx, body []byte) error {
 // with the messages read so far.
 func (s *Server) parseBatch(body []byte) (msgs []json.RawMessage, users []string, err error) {
 	if len(body) > s.cfg.BatchMaxSize {
-		return nil, nil, api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d bytes exceeds the limit of %d (MESSAGE_BATCH_MAX_SIZE)", len(body), s.cfg.BatchMaxSize))
+		return nil, nil, api.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d bytes exceeds the limit of %d (MESSAGE_BATCH_MAX_SIZE)", len(body), s.cfg.BatchMaxSize))
 	}
 	if err := json.Unmarshal(body, &msgs); err != nil {
-		return nil, nil, api.Errorf(fiber.StatusBadRequest, "body is not valid JSON: "+err.Error())
+		return nil, nil, api.NewError(fiber.StatusBadRequest, "body is not valid JSON: "+err.Error())
 	}
 	switch {
 	case len(msgs) == 0:
-		return nil, nil, api.Errorf(fiber.StatusBadRequest, "empty batch: send at least one message")
+		return nil, nil, api.NewError(fiber.StatusBadRequest, "empty batch: send at least one message")
 	case len(msgs) > s.cfg.BatchMaxCount:
-		return msgs, nil, api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d messages exceeds the limit of %d (MESSAGE_BATCH_MAX_COUNT)", len(msgs), s.cfg.BatchMaxCount))
+		return msgs, nil, api.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d messages exceeds the limit of %d (MESSAGE_BATCH_MAX_COUNT)", len(msgs), s.cfg.BatchMaxCount))
 	}
 	users = make([]string, len(msgs))
 	for i, m := range msgs {
 		if len(m) > s.cfg.MaxMessageSize {
-			return msgs, nil, api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("message %d: %d bytes exceeds the limit of %d", i, len(m), s.cfg.MaxMessageSize))
+			return msgs, nil, api.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("message %d: %d bytes exceeds the limit of %d", i, len(m), s.cfg.MaxMessageSize))
 		}
 		u, err := s.userOf(m)
 		if err != nil {
 			var ae *api.Error
 			if errors.As(err, &ae) {
-				return msgs, nil, api.Errorf(ae.Status, fmt.Sprintf("message %d: %s", i, ae.Message))
+				return msgs, nil, api.NewError(ae.Status, fmt.Sprintf("message %d: %s", i, ae.Message))
 			}
 			return msgs, nil, err
 		}
@@ -296,11 +296,11 @@ func (s *Server) userOf(body []byte) (string, error) {
 	defer parsers.Put(p)
 	v, err := p.ParseBytes(body)
 	if err != nil {
-		return "", api.Errorf(fiber.StatusBadRequest, "body is not valid JSON: "+err.Error())
+		return "", api.NewError(fiber.StatusBadRequest, "body is not valid JSON: "+err.Error())
 	}
 	obj, err := v.Object()
 	if err != nil {
-		return "", api.Errorf(fiber.StatusBadRequest, "body must be a JSON object, got "+v.Type().String())
+		return "", api.NewError(fiber.StatusBadRequest, "body must be a JSON object, got "+v.Type().String())
 	}
 	field := s.cfg.MessageUserField
 	var found *fastjson.Value
@@ -313,15 +313,15 @@ func (s *Server) userOf(body []byte) (string, error) {
 	})
 	switch {
 	case found == nil:
-		return "", api.Errorf(fiber.StatusBadRequest, fmt.Sprintf("missing field %q naming the user", field))
+		return "", api.NewError(fiber.StatusBadRequest, fmt.Sprintf("missing field %q naming the user", field))
 	case dup:
-		return "", api.Errorf(fiber.StatusBadRequest, fmt.Sprintf("field %q appears more than once", field))
+		return "", api.NewError(fiber.StatusBadRequest, fmt.Sprintf("field %q appears more than once", field))
 	case found.Type() != fastjson.TypeString:
-		return "", api.Errorf(fiber.StatusBadRequest, fmt.Sprintf("field %q must be a string, got %s", field, found.Type()))
+		return "", api.NewError(fiber.StatusBadRequest, fmt.Sprintf("field %q must be a string, got %s", field, found.Type()))
 	}
 	user := string(found.GetStringBytes())
 	if err := rig.ValidateUser(user); err != nil {
-		return "", api.Errorf(fiber.StatusBadRequest, fmt.Sprintf("field %q: %v", field, err))
+		return "", api.NewError(fiber.StatusBadRequest, fmt.Sprintf("field %q: %v", field, err))
 	}
 	return user, nil
 }

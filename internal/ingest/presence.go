@@ -36,7 +36,7 @@ func (s *Server) handleUserSessions(c *fiber.Ctx) error {
 		return err
 	}
 	if err := rig.ValidateUser(user); err != nil {
-		return api.Errorf(fiber.StatusBadRequest, "user: "+err.Error())
+		return api.NewError(fiber.StatusBadRequest, "user: "+err.Error())
 	}
 	sessions, res, err := s.presence.Sessions(c.UserContext(), user)
 	if err != nil {

@@ -105,7 +105,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 // messages (POST /v1/messages), which checks its own limits.
 func (s *Server) limitBody(c *fiber.Ctx) error {
 	if n := len(c.Body()); n > s.cfg.MaxMessageSize && (c.Method() != fiber.MethodPost || c.Path() != "/v1/messages") {
-		return api.Errorf(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d (MESSAGE_MAX_SIZE)", n, s.cfg.MaxMessageSize))
+		return api.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d (MESSAGE_MAX_SIZE)", n, s.cfg.MaxMessageSize))
 	}
 	return c.Next()
 }
@@ -125,7 +125,7 @@ func (s *Server) requireUTF8(c *fiber.Ctx) error {
 		s.metrics.Rejected.Inc()
 	}
 	at := invalidUTF8At(body)
-	return api.Errorf(fiber.StatusBadRequest, fmt.Sprintf("body is not valid UTF-8: byte 0x%02X at offset %d", body[at], at))
+	return api.NewError(fiber.StatusBadRequest, fmt.Sprintf("body is not valid UTF-8: byte 0x%02X at offset %d", body[at], at))
 }
 
 // invalidUTF8At returns the offset of the first byte of b that does not
@@ -185,6 +185,3 @@ func (s *Server) Addr() net.Addr {
 	}
 	return s.ln.Addr()
 }
-
-// App exposes the HTTP handler for in-process tests.
-func (s *Server) App() *fiber.App { return s.app }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -77,20 +79,14 @@ func gatherer(t testing.TB, ns *server.Server, timeout time.Duration) *Gatherer 
 	return g
 }
 
-// waitKnown waits until g has heard of n edges and has listened long
-// enough to trust that it knows them all.
-func waitKnown(t testing.TB, g *Gatherer, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		want, whole := g.expected(time.Now())
-		if whole && len(want) == n {
-			return
+// knows is a check.For condition: g has heard of n edges and has listened
+// long enough to trust that it knows them all.
+func knows(g *Gatherer, n int) func() error {
+	return func() error {
+		if want, whole := g.expected(time.Now()); !whole || len(want) != n {
+			return fmt.Errorf("gatherer knows %v (whole %v), want %d edges", want, whole, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gatherer knows %v (whole %v), want %d edges", want, whole, n)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
 	}
 }
 
@@ -107,7 +103,7 @@ func TestGatherFromEveryEdge(t *testing.T) {
 	})
 	g := gatherer(t, ns, 5*time.Second)
 	g.since = time.Now().Add(-time.Minute) // as if it had listened long
-	waitKnown(t, g, 2)
+	check.For(t, 10*time.Second, 10*time.Millisecond, knows(g, 2))
 
 	start := time.Now()
 	users, res, err := g.Users(context.Background())
@@ -141,7 +137,7 @@ func TestGatherBoundedWhenAnEdgeIsSilent(t *testing.T) {
 	if err := silent.Publish(AnnounceSubject, encode(Announcement{Edge: "stuck", IntervalMS: 10_000})); err != nil {
 		t.Fatal(err)
 	}
-	waitKnown(t, g, 2)
+	check.For(t, 10*time.Second, 10*time.Millisecond, knows(g, 2))
 	start := time.Now()
 	users, res, err := g.Users(context.Background())
 	el := time.Since(start)
@@ -155,7 +151,7 @@ func TestGatherBoundedWhenAnEdgeIsSilent(t *testing.T) {
 	if err := silent.Publish(AnnounceSubject, encode(Announcement{Edge: "stuck", Gone: true})); err != nil {
 		t.Fatal(err)
 	}
-	waitKnown(t, g, 1)
+	check.For(t, 10*time.Second, 10*time.Millisecond, knows(g, 1))
 	if _, res, _ := g.Users(context.Background()); !res.Complete {
 		t.Fatalf("after goodbye: %+v", res)
 	}
@@ -192,7 +188,7 @@ func TestLargeAnswerIsSplit(t *testing.T) {
 	}
 	g := gatherer(t, ns, 5*time.Second)
 	g.since = time.Now().Add(-time.Minute)
-	waitKnown(t, g, 1)
+	check.For(t, 10*time.Second, 10*time.Millisecond, knows(g, 1))
 	users, res, err := g.Users(context.Background())
 	if err != nil || !res.Complete || !slices.Equal(users, many) {
 		t.Fatalf("got %d users %+v %v, want %d", len(users), res, err, len(many))

@@ -1,7 +1,6 @@
 package rig
 
 import (
-	"slices"
 	"time"
 )
 
@@ -23,9 +22,4 @@ type Session struct {
 // its own always, anyone's when privileged.
 func (s *Session) MaySubscribe(user string) bool {
 	return s.Privileged || user == s.User
-}
-
-// HasRole reports whether the session carries role.
-func (s *Session) HasRole(role string) bool {
-	return slices.Contains(s.Roles, role)
 }
