@@ -17,7 +17,7 @@ import (
 // in the order given, with those ids; a batch with one bad message is
 // refused whole (400 naming its index) and delivers nothing.
 func TestBatchMessages(t *testing.T) {
-	st := StartStack(t, nil, map[string]string{"MESSAGE_BATCH_MAX_COUNT": "5"})
+	st := StartStackInProcess(t, nil, map[string]string{"MESSAGE_BATCH_MAX_COUNT": "5"})
 	alice := MustSSE(t, st.Edge.URL+"/socket/sse?token="+Token(t, "batch-alice"))
 	bob := MustSSE(t, st.Edge.URL+"/socket/sse?token="+Token(t, "batch-bob"))
 
@@ -70,7 +70,7 @@ func TestBatchMessages(t *testing.T) {
 // TestBodyLimitOutsideMessages: the larger batch limit does not raise the
 // limit of other endpoints' bodies (MESSAGE_MAX_SIZE).
 func TestBodyLimitOutsideMessages(t *testing.T) {
-	st := StartStack(t, nil, map[string]string{"MESSAGE_MAX_SIZE": "1KiB"})
+	st := StartStackInProcess(t, nil, map[string]string{"MESSAGE_MAX_SIZE": "1KiB"})
 	big := `{"sessionId":"x","validityInSeconds":60,"pad":"` + strings.Repeat("x", 2000) + `"}`
 	if r := Do(t, "POST", st.Ingest.URL+"/v1/session-blacklist", "application/json", []byte(big)); r.Status != 413 {
 		t.Errorf("2 KB blacklist body: %d %s, want 413", r.Status, r.Body)
@@ -88,7 +88,7 @@ func TestBodyLimitOutsideMessages(t *testing.T) {
 // than ingest keeps waiting for JetStream at once (8,192) are all stored:
 // the publishes beyond the limit wait for room.
 func TestBatchesBeyondInFlightLimit(t *testing.T) {
-	st := StartStack(t, nil, map[string]string{"MESSAGE_BATCH_MAX_COUNT": "5000", "LOG_LEVEL": "info"})
+	st := StartStackInProcess(t, nil, map[string]string{"MESSAGE_BATCH_MAX_COUNT": "5000", "LOG_LEVEL": "info"})
 	var b strings.Builder
 	b.WriteByte('[')
 	for i := range 5000 {

@@ -124,6 +124,9 @@ type Proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+	// stop ends a program run in-process (see StartEdgeInProcess): what
+	// SIGTERM does to a binary. Nil for a binary.
+	stop context.CancelFunc
 }
 
 // StartProc starts path with args and env (on top of a minimal environment).
@@ -172,8 +175,18 @@ func (p *Proc) Running() bool {
 	}
 }
 
-// Signal sends sig to the process.
-func (p *Proc) Signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+// Signal sends sig to the process. A program run in-process takes SIGTERM
+// and SIGINT only (its context ends).
+func (p *Proc) Signal(sig syscall.Signal) {
+	if p.stop == nil {
+		_ = p.cmd.Process.Signal(sig)
+		return
+	}
+	if sig != syscall.SIGTERM && sig != syscall.SIGINT {
+		p.t.Fatalf("%s runs in-process: it cannot take %v", p.Name, sig)
+	}
+	p.stop()
+}
 
 // Wait waits up to timeout for the process to exit and reports whether it did.
 func (p *Proc) Wait(timeout time.Duration) bool {

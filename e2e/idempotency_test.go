@@ -11,7 +11,7 @@ import (
 // Idempotency-Key gets the first answer's id back (a new event id, not the
 // key), and the message is stored and delivered once.
 func TestIdempotencyKey(t *testing.T) {
-	st := StartStack(t, nil, nil)
+	st := StartStackInProcess(t, nil, nil)
 	s := MustSSE(t, sseURL(st.Edge.URL, Token(t, "alice")))
 	body := []byte(`{"user":"alice","text":"once"}`)
 	key := http.Header{"Idempotency-Key": {"order-42-shipped"}}

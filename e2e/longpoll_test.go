@@ -48,7 +48,7 @@ func Poll(t testing.TB, u string) LongPoll {
 }
 
 func TestLongPoll(t *testing.T) {
-	st := StartStack(t, map[string]string{"LONGPOLL_TIMEOUT": "1s"}, nil)
+	st := StartStackInProcess(t, map[string]string{"LONGPOLL_TIMEOUT": "1s"}, nil)
 	tok := Token(t, "alice")
 
 	t.Run("nothing yet: empty answer after the timeout, with a position", func(t *testing.T) {

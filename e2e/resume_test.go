@@ -11,7 +11,7 @@ import (
 // TestSSEResume: a client that reconnects with Last-Event-ID (or
 // last_event_id=) gets what it missed, once, in order, then live messages.
 func TestSSEResume(t *testing.T) {
-	st := StartStack(t, nil, nil)
+	st := StartStackInProcess(t, nil, nil)
 	tok := Token(t, "alice")
 	s := MustSSE(t, sseURL(st.Edge.URL, tok))
 	m1 := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 1})
@@ -57,7 +57,7 @@ func TestSSEResume(t *testing.T) {
 // TestSSEResumeGap: an id no longer in history gets a gap event naming it,
 // then whatever history still holds.
 func TestSSEResumeGap(t *testing.T) {
-	st := StartStack(t, map[string]string{"HISTORY_MAX_PER_USER": "3"}, map[string]string{"HISTORY_MAX_PER_USER": "3"})
+	st := StartStackInProcess(t, map[string]string{"HISTORY_MAX_PER_USER": "3"}, map[string]string{"HISTORY_MAX_PER_USER": "3"})
 	tok := Token(t, "alice")
 	var ids []string
 	for i := range 6 {
@@ -78,7 +78,7 @@ func TestSSEResumeGap(t *testing.T) {
 // client disconnects and resumes again and again; it ends with every
 // message exactly once, in order — no loss or duplicate at the seam.
 func TestSSEResumeUnderLoad(t *testing.T) {
-	st := StartStack(t, nil, nil)
+	st := StartStackInProcess(t, nil, nil)
 	tok := Token(t, "alice")
 	const total = 300
 	var (

@@ -9,7 +9,7 @@ import (
 // TestWebSocketResume: a plain socket resumes with last_event_id=; a Phoenix
 // channel with its join payload's last_event_id.
 func TestWebSocketResume(t *testing.T) {
-	st := StartStack(t, nil, nil)
+	st := StartStackInProcess(t, nil, nil)
 	tok := Token(t, "alice")
 	m1 := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 1})
 	m2 := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 2})

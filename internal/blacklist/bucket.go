@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/ready"
+	"github.com/rig-go/rig/internal/retry"
 )
 
 // BucketName is the JetStream KV bucket holding the blacklist.
@@ -26,70 +27,38 @@ const subjectPrefix = "$KV." + BucketName + "."
 // longer re-reads the whole bucket anyway, so markers need not live long.
 const markerTTL = 10 * time.Minute
 
-// attemptTimeout bounds one JetStream call. On a fresh cluster, of several
-// processes creating the same bucket at once one succeeds and the others
-// hang until their context ends; a short attempt and a retry fixes it.
-const attemptTimeout = 3 * time.Second
-
 // maxCASAttempts bounds the compare-and-set loop of Add under contention.
 const maxCASAttempts = 20
 
-// Config is the bucket's configuration for a replica count: one value per
-// key, per-key TTLs (LimitMarkerTTL turns them on), file storage.
-func Config(replicas int) jetstream.KeyValueConfig {
+// Config is the bucket's configuration: one value per key, per-key TTLs
+// (LimitMarkerTTL turns them on), file storage. Its replica count is the
+// history stream's (see broker.EnsureKV).
+func Config() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:         BucketName,
 		Description:    "RIG-Go: blacklisted sessions (jti), each expiring when its blacklisting does",
 		History:        1,
 		Storage:        jetstream.FileStorage,
-		Replicas:       replicas,
 		LimitMarkerTTL: markerTTL,
 	}
 }
 
-// Ensure creates or updates the bucket once, within attemptTimeout.
-func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(actx, Config(replicas))
-	if err != nil {
-		return nil, fmt.Errorf("create or update bucket %s (replicas %d): %w", BucketName, replicas, err)
-	}
-	return kv, nil
-}
-
-// Bucket hands out the blacklist bucket, ensuring it in the background
-// once the broker knows the replica count (that of the history stream), and
-// again whenever an operation finds it gone.
+// Bucket hands out the blacklist bucket, which Run ensures once the broker
+// knows the replica count (that of the history stream), and again whenever
+// an operation finds it gone.
 type Bucket struct {
 	b   *broker.Broker
 	log *slog.Logger
 
-	kv      atomic.Pointer[jetstream.KeyValue]
-	lastErr atomic.Value // string: why there is no bucket
-	kick    chan struct{}
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	kv    atomic.Pointer[jetstream.KeyValue]
+	state *ready.State // why there is no bucket
+	kick  chan struct{}
 }
 
-// OpenBucket starts ensuring the bucket on b. Close stops it.
-func OpenBucket(b *broker.Broker, log *slog.Logger) *Bucket {
-	k := &Bucket{b: b, log: log, kick: make(chan struct{}, 1)}
-	k.lastErr.Store("blacklist bucket not created yet")
-	ctx, cancel := context.WithCancel(context.Background())
-	k.cancel = cancel
-	k.wg.Add(1)
-	go func() {
-		defer k.wg.Done()
-		k.loop(ctx)
-	}()
-	return k
-}
-
-// Close stops the background work.
-func (k *Bucket) Close() {
-	k.cancel()
-	k.wg.Wait()
+// NewBucket returns the blacklist bucket of b, not ready until Run has
+// ensured it.
+func NewBucket(b *broker.Broker, log *slog.Logger) *Bucket {
+	return &Bucket{b: b, log: log, kick: make(chan struct{}, 1), state: ready.New("blacklist bucket not created yet")}
 }
 
 // KV returns the bucket, or why it is not available.
@@ -97,7 +66,10 @@ func (k *Bucket) KV() (jetstream.KeyValue, error) {
 	if p := k.kv.Load(); p != nil {
 		return *p, nil
 	}
-	return nil, errors.New(k.lastErr.Load().(string))
+	if err := k.state.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("blacklist bucket lost") // Lost is between its two steps
 }
 
 // Ready returns nil when the bucket exists.
@@ -110,7 +82,7 @@ func (k *Bucket) Ready() error {
 // and has it ensured again.
 func (k *Bucket) Lost(err error) {
 	if k.kv.Swap(nil) != nil {
-		k.lastErr.Store("blacklist bucket lost: " + err.Error())
+		k.state.Fail(fmt.Errorf("blacklist bucket lost: %w", err))
 		k.log.Warn("blacklist bucket lost, creating it again", "bucket", BucketName, "err", err)
 	}
 	select {
@@ -119,44 +91,35 @@ func (k *Bucket) Lost(err error) {
 	}
 }
 
-func (k *Bucket) loop(ctx context.Context) {
+// Run ensures the bucket, and again each time it is lost, until ctx ends.
+func (k *Bucket) Run(ctx context.Context) error {
 	for {
-		k.ensureUntilDone(ctx)
+		k.ensure(ctx)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-k.kick:
 		}
 	}
 }
 
-func (k *Bucket) ensureUntilDone(ctx context.Context) {
-	logged := ""
-	_ = broker.Retry(ctx, func(ctx context.Context) error {
-		// The history stream's replica count is the bucket's. While the
-		// broker is not ready it logs why itself.
-		if err := k.b.Ready(); err != nil {
-			return errBrokerNotReady{err}
-		}
-		kv, err := Ensure(ctx, k.b.JS, k.b.Replicas())
+func (k *Bucket) ensure(ctx context.Context) {
+	_ = retry.Do(ctx, func(ctx context.Context) error {
+		kv, err := k.b.EnsureKV(ctx, Config())
 		if err != nil {
 			return err
 		}
+		k.state.Ready()
 		k.kv.Store(&kv)
 		k.log.Info("blacklist bucket ready", "bucket", BucketName, "replicas", k.b.Replicas())
 		return nil
 	}, func(err error) {
-		msg := "blacklist bucket not ready: " + err.Error()
-		k.lastErr.Store(msg)
-		if _, waiting := err.(errBrokerNotReady); !waiting && msg != logged {
+		// While the broker is not ready it logs why itself.
+		if k.state.Fail(fmt.Errorf("blacklist bucket not ready: %w", err)) && !broker.NotReady(err) {
 			k.log.Warn("blacklist bucket not ready, retrying", "bucket", BucketName, "err", err)
-			logged = msg
 		}
 	})
 }
-
-// errBrokerNotReady is the broker's own reason, which it logs itself.
-type errBrokerNotReady struct{ error }
 
 // gone reports whether err means the bucket's stream does not exist.
 func gone(err error) bool {
@@ -204,7 +167,7 @@ func (k *Bucket) Add(ctx context.Context, jti string, validity time.Duration) (E
 // addOnce reads the key and writes want unless a later expiry is stored.
 // done is false when another writer got in between (retry).
 func (k *Bucket) addOnce(ctx context.Context, kv jetstream.KeyValue, key string, want Entry, value []byte, ttl time.Duration) (done bool, have Entry, err error) {
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, broker.AttemptTimeout)
 	defer cancel()
 	cur, err := kv.Get(actx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -251,7 +214,7 @@ func (k *Bucket) Lookup(ctx context.Context, jti string) (Entry, bool, error) {
 	if err != nil {
 		return Entry{}, false, err
 	}
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, broker.AttemptTimeout)
 	defer cancel()
 	cur, err := kv.Get(actx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

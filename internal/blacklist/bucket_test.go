@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/config"
 )
@@ -46,8 +47,15 @@ func openBroker(t testing.TB, url string) *broker.Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	brokertest.Run(t, b, false)
 	return b
+}
+
+// runBucket returns b's bucket, running until the test ends.
+func runBucket(t testing.TB, b *broker.Broker) *Bucket {
+	k := NewBucket(b, discard)
+	brokertest.Go(t, k.Run)
+	return k
 }
 
 // openBucket connects to a fresh server and waits for the bucket.
@@ -55,8 +63,7 @@ func openBucket(t testing.TB) (*Bucket, *broker.Broker) {
 	t.Helper()
 	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), true)
 	b := openBroker(t, ns.ClientURL())
-	k := OpenBucket(b, discard)
-	t.Cleanup(k.Close)
+	k := runBucket(t, b)
 	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := k.Ready(); err != nil {
 			return fmt.Errorf("bucket not ready: %w", err)
@@ -244,8 +251,7 @@ func TestAddRejects(t *testing.T) {
 
 func TestNoBucketWithoutJetStream(t *testing.T) {
 	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), false)
-	k := OpenBucket(openBroker(t, ns.ClientURL()), discard)
-	defer k.Close()
+	k := runBucket(t, openBroker(t, ns.ClientURL()))
 	if _, err := k.Add(context.Background(), "s", time.Minute); err == nil {
 		t.Fatal("Add without a bucket succeeded")
 	}

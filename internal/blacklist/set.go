@@ -11,6 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/ready"
+	"github.com/rig-go/rig/internal/retry"
 )
 
 // initialLoadTimeout bounds reading the bucket's current entries; past it
@@ -34,47 +38,23 @@ type Set struct {
 	mu sync.RWMutex
 	m  map[string]time.Time // jti -> expiry
 
-	logged string // the last reason logged for not being loaded; run's goroutine only
-
-	synced atomic.Bool
-	loads  atomic.Int64 // times the set was loaded
-	why    atomic.Value // string: why the set is not loaded
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	state *ready.State // loaded, or why not
+	loads atomic.Int64 // times the set was loaded
 }
 
-// Watch starts keeping a Set of bucket's entries over nc. onListed is called
-// (outside any lock) for every jti that becomes listed, including each one
-// found when the set is (re)loaded; the edge closes that session's
-// connections there. Close stops the watch.
-func Watch(bucket *Bucket, nc *nats.Conn, log *slog.Logger, onListed func(jti string)) *Set {
-	s := &Set{bucket: bucket, nc: nc, log: log, onListed: onListed, m: map[string]time.Time{}}
-	s.why.Store("blacklist not loaded yet")
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.run(ctx)
-	}()
-	return s
-}
-
-// Close stops the watch.
-func (s *Set) Close() {
-	s.cancel()
-	s.wg.Wait()
+// NewSet returns an empty Set of bucket's entries over nc, which Run keeps.
+// onListed is called (outside any lock) for every jti that becomes listed,
+// including each one found when the set is (re)loaded; the edge closes
+// that session's connections there.
+func NewSet(bucket *Bucket, nc *nats.Conn, log *slog.Logger, onListed func(jti string)) *Set {
+	return &Set{bucket: bucket, nc: nc, log: log, onListed: onListed, m: map[string]time.Time{},
+		state: ready.New("blacklist not loaded yet")}
 }
 
 // Ready returns nil while the set mirrors the bucket, else why not: it was
 // never loaded, or the watch was lost (NATS away) and is being re-synced.
 // A caller must not trust Listed while Ready fails.
-func (s *Set) Ready() error {
-	if s.synced.Load() {
-		return nil
-	}
-	return errors.New(s.why.Load().(string))
-}
+func (s *Set) Ready() error { return s.state.Err() }
 
 // Listed reports whether session jti is blacklisted now.
 func (s *Set) Listed(jti string) bool {
@@ -94,41 +74,35 @@ func (s *Set) Len() int {
 	return len(s.m)
 }
 
-func (s *Set) run(ctx context.Context) {
+// Run loads the set and follows the bucket until ctx ends, loading it
+// again after each loss.
+func (s *Set) Run(ctx context.Context) error {
 	// Losing the connection means missing changes: the watch starts over
 	// from the bucket's current state once NATS is back.
 	status := s.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	defer s.nc.RemoveStatusListener(status)
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
-	backoff := 50 * time.Millisecond
+	backoff := retry.Backoff{First: 50 * time.Millisecond, Max: time.Second}
 	for {
 		loads := s.loads.Load()
 		err := s.watch(ctx, status, sweep.C)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		s.lose(err)
 		if s.loads.Load() != loads {
-			backoff = 50 * time.Millisecond // it was loaded: retry at once
+			backoff.Reset() // it was loaded: retry at once
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
+		if backoff.Wait(ctx) != nil {
+			return nil
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 
 // lose marks the set as not loaded because of err, logging each new reason once.
 func (s *Set) lose(err error) {
-	msg := "blacklist not loaded: " + err.Error()
-	wasSynced := s.synced.Swap(false)
-	logged := s.logged
-	s.logged = msg
-	s.why.Store(msg)
-	if wasSynced || msg != logged {
+	if s.state.Fail(fmt.Errorf("blacklist not loaded: %w", err)) {
 		s.log.Warn("blacklist not loaded: refusing connections until it is", "bucket", BucketName, "err", err)
 	}
 }
@@ -150,9 +124,9 @@ func (s *Set) watch(ctx context.Context, status <-chan nats.Status, sweep <-chan
 	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	w, err := startWatch(wctx, stop, kv)
+	w, err := broker.WatchAll(wctx, kv)
 	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", BucketName, s.bucket.failed(err))
+		return s.bucket.failed(err)
 	}
 	// Stopping deletes the consumer with a request that, NATS being away,
 	// waits for its timeout: never let it delay refusing connections or
@@ -190,7 +164,7 @@ func (s *Set) watch(ctx context.Context, status <-chan nats.Status, sweep <-chan
 	s.mu.Lock()
 	s.m = fresh
 	s.mu.Unlock()
-	s.synced.Store(true)
+	s.state.Ready()
 	s.loads.Add(1)
 	s.log.Info("blacklist loaded", "bucket", BucketName, "entries", len(fresh))
 	// Sessions blacklisted while this edge was not watching may still be
@@ -261,32 +235,5 @@ func (s *Set) sweep() {
 		if !now.Before(exp) {
 			delete(s.m, jti)
 		}
-	}
-}
-
-// startWatch starts watching kv within attemptTimeout. The watch lives as
-// long as ctx (the library ends it when ctx ends), so the attempt cannot be
-// bounded by a deadline on ctx itself; stop cancels ctx when it takes too long.
-func startWatch(ctx context.Context, stop context.CancelFunc, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
-	type result struct {
-		w   jetstream.KeyWatcher
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		w, err := kv.WatchAll(ctx)
-		done <- result{w, err}
-	}()
-	t := time.NewTimer(attemptTimeout)
-	defer t.Stop()
-	select {
-	case r := <-done:
-		return r.w, r.err
-	case <-t.C:
-		stop()
-		if r := <-done; r.w != nil {
-			_ = r.w.Stop()
-		}
-		return nil, fmt.Errorf("no answer within %s", attemptTimeout)
 	}
 }

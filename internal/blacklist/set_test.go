@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/check"
 )
 
@@ -38,8 +39,8 @@ func (r *recorder) has(jti string) bool {
 func watchSet(t testing.TB, k *Bucket, _ *broker.Broker, nc *nats.Conn) (*Set, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	s := Watch(k, nc, discard, rec.add)
-	t.Cleanup(s.Close)
+	s := NewSet(k, nc, discard, rec.add)
+	brokertest.Go(t, s.Run)
 	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := s.Ready(); err != nil {
 			return fmt.Errorf("set not loaded: %w", err)
@@ -155,8 +156,7 @@ func TestSetResyncsAfterNATSRestart(t *testing.T) {
 	ns := runServer(t, server.RANDOM_PORT, dir, true)
 	port := portOf(ns)
 	b := openBroker(t, ns.ClientURL())
-	k := OpenBucket(b, discard)
-	t.Cleanup(k.Close)
+	k := runBucket(t, b)
 	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := k.Ready(); err != nil {
 			return fmt.Errorf("bucket not ready: %w", err)
@@ -208,10 +208,9 @@ func TestSetResyncsAfterNATSRestart(t *testing.T) {
 func TestSetNotReadyWithoutBucket(t *testing.T) {
 	ns := runServer(t, server.RANDOM_PORT, t.TempDir(), false)
 	b := openBroker(t, ns.ClientURL())
-	k := OpenBucket(b, discard)
-	t.Cleanup(k.Close)
-	s := Watch(k, b.NC, discard, func(string) {})
-	t.Cleanup(s.Close)
+	k := runBucket(t, b)
+	s := NewSet(k, b.NC, discard, func(string) {})
+	brokertest.Go(t, s.Run)
 	// The set tried, and says why it is not loaded.
 	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		err := s.Ready()

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -37,40 +36,22 @@ type APIs struct {
 // NewAPIs returns the routes bucket of b; nothing is created until KV.
 func NewAPIs(b *Broker) *APIs { return &APIs{b: b} }
 
-// KV returns the bucket, creating it on first use with the history stream's
-// replica count. One attempt is bounded by attemptTimeout (see there);
-// callers retry.
+// KV returns the bucket, creating it on first use (see EnsureKV); one
+// attempt, which callers retry.
 func (a *APIs) KV(ctx context.Context) (jetstream.KeyValue, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.kv != nil {
 		return a.kv, nil
 	}
-	b := a.b
-	// The replica count is known once the history stream is.
-	if err := b.Ready(); err != nil {
-		return nil, err
-	}
-	r := b.Replicas()
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	cfg := jetstream.KeyValueConfig{
+	kv, err := a.b.EnsureKV(ctx, jetstream.KeyValueConfig{
 		Bucket:      APIsBucket,
 		Description: "RIG-Go: API gateway routes added at runtime (/v1/apis)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	}
-	kv, err := b.JS.CreateOrUpdateKeyValue(actx, cfg)
-	if err != nil && b.cfg.Replicas == 0 && r > 1 && insufficient(err) {
-		cfg.Replicas = 1
-		kv, err = b.JS.CreateOrUpdateKeyValue(actx, cfg)
-	}
+	})
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("no answer within %s: %w", attemptTimeout, err)
-		}
-		return nil, fmt.Errorf("create or update bucket %s (replicas %d): %w", APIsBucket, cfg.Replicas, err)
+		return nil, err
 	}
 	a.kv = kv
 	return kv, nil

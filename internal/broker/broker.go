@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/ready"
+	"github.com/rig-go/rig/internal/retry"
 	"github.com/rig-go/rig/internal/rig"
 )
 
@@ -44,10 +46,11 @@ const (
 	HeaderSubject = "Nats-Subject"
 )
 
-// attemptTimeout bounds one JetStream management call. On a fresh cluster,
-// of several processes creating the same stream at once one succeeds and the
-// others hang until their context ends; a short attempt and a retry fixes it.
-const attemptTimeout = 3 * time.Second
+// AttemptTimeout bounds one JetStream call (creating a stream or bucket,
+// starting a watch, reading a key). On a fresh cluster, of several
+// processes creating the same stream at once one succeeds and the others
+// hang until their context ends; a short attempt and a retry fixes it.
+const AttemptTimeout = 3 * time.Second
 
 // Broker is a connection to NATS with the history stream ensured.
 type Broker struct {
@@ -57,11 +60,9 @@ type Broker struct {
 	cfg      config.NATS
 	log      *slog.Logger
 	embedded *server.Server
-	stream   atomic.Bool  // history stream ensured
+	stream   *ready.State // the history stream: ensured, or why not
 	replicas atomic.Int32 // replicas the stream was ensured with
-	lastErr  atomic.Value // string: why not ready
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	closing  sync.Once
 
 	hooksMu     sync.Mutex
 	onReconnect []func()
@@ -102,12 +103,11 @@ func (b *Broker) slowConsumer(sub *nats.Subscription) {
 	}
 }
 
-// Open starts the embedded server when configured, connects, and ensures
-// the history stream in the background (see Ready). Connecting does not wait
-// for NATS: a binary starts, reports not ready, and becomes ready when NATS is.
+// Open starts the embedded server when configured and connects; Run
+// ensures the history stream. Connecting does not wait for NATS: a binary
+// starts, reports not ready, and becomes ready when NATS is.
 func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, error) {
-	b := &Broker{cfg: cfg, log: log}
-	b.lastErr.Store("connecting to NATS")
+	b := &Broker{cfg: cfg, log: log, stream: ready.New("connecting to NATS")}
 	urls := strings.Join(cfg.URLs, ",")
 	if cfg.Embedded {
 		ns, err := StartEmbedded(cfg, log)
@@ -159,14 +159,26 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 		return nil, fmt.Errorf("JetStream: %w", err)
 	}
 	b.NC, b.JS = nc, js
-	ctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		b.ensureStreamLoop(ctx)
-	}()
 	return b, nil
+}
+
+// Run ensures the history stream, retrying until it exists, then holds the
+// connection until ctx ends and closes it (and the embedded server): the
+// broker is the last part of a process to stop.
+func (b *Broker) Run(ctx context.Context) error {
+	defer b.Close()
+	err := retry.Do(ctx, b.EnsureStream, func(err error) {
+		if b.stream.Fail(fmt.Errorf("history stream not ready: %w", err)) {
+			b.log.Warn("history stream not ready, retrying", "err", err)
+		}
+	})
+	if err == nil {
+		b.stream.Ready()
+		b.log.Info("history stream ready", "stream", StreamName, "replicas", b.Replicas(),
+			"max_age", b.cfg.MaxAge.String(), "max_per_user", b.cfg.MaxPerUser)
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // Ready returns nil when NATS is connected and the history stream exists,
@@ -175,10 +187,7 @@ func (b *Broker) Ready() error {
 	if !b.NC.IsConnected() {
 		return fmt.Errorf("NATS not connected (%s)", b.NC.Status())
 	}
-	if !b.stream.Load() {
-		return errors.New(b.lastErr.Load().(string))
-	}
-	return nil
+	return b.stream.Err()
 }
 
 // Connected reports whether the NATS connection is up.
@@ -205,59 +214,19 @@ func (b *Broker) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Close drains nothing: it closes the connection and stops the embedded server.
+// Close drains nothing: it closes the connection and stops the embedded
+// server. Run does it when it ends; a broker that never ran is closed so.
 func (b *Broker) Close() {
-	b.cancel()
-	b.wg.Wait()
-	b.NC.Close()
-	b.shutdownEmbedded()
+	b.closing.Do(func() {
+		b.NC.Close()
+		b.shutdownEmbedded()
+	})
 }
 
 func (b *Broker) shutdownEmbedded() {
 	if b.embedded != nil {
 		b.embedded.Shutdown()
 		b.embedded.WaitForShutdown()
-	}
-}
-
-func (b *Broker) ensureStreamLoop(ctx context.Context) {
-	logged := ""
-	err := Retry(ctx, b.EnsureStream, func(err error) {
-		msg := "history stream not ready: " + err.Error()
-		b.lastErr.Store(msg)
-		if msg != logged {
-			b.log.Warn("history stream not ready, retrying", "err", err)
-			logged = msg
-		}
-	})
-	if err == nil {
-		b.stream.Store(true)
-		b.log.Info("history stream ready", "stream", StreamName, "replicas", b.Replicas(),
-			"max_age", b.cfg.MaxAge.String(), "max_per_user", b.cfg.MaxPerUser)
-	}
-}
-
-// Retry calls attempt until it succeeds, backing off from 100 ms to 2 s, and
-// calls failed with each error; it returns nil, or ctx's error once ctx
-// ends. The JetStream assets (the history stream, the buckets) are ensured
-// this way, each attempt with its own short timeout.
-func Retry(ctx context.Context, attempt func(context.Context) error, failed func(error)) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := attempt(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		failed(err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
@@ -310,7 +279,7 @@ func (b *Broker) EnsureStream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 	defer cancel()
 	_, err = b.JS.CreateOrUpdateStream(actx, StreamConfig(b.cfg, r))
 	if err != nil && b.cfg.Replicas == 0 && r > 1 && insufficient(err) {
@@ -336,7 +305,7 @@ func (b *Broker) replicasFor(ctx context.Context) (int, error) {
 	}
 	// An existing stream keeps its replica count: every process of one
 	// deployment then agrees, whichever created it.
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 	defer cancel()
 	if s, err := b.JS.Stream(actx, StreamName); err == nil {
 		if r := s.CachedInfo().Config.Replicas; r > 0 {
@@ -402,3 +371,13 @@ func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v.
 func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Debugf(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Tracef(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
+
+// EmbeddedURL returns the embedded server's client URL ("" when NATS is
+// not embedded): where other processes connect, also when NATS_LISTEN
+// asked for any free port.
+func (b *Broker) EmbeddedURL() string {
+	if b.embedded == nil {
+		return ""
+	}
+	return b.embedded.ClientURL()
+}

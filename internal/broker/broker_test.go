@@ -16,7 +16,7 @@ func TestEmbeddedSingleNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	runBroker(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := b.WaitReady(ctx); err != nil {
@@ -49,7 +49,7 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	runBroker(t, b)
 	if err := b.Ready(); err == nil {
 		t.Fatal("ready without NATS")
 	}
@@ -58,4 +58,18 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 	if err := b.WaitReady(ctx); err == nil {
 		t.Fatal("WaitReady succeeded without NATS")
 	}
+}
+
+// runBroker runs b until the test ends.
+func runBroker(t *testing.T, b *Broker) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }

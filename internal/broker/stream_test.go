@@ -20,7 +20,7 @@ func openEmbedded(t *testing.T, cfg config.NATS) *Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	runBroker(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := b.WaitReady(ctx); err != nil {

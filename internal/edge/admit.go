@@ -9,6 +9,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -122,11 +123,11 @@ func requestToken(c *fiber.Ctx) (string, error) {
 		return t, nil
 	}
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
-		scheme, t, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(t) == "" {
+		t, ok := auth.BearerToken(h)
+		if !ok {
 			return "", api.NewError(fiber.StatusBadRequest, "Authorization header must be \"Bearer <JWT>\"")
 		}
-		return strings.TrimSpace(t), nil
+		return t, nil
 	}
 	return "", api.NewError(fiber.StatusBadRequest, "missing token: pass ?token=<JWT> or an Authorization: Bearer header")
 }

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/config"
@@ -44,18 +44,18 @@ func newTestEdgeWith(t *testing.T, adjust func(*config.Edge)) (*Server, *broker.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
+	brokertest.Run(t, b, true)
+	s := New(cfg, log, b, Listeners{})
+	brokertest.Go(t, s.Run)
+	// Ready: Run has started everything it runs.
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.gate.isOpen() {
+		if time.Now().After(deadline) {
+			h, _ := s.health()
+			t.Fatalf("edge not ready after 10s: %s", h.Detail)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	s := New(cfg, log, b)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		b.Close()
-	})
 	return s, b
 }
 

@@ -59,9 +59,29 @@ type gate struct {
 	failedLogged bool
 }
 
-func newGate(addr string, log *slog.Logger, m *metrics.Edge, max int, perIP *limit.Count[netip.Addr], trusted *clientaddr.Trusted) *gate {
-	return &gate{addr: addr, log: log, metrics: m, max: int64(max), perIP: perIP, trusted: trusted,
+// newGate returns a shut gate for addr. A listener ln the caller opened
+// (nil: none) is closed at once (the edge is starting), and the gate
+// listens on ln's address, rather than addr, whenever it opens: the caller
+// learns the port, ":0" included, before the edge is ready.
+func newGate(addr string, ln net.Listener, log *slog.Logger, m *metrics.Edge, max int, perIP *limit.Count[netip.Addr], trusted *clientaddr.Trusted) *gate {
+	g := &gate{addr: addr, log: log, metrics: m, max: int64(max), perIP: perIP, trusted: trusted,
 		opened: make(chan struct{}), done: make(chan struct{}), warned: map[string]time.Time{}}
+	if ln != nil {
+		g.addr, g.bound = ln.Addr().String(), ln.Addr()
+		ln.Close()
+	}
+	return g
+}
+
+// pin makes the gate listen on bound's port from now on: a gate for port 0
+// keeps the port it was first given across shut and open.
+func (g *gate) pin(bound net.Addr) {
+	g.bound = bound
+	if host, port, err := net.SplitHostPort(g.addr); err == nil && port == "0" {
+		if _, p, err := net.SplitHostPort(bound.String()); err == nil {
+			g.addr = net.JoinHostPort(host, p)
+		}
+	}
 }
 
 // Conns returns how many connections the gate has handed out and not seen
@@ -79,7 +99,8 @@ func (g *gate) open() error {
 	if err != nil {
 		return err
 	}
-	g.ln, g.bound = ln, ln.Addr()
+	g.ln = ln
+	g.pin(ln.Addr())
 	close(g.opened)
 	return nil
 }
@@ -302,7 +323,7 @@ func (g *gate) Addr() net.Addr {
 
 // keepGate opens the public port when the edge is ready and shuts it when
 // it is draining, or has not been ready for unreadyGrace.
-func (s *Server) keepGate(ctx context.Context) {
+func (s *Server) keepGate(ctx context.Context) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	var unreadySince time.Time
@@ -336,7 +357,7 @@ func (s *Server) keepGate(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}

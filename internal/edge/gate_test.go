@@ -24,7 +24,7 @@ func testGate(t *testing.T, max, perIP int, trusted ...netip.Prefix) (*gate, *me
 	t.Helper()
 	m := metrics.NewEdge(func() bool { return true }, metrics.ClientCounters{
 		Delivered: func() uint64 { return 0 }, Dropped: func() uint64 { return 0 }, SlowClosed: func() uint64 { return 0 }})
-	g := newGate("127.0.0.1:0", slog.New(slog.DiscardHandler), m, max, limit.NewCount[netip.Addr](perIP), clientaddr.NewTrusted(trusted))
+	g := newGate("127.0.0.1:0", nil, slog.New(slog.DiscardHandler), m, max, limit.NewCount[netip.Addr](perIP), clientaddr.NewTrusted(trusted))
 	if err := g.open(); err != nil {
 		t.Fatal(err)
 	}
@@ -219,4 +219,48 @@ func sample(t *testing.T, m *metrics.Edge, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestGateKeepsItsPort: a gate for port 0, or for a listener its caller
+// opened, listens on the same port each time it opens, and that port is
+// known (Addr) before the gate ever opens.
+func TestGateKeepsItsPort(t *testing.T) {
+	g, _ := testGate(t, 0, 0)
+	first := g.Addr().String()
+	g.shut()
+	if err := g.open(); err != nil {
+		t.Fatal(err)
+	}
+	if again := g.Addr().String(); again != first {
+		t.Fatalf("gate for port 0 listens on %s, then on %s", first, again)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.NewEdge(func() bool { return true }, metrics.ClientCounters{
+		Delivered: func() uint64 { return 0 }, Dropped: func() uint64 { return 0 }, SlowClosed: func() uint64 { return 0 }})
+	g2 := newGate(":4000", ln, slog.New(slog.DiscardHandler), m, 0, limit.NewCount[netip.Addr](0), clientaddr.NewTrusted(nil))
+	t.Cleanup(func() { g2.Close() })
+	if g2.Addr().String() != ln.Addr().String() {
+		t.Fatalf("shut gate says %s, its listener was %s", g2.Addr(), ln.Addr())
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatal("a starting gate accepts connections")
+	}
+	if err := g2.open(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if c, err := g2.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("open gate refuses on its listener's address: %v", err)
+	}
+	c.Close()
 }

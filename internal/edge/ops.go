@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -55,23 +54,23 @@ func writeOps(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// ServeOps serves the operations port on ln until Shutdown.
-func (s *Server) ServeOps(ln net.Listener) error {
+// serveOps serves the operations port until ctx ends.
+func (s *Server) serveOps(ctx context.Context) error {
+	if s.opsLn == nil {
+		<-ctx.Done()
+		return nil
+	}
 	srv := &http.Server{Handler: s.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
-	s.opsMu.Lock()
-	s.ops = srv
-	s.opsMu.Unlock()
-	if err := srv.Serve(ln); err != http.ErrServerClosed {
-		return err
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(s.opsLn) }()
+	select {
+	case err := <-served:
+		return stopped("METRICS_PORT", err)
+	case <-ctx.Done():
 	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownMargin)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	<-served
 	return nil
-}
-
-func (s *Server) shutdownOps(ctx context.Context) {
-	s.opsMu.Lock()
-	srv := s.ops
-	s.opsMu.Unlock()
-	if srv != nil {
-		_ = srv.Shutdown(ctx)
-	}
 }

@@ -6,30 +6,16 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/ready"
+	"github.com/rig-go/rig/internal/retry"
 	"github.com/rig-go/rig/internal/route"
 )
-
-// startGateway serves the route file's routes, then follows the cluster's,
-// and sweeps the rate-limit buckets, until ctx ends.
-func (s *Server) startGateway(ctx context.Context) {
-	s.setRoutes(nil)
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		s.watchAPIs(ctx)
-	}()
-	go func() {
-		defer s.wg.Done()
-		s.gateway.Run(ctx)
-	}()
-}
 
 // handleProxy sends every request the edge has no endpoint for to the API
 // gateway. The edge's own paths (/health..., /socket/...) never reach a
@@ -69,49 +55,34 @@ func (s *Server) setRoutes(cluster map[string]*route.API) {
 // its current values, then every change, each applied to the gateway at
 // once. It retries until ctx ends: without NATS the edge serves the file's
 // routes.
-func (s *Server) watchAPIs(ctx context.Context) {
+func (s *Server) watchAPIs(ctx context.Context) error {
 	bucket := broker.NewAPIs(s.broker)
-	backoff := 100 * time.Millisecond
-	logged := ""
+	var backoff retry.Backoff
+	var state ready.State // the cluster's routes followed, or why not
 	for {
 		kv, err := bucket.KV(ctx)
 		if err == nil {
 			err = s.followAPIs(ctx, kv)
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
-		if msg := err.Error(); msg != logged {
+		if state.Fail(err) {
 			s.log.Warn("cluster routes unavailable, retrying", "bucket", broker.APIsBucket, "err", err)
-			logged = msg
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
+		if backoff.Wait(ctx) != nil {
+			return nil
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
 var errWatchEnded = errors.New("watch ended")
 
 func (s *Server) followAPIs(ctx context.Context, kv jetstream.KeyValue) error {
-	// The watch lives as long as wctx. Setting it up (its consumer) is
-	// bounded like every JetStream call: cancelled if it takes too long.
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	slow := time.AfterFunc(3*time.Second, wcancel)
-	w, err := kv.WatchAll(wctx)
-	if !slow.Stop() {
-		if err == nil {
-			_ = w.Stop()
-		}
-		return fmt.Errorf("watch bucket %s: no answer within 3s", broker.APIsBucket)
-	}
+	w, err := broker.WatchAll(ctx, kv)
 	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", broker.APIsBucket, err)
+		return err
 	}
 	defer w.Stop()
 	cluster := map[string]*route.API{}

@@ -6,8 +6,9 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"net/http"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/rig-go/rig/internal/presence"
 	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/rig"
+	"github.com/rig-go/rig/internal/run"
 )
 
 // Server is one edge node.
@@ -50,23 +52,33 @@ type Server struct {
 	blacklist *blacklist.Set      // admission checks it; not loaded means not ready
 	presence  *presence.Responder // nil if it could not subscribe
 
-	gate     *gate   // the public listener
-	limits   *limits // per client address, user and session
-	ops      *http.Server
-	opsMu    sync.Mutex
+	gate     *gate        // the public listener
+	opsLn    net.Listener // the operations port; nil: none
+	limits   *limits      // per client address, user and session
 	draining atomic.Bool
-	stop     context.CancelFunc
-	wg       sync.WaitGroup
 }
 
-// New builds an edge on an open broker. Call Serve to accept connections.
-func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
+// Listeners are the ports an edge serves, opened by its caller so that a
+// port in use stops the binary at start, and ":0" gives a port the caller
+// can learn (Addr).
+type Listeners struct {
+	// Public is INBOUND_PORT's listener. The edge closes it at once and
+	// listens on its address again whenever it is ready (see gate); nil
+	// listens on INBOUND_PORT then.
+	Public net.Listener
+	// Ops is METRICS_PORT's listener; nil: no operations port.
+	Ops net.Listener
+}
+
+// New builds an edge on an open broker; Run serves it.
+func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Server {
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
 		broker:   b,
 		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles, auth.RequireJTI(cfg.JWT.RequireJTI)),
 		history:  history.NewReader(b.JS, cfg.HistoryReadConcurrency),
+		opsLn:    ln.Ops,
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
 		Delivered:  s.counters.Delivered.Load,
@@ -84,6 +96,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	})
 	s.hub = hub.New[*client.Client](s.subs)
 	s.subs.hub = s.hub
+	s.subs.sink = hubSink{s.hub} // here, not in Run: tests put a sink in between first
 	s.limits = newLimits(cfg.Limits, s.metrics)
 	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
 	s.gateway.SetClientIP(func(c *fiber.Ctx) string {
@@ -112,30 +125,17 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 	}
 	s.routes()
 
-	s.bucket = blacklist.OpenBucket(b, log)
-	s.blacklist = blacklist.Watch(s.bucket, b.NC, log, s.killSession)
+	s.bucket = blacklist.NewBucket(b, log)
+	s.blacklist = blacklist.NewSet(s.bucket, b.NC, log, s.killSession)
 	// The gateway refuses blacklisted sessions too (RIG forgot to).
 	s.gateway.SetRevocations(revocations{s.blacklist})
-	resp, err := presence.Serve(b.NC, cfg.EdgeID, presence.DefaultAnnounceInterval, presenceSource{s}, log)
+	s.setRoutes(nil) // the route file's, until the cluster's are loaded
+	resp, err := presence.NewResponder(b.NC, cfg.EdgeID, presence.DefaultAnnounceInterval, presenceSource{s}, log)
 	if err != nil {
 		log.Error("presence queries will not be answered", "err", err)
 	}
 	s.presence = resp
 
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
-	s.subs.start(ctx, &s.wg)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.heartbeats(ctx)
-	}()
-	s.startGateway(ctx)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.limits.sweep(ctx)
-	}()
 	maxConns, nofile := maxConnections(cfg.Limits.MaxConnections)
 	l := cfg.Limits
 	log.Info("connection limits", "max_connections", maxConns, "derived", l.MaxConnections == 0, "open_file_limit", nofile,
@@ -145,21 +145,96 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker) *Server {
 		log.Warn("MAX_CONNECTIONS leaves less than the reserve of the open-file limit: a flood can exhaust file descriptors (the edge then pauses accepting)",
 			"max_connections", maxConns, "open_file_limit", nofile, "reserve", fileReserve(nofile))
 	}
-	s.gate = newGate(":"+strconv.Itoa(cfg.InboundPort), log, s.metrics, maxConns, s.limits.perIP, s.limits.trusted)
+	s.gate = newGate(":"+strconv.Itoa(cfg.InboundPort), ln.Public, log, s.metrics, maxConns, s.limits.perIP, s.limits.trusted)
 	s.metrics.TCP(s.gate.Conns, maxConns)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.keepGate(ctx)
-	}()
 	return s
 }
 
-// Serve accepts connections on the public port (INBOUND_PORT) until
-// Shutdown. The port is open only while the edge is ready (see gate).
-func (s *Server) Serve() error {
-	return s.app.Listener(s.gate)
+// Addr returns the public port's address, open or not.
+func (s *Server) Addr() net.Addr { return s.gate.Addr() }
+
+// OpsAddr returns the operations port's address (nil: none).
+func (s *Server) OpsAddr() net.Addr {
+	if s.opsLn == nil {
+		return nil
+	}
+	return s.opsLn.Addr()
 }
+
+// Run serves until ctx ends, then stops in the order that keeps clients
+// served: first the public port drains (see drain), then the operations
+// port closes, then the background work (blacklist, presence, the NATS
+// subscriptions, heartbeats, the gateway's routes) stops.
+func (s *Server) Run(ctx context.Context) error {
+	return run.Ordered(ctx, s.serveClients, s.serveOps, s.background)
+}
+
+// background is the work that serving needs, until ctx ends.
+func (s *Server) background(ctx context.Context) error {
+	parts := []run.Func{
+		s.bucket.Run,
+		s.blacklist.Run,
+		s.keepGate,
+		s.watchAPIs,
+		until(s.gateway.Run),
+		until(s.heartbeats),
+		until(s.limits.sweep),
+		func(ctx context.Context) error {
+			var wg sync.WaitGroup
+			s.subs.start(ctx, &wg)
+			wg.Wait()
+			return nil
+		},
+	}
+	if s.presence != nil {
+		parts = append(parts, s.presence.Run)
+	}
+	defer s.gateway.Close()
+	return run.All(ctx, parts...)
+}
+
+// until makes a loop that ends with its context a run.Func.
+func until(loop func(context.Context)) run.Func {
+	return func(ctx context.Context) error {
+		loop(ctx)
+		return nil
+	}
+}
+
+// serveClients accepts connections on the public port (INBOUND_PORT) until
+// ctx ends, then drains. The port is open only while the edge is ready
+// (see gate).
+func (s *Server) serveClients(ctx context.Context) error {
+	served := make(chan error, 1)
+	go func() { served <- s.app.Listener(s.gate) }()
+	select {
+	case err := <-served:
+		return stopped("public port", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("edge stopping", "drain_timeout", s.cfg.DrainTimeout.String())
+	// The drain's own deadline: ctx has ended.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout+shutdownMargin)
+	defer cancel()
+	if err := s.drain(dctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	<-served
+	return nil
+}
+
+// stopped is the error of a server that stopped serving before it was
+// asked to.
+func stopped(port string, err error) error {
+	if err == nil {
+		err = errors.New("stopped serving")
+	}
+	return fmt.Errorf("%s: %w", port, err)
+}
+
+// shutdownMargin is how long past DRAIN_TIMEOUT the closing of what is left
+// may take before the edge stops regardless.
+const shutdownMargin = 5 * time.Second
 
 // bodyTimeout bounds the reading of a request body (through the API
 // gateway: up to 4 MiB), once its head is in.
@@ -171,9 +246,11 @@ const (
 	drainPause = 50 * time.Millisecond
 )
 
-// Shutdown stops accepting, tells every client to reconnect elsewhere, waits
-// up to the drain timeout for them to go, closes the rest, and stops.
-func (s *Server) Shutdown(ctx context.Context) error {
+// drain stops accepting, tells every client to reconnect elsewhere, waits
+// up to the drain timeout for them to go, and closes the rest. fasthttp's
+// Shutdown waits for every open request, streams included, for ever: it
+// runs meanwhile, and returns once the streams are closed.
+func (s *Server) drain(ctx context.Context) error {
 	s.draining.Store(true)
 	// Stop accepting first so reconnecting clients land on another edge.
 	s.gate.shut()
@@ -199,15 +276,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	waitFor(ctx, func() bool { return s.hub.Len() == 0 })
 	err := <-shutdownDone
-	s.shutdownOps(ctx)
-	if s.presence != nil {
-		s.presence.Close()
-	}
-	s.blacklist.Close()
-	s.bucket.Close()
-	s.stop()
-	s.wg.Wait()
-	s.gateway.Close()
 	if errors.Is(err, context.DeadlineExceeded) {
 		return nil // the long-lived requests were closed above
 	}

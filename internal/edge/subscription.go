@@ -89,9 +89,6 @@ func (t tracked) Unsubscribe() error {
 }
 
 func (s *subscriber) start(ctx context.Context, wg *sync.WaitGroup) {
-	if s.sink == nil {
-		s.sink = hubSink{s.hub}
-	}
 	for i := range s.lanes {
 		wg.Add(1)
 		go func() {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/config"
 )
 
@@ -60,7 +61,7 @@ func openCluster(t testing.TB, perUser int, maxAge time.Duration) *broker.Broker
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	brokertest.Run(t, b, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := b.WaitReady(ctx); err != nil {

@@ -33,8 +33,11 @@ import (
 // a ULID id starts this much before the id's time instead of at the start.
 const Skew = 10 * time.Second
 
-// attemptTimeout bounds each JetStream request of a read.
-const attemptTimeout = 5 * time.Second
+// readTimeout bounds each JetStream request of a read. It is not
+// broker.AttemptTimeout on purpose: that bounds calls that are retried
+// until they succeed, while a read has one try within a client's request
+// (a resume fails with it), and a page of a read carries up to pageBytes.
+const readTimeout = 5 * time.Second
 
 // Pages of a user's messages: one request answers up to pageSize messages
 // or pageBytes, whichever comes first (a user holds HISTORY_MAX_PER_USER,
@@ -306,7 +309,7 @@ func (r *Reader) readConsumer(ctx context.Context, users []string, start from) (
 	} else {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start.time
 	}
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, readTimeout)
 	cons, err := r.js.CreateConsumer(actx, r.stream, cfg)
 	cancel()
 	if err != nil {
@@ -316,7 +319,7 @@ func (r *Reader) readConsumer(ctx context.Context, users []string, start from) (
 	defer func() {
 		// Best effort: the inactive threshold removes it anyway.
 		go func(name string) {
-			dctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+			dctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 			defer cancel()
 			_ = r.js.DeleteConsumer(dctx, r.stream, name)
 		}(info.Name)
@@ -324,7 +327,7 @@ func (r *Reader) readConsumer(ctx context.Context, users []string, start from) (
 	pending := int(info.NumPending)
 	events := make([]*rig.Event, 0, min(pending, 1024))
 	for seen := 0; seen < pending; {
-		wait := attemptTimeout
+		wait := readTimeout
 		if d, ok := ctx.Deadline(); ok {
 			wait = min(wait, time.Until(d))
 		}
@@ -353,7 +356,7 @@ func (r *Reader) readConsumer(ctx context.Context, users []string, start from) (
 		if n > 0 {
 			continue
 		}
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, readTimeout)
 		ci, err := cons.Info(actx)
 		cancel()
 		if err != nil {
@@ -417,7 +420,7 @@ func (r *Reader) readUser(ctx context.Context, subject string, start from) ([]*r
 		} else {
 			opts = append(opts, jetstreamext.GetBatchStartTime(start.time))
 		}
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, readTimeout)
 		msgs, err := jetstreamext.GetBatch(actx, r.js, r.stream, pageSize, opts...)
 		if err != nil {
 			cancel()
@@ -448,7 +451,7 @@ func (r *Reader) readUser(ctx context.Context, subject string, start from) ([]*r
 		case none || n > 0 && pending == 0:
 			return events, nil
 		case n == 0:
-			return nil, fmt.Errorf("history: read %s: no answer within %s", subject, attemptTimeout)
+			return nil, fmt.Errorf("history: read %s: no answer within %s", subject, readTimeout)
 		}
 	}
 }
@@ -506,7 +509,7 @@ type leaderMsg struct {
 // when there is none. nats.go offers no way to skip direct gets on a
 // stream that allows them, hence the request by hand.
 func (r *Reader) leaderLast(ctx context.Context, subject string) (*leaderMsg, error) {
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
 	resp, err := r.js.Conn().RequestWithContext(actx, apiPrefix(r.js.Options())+"STREAM.MSG.GET."+r.stream, req)
@@ -555,7 +558,7 @@ func (r *Reader) LastSeq(ctx context.Context, user string) (uint64, error) {
 	r.mu.Lock()
 	st := r.handle
 	r.mu.Unlock()
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	if st == nil {
 		var err error
@@ -577,7 +580,7 @@ func (r *Reader) LastSeq(ctx context.Context, user string) (uint64, error) {
 }
 
 func (r *Reader) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	s, err := r.js.Stream(actx, r.stream)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/rig"
@@ -32,7 +33,7 @@ func openBrokerAge(t testing.TB, perUser int, maxAge time.Duration) *broker.Brok
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	brokertest.Run(t, b, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := b.WaitReady(ctx); err != nil {

@@ -9,13 +9,13 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/retry"
 	"github.com/rig-go/rig/internal/route"
 )
 
@@ -31,15 +31,16 @@ func (s *Server) apisBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if err := s.broker.Ready(); err != nil {
 		return nil, api.Unavailable("routes unavailable: "+err.Error(), 1)
 	}
-	kv, err := s.apis.KV(ctx)
-	for err != nil && ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-			kv, err = s.apis.KV(ctx)
-		}
-	}
+	var kv jetstream.KeyValue
+	var last error // what the last attempt said: more than "deadline exceeded"
+	err := retry.Do(ctx, func(ctx context.Context) error {
+		kv, last = s.apis.KV(ctx)
+		return last
+	}, func(error) {})
 	if err != nil {
+		if last != nil {
+			err = last
+		}
 		s.log.Warn("routes bucket unavailable", "bucket", broker.APIsBucket, "err", err)
 		return nil, api.Unavailable("routes unavailable: "+err.Error(), 1)
 	}

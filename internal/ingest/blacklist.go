@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/rig-go/rig/internal/api"
+	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -117,11 +118,11 @@ func (s *Server) killValidity(authorization, jti string) (time.Duration, string)
 		// An unverified exp could end the blacklisting early: not trusted.
 		return def, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS (no JWT_SECRET_KEY to verify the token)"
 	}
-	scheme, token, ok := strings.Cut(authorization, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	token, ok := auth.BearerToken(authorization)
+	if !ok {
 		return def, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS (Authorization is not Bearer)"
 	}
-	tokenJTI, exp, err := s.verifier.Expiry(strings.TrimSpace(token))
+	tokenJTI, exp, err := s.verifier.Expiry(token)
 	if err != nil {
 		return def, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS (" + err.Error() + ")"
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/config"
 )
 
@@ -29,18 +30,15 @@ func testServer(t *testing.T, maxPerUser int) (*Server, jetstream.Stream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	brokertest.Run(t, b, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	s, err := New(&config.Ingest{NATS: nc, MessageUserField: "user", MaxMessageSize: 64 << 10, BatchMaxSize: 1 << 20,
-		BatchMaxCount: 100, PublishTimeout: 2 * time.Second, PresenceTimeout: time.Second}, log, b)
+		BatchMaxCount: 100, PublishTimeout: 2 * time.Second, PresenceTimeout: time.Second}, log, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	brokertest.Go(t, s.Run)
 	st, err := b.JS.Stream(ctx, broker.StreamName)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +59,7 @@ func post(t *testing.T, s *Server, key, body string) answer {
 	if key != "" {
 		req.Header.Set(HeaderIdempotencyKey, key)
 	}
-	resp, err := s.App().Test(req, 10_000)
+	resp, err := s.app.Test(req, 10_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +127,7 @@ func TestKeyedConcurrentRetries(t *testing.T) {
 			req := httptest.NewRequest("POST", "/v1/messages", strings.NewReader(`{"user":"alice","t":"race"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set(HeaderIdempotencyKey, "race-1")
-			resp, err := s.App().Test(req, 10_000)
+			resp, err := s.app.Test(req, 10_000)
 			if err != nil {
 				return
 			}
@@ -180,7 +178,7 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	} {
 		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := s.App().Test(req, 10_000)
+		resp, err := s.app.Test(req, 10_000)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/ready"
 )
 
 const (
@@ -36,67 +35,49 @@ const (
 // Publishing finds out per message (503, at worst after PUBLISH_TIMEOUT);
 // readiness must know before, so load balancers and orchestrators see it.
 type quorum struct {
-	b   *broker.Broker
-	log *slog.Logger
-
-	failures atomic.Int32
-	lastErr  atomic.Value // string: the last failure
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	b     *broker.Broker
+	log   *slog.Logger
+	state ready.State // ready unless the last quorumFailures questions failed
 }
 
-func startQuorum(b *broker.Broker, log *slog.Logger) *quorum {
-	q := &quorum{b: b, log: log}
-	q.lastErr.Store("")
-	ctx, cancel := context.WithCancel(context.Background())
-	q.cancel = cancel
-	q.wg.Add(1)
-	go func() {
-		defer q.wg.Done()
-		q.loop(ctx)
-	}()
-	return q
-}
+func newQuorum(b *broker.Broker, log *slog.Logger) *quorum { return &quorum{b: b, log: log} }
 
 // Ready returns nil unless the last quorumFailures questions failed.
-func (q *quorum) Ready() error {
-	if q.failures.Load() >= quorumFailures {
-		return fmt.Errorf("JetStream cannot store messages (no quorum?): %s", q.lastErr.Load().(string))
-	}
-	return nil
-}
+func (q *quorum) Ready() error { return q.state.Err() }
 
-func (q *quorum) Close() {
-	q.cancel()
-	q.wg.Wait()
-}
-
-func (q *quorum) loop(ctx context.Context) {
+// Run asks every quorumInterval until ctx ends.
+func (q *quorum) Run(ctx context.Context) error {
 	t := time.NewTicker(quorumInterval)
 	defer t.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 		// Until the broker is ready it says why itself.
 		if q.b.Ready() != nil {
-			q.failures.Store(0)
+			failures = 0
+			q.state.Ready()
 			continue
 		}
 		err := q.ask(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if err == nil {
-			if q.failures.Swap(0) >= quorumFailures {
+			failures = 0
+			if q.state.Ready() {
 				q.log.Info("JetStream available again", "stream", broker.StreamName)
 			}
 			continue
 		}
-		q.lastErr.Store(err.Error())
-		if q.failures.Add(1) == quorumFailures {
+		if failures++; failures < quorumFailures {
+			continue
+		}
+		q.state.Fail(fmt.Errorf("JetStream cannot store messages (no quorum?): %w", err))
+		if failures == quorumFailures {
 			q.log.Warn("JetStream cannot store messages: not ready", "stream", broker.StreamName, "err", err)
 		}
 	}

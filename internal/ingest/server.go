@@ -5,6 +5,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
+	"github.com/rig-go/rig/internal/run"
 )
 
 // maxInFlight bounds JetStream publishes waiting for their ack.
@@ -48,10 +50,12 @@ type Server struct {
 	verifier *auth.Verifier // nil without JWT_SECRET_KEY
 	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
 	quorum   *quorum        // whether JetStream can store (readiness)
+	ln       net.Listener   // API_PORT; nil: tests drive App
 }
 
-// New builds the ingest API on an open broker.
-func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error) {
+// New builds the ingest API on an open broker, to serve on ln (nil: none;
+// tests drive App). Run runs it.
+func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener) (*Server, error) {
 	js, err := jetstream.New(b.NC,
 		jetstream.WithPublishAsyncMaxPending(maxInFlight),
 		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
@@ -67,10 +71,11 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker) (*Server, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, js: js, leader: leader, presence: g, bucket: blacklist.OpenBucket(b, log)}
+	s := &Server{cfg: cfg, log: log, broker: b, js: js, leader: leader, presence: g,
+		bucket: blacklist.NewBucket(b, log), ln: ln}
 	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
 	s.apis = broker.NewAPIs(b)
-	s.quorum = startQuorum(b, log)
+	s.quorum = newQuorum(b, log)
 	if cfg.JWTSecretKey != "" {
 		s.verifier = auth.NewVerifier(cfg.JWTSecretKey, "user", "roles", nil)
 	}
@@ -136,17 +141,47 @@ func invalidUTF8At(b []byte) int {
 	return -1
 }
 
-// Serve accepts requests on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+// shutdownTimeout bounds the wait for requests in progress when ingest stops.
+const shutdownTimeout = 10 * time.Second
 
-// Shutdown stops accepting and waits for requests in progress.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.app.ShutdownWithContext(ctx)
-	s.presence.Close()
-	s.bucket.Close()
-	s.quorum.Close()
-	return err
+// Run serves the API and keeps the blacklist bucket and the quorum check
+// until ctx ends; then it stops accepting and waits for the requests in
+// progress (up to shutdownTimeout) before the rest stops.
+func (s *Server) Run(ctx context.Context) error {
+	return run.Ordered(ctx, s.serve, func(ctx context.Context) error {
+		defer s.presence.Close()
+		return run.All(ctx, s.bucket.Run, s.quorum.Run)
+	})
 }
 
-// App exposes the HTTP handler for in-process tests.
-func (s *Server) App() *fiber.App { return s.app }
+func (s *Server) serve(ctx context.Context) error {
+	if s.ln == nil {
+		<-ctx.Done()
+		return nil
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.app.Listener(s.ln) }()
+	select {
+	case err := <-served:
+		if err == nil {
+			err = errors.New("stopped serving")
+		}
+		return fmt.Errorf("API_PORT: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("ingest stopping")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := s.app.ShutdownWithContext(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return <-served
+}
+
+// Addr returns the address the API listens on (nil without a listener).
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}

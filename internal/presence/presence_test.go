@@ -52,16 +52,19 @@ func (f fakeEdge) Sessions(user string) []Session { return f.sessions[user] }
 
 func serve(t testing.TB, ns *server.Server, id string, src Source) *Responder {
 	t.Helper()
-	r, err := Serve(connect(t, ns), id, 50*time.Millisecond, src, discard)
+	r, err := NewResponder(connect(t, ns), id, 50*time.Millisecond, src, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx)
+	}()
 	t.Cleanup(func() {
-		select {
-		case <-r.stop:
-		default:
-			r.Close()
-		}
+		cancel()
+		<-done
 	})
 	return r
 }

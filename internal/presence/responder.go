@@ -1,9 +1,10 @@
 package presence
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,45 +26,34 @@ type Responder struct {
 	src      Source
 	log      *slog.Logger
 	sub      *nats.Subscription
-	stop     chan struct{}
-	wg       sync.WaitGroup
 }
 
-// Serve answers queries on nc for edge from src, and announces edge every
-// interval. The subscription is a single one for the whole edge.
-func Serve(nc *nats.Conn, edge string, interval time.Duration, src Source, log *slog.Logger) (*Responder, error) {
-	r := &Responder{nc: nc, edge: edge, interval: interval, src: src, log: log, stop: make(chan struct{})}
+// NewResponder answers queries on nc for edge from src; Run announces it.
+// The subscription is a single one for the whole edge.
+func NewResponder(nc *nats.Conn, edge string, interval time.Duration, src Source, log *slog.Logger) (*Responder, error) {
+	r := &Responder{nc: nc, edge: edge, interval: interval, src: src, log: log}
 	sub, err := nc.Subscribe(QuerySubject, r.answer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("subscribe %s: %w", QuerySubject, err)
 	}
 	r.sub = sub
 	_ = nc.FlushTimeout(time.Second) // answering before the first announcement, when NATS is up
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.announceLoop()
-	}()
 	return r, nil
 }
 
-// Close says goodbye, so ingest stops waiting for this edge, and stops.
-func (r *Responder) Close() {
-	close(r.stop)
-	r.wg.Wait()
-	_ = r.sub.Unsubscribe()
-	r.announce(true)
-	_ = r.nc.FlushTimeout(time.Second)
-}
-
-func (r *Responder) announceLoop() {
+// Run announces the edge every interval until ctx ends; then it stops
+// answering and says goodbye, so ingest stops waiting for this edge.
+func (r *Responder) Run(ctx context.Context) error {
 	r.announce(false)
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-r.stop:
-			return
+		case <-ctx.Done():
+			_ = r.sub.Unsubscribe()
+			r.announce(true)
+			_ = r.nc.FlushTimeout(time.Second)
+			return nil
 		case <-t.C:
 			r.announce(false)
 		}

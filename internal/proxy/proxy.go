@@ -212,11 +212,10 @@ func (g *Gateway) authenticate(c *fiber.Ctx, a *route.API) error {
 
 // bearer strips an optional "Bearer " scheme.
 func bearer(v string) string {
-	v = strings.TrimSpace(v)
-	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-		return strings.TrimSpace(v[7:])
+	if t, ok := auth.BearerToken(v); ok {
+		return t
 	}
-	return v
+	return strings.TrimSpace(v)
 }
 
 type message struct {
