@@ -418,6 +418,16 @@ func TestGatewayRoutesFromCluster(t *testing.T) {
 		t.Fatalf("GET list: %d %s", r.Status, r.Body)
 	}
 
+	// A change that names a member twice is refused whole, not merged
+	// with the last one winning.
+	r = Do(t, "PUT", apis+"/live", "application/json", []byte(`{"version_data": {"default": {"endpoints": [{"id": "e", "path": "/dup/{id}", "method": "GET"}]}}, "version_data": {}}`))
+	if r.Status != 400 || !strings.Contains(r.ErrorMessage(t), "version_data: appears more than once") {
+		t.Fatalf("PUT with a repeated member: %d %s", r.Status, r.Body)
+	}
+	if r := Get(t, apis+"/live"); !strings.Contains(string(r.Body), "/live/{id}") {
+		t.Fatalf("a refused PUT changed the API: %s", r.Body)
+	}
+
 	// Change.
 	r = Do(t, "PUT", apis+"/live", "application/json", []byte(`{"version_data": {"default": {"endpoints": [{"id": "e", "path": "/live2/{id}", "method": "GET"}]}}}`))
 	if r.Status != 200 {

@@ -183,15 +183,8 @@ func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 	if !isJSON(c.Get(fiber.HeaderContentType)) {
 		return api.NewError(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	var body map[string]json.RawMessage
-	if err := json.Unmarshal(c.Body(), &body); err != nil || body == nil {
-		return api.NewError(fiber.StatusBadRequest, "body must be a JSON object (an API definition)")
-	}
-	if raw, ok := body["id"]; ok {
-		var bid string
-		if json.Unmarshal(raw, &bid) != nil || bid != id {
-			return api.NewError(fiber.StatusBadRequest, "id: the body's id "+string(raw)+" differs from the path's "+strconv.Quote(id))
-		}
+	if err := route.CheckUpdate(c.Body(), id); err != nil {
+		return api.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	ctx, cancel := s.apiContext()
 	defer cancel()
@@ -203,16 +196,7 @@ func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var merged map[string]json.RawMessage
-	if err := json.Unmarshal(e.Value(), &merged); err != nil || merged == nil {
-		merged = map[string]json.RawMessage{}
-	}
-	for k, v := range body {
-		merged[k] = v
-	}
-	merged["id"], _ = json.Marshal(id)
-	doc, _ := json.Marshal(merged)
-	a, err := route.ParseAPI(doc)
+	a, err := route.ParseUpdate(e.Value(), c.Body(), id)
 	if err != nil {
 		return api.NewError(fiber.StatusBadRequest, err.Error())
 	}

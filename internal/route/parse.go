@@ -1,6 +1,7 @@
 package route
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -443,4 +444,66 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// CheckUpdate checks the body of PUT /v1/apis/<id> on its own, before the
+// stored definition is read: one JSON object naming each member once,
+// whose id, if it has one, is the path's.
+func CheckUpdate(body []byte, id string) error {
+	_, err := updateMembers(body, id)
+	return err
+}
+
+func updateMembers(body []byte, id string) ([]member, error) {
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	ms, ok := members(body)
+	if !ok {
+		return nil, &Error{Problem: "body must be a JSON object (an API definition), got " + kind(body)}
+	}
+	seen := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		if seen[m.name] {
+			return nil, &Error{Field: m.name, Problem: "appears more than once"}
+		}
+		seen[m.name] = true
+		if bid, ok := str(m.value); m.name == "id" && (!ok || bid != id) {
+			return nil, &Error{Field: "id", Problem: "the body's id " + shown(m.value) + " differs from the path's " + strconv.Quote(id)}
+		}
+	}
+	return ms, nil
+}
+
+// ParseUpdate reads the body of PUT /v1/apis/<id> (see CheckUpdate): as in
+// RIG, its members replace the stored definition's (stored, valid JSON)
+// and members it leaves out are kept.
+func ParseUpdate(stored, body []byte, id string) (*API, error) {
+	ms, err := updateMembers(body, id)
+	if err != nil {
+		return nil, err
+	}
+	merged, _ := members(stored)
+	idValue, _ := json.Marshal(id)
+	ms = append(ms, member{"id", idValue}) // the stored id, or the path's if none was stored
+	for _, m := range ms {
+		if i := slices.IndexFunc(merged, func(s member) bool { return s.name == m.name }); i >= 0 {
+			merged[i].value = m.value
+		} else {
+			merged = append(merged, m)
+		}
+	}
+	var doc bytes.Buffer
+	doc.WriteByte('{')
+	for i, m := range merged {
+		if i > 0 {
+			doc.WriteByte(',')
+		}
+		name, _ := json.Marshal(m.name)
+		doc.Write(name)
+		doc.WriteByte(':')
+		doc.Write(m.value)
+	}
+	doc.WriteByte('}')
+	return parseAPI(doc.Bytes(), "")
 }

@@ -304,3 +304,43 @@ func BenchmarkParseList(b *testing.B) {
 		}
 	}
 }
+
+// TestParseUpdate: a PUT body replaces the members it names, keeps the
+// others, and is refused whole when it repeats a member, is no object or
+// names another id.
+func TestParseUpdate(t *testing.T) {
+	stored, _ := json.Marshal(mustAPI(t, api(eps+","+prx)))
+	a, err := ParseUpdate(stored, []byte(`{"name":"renamed","version_data":{"default":{"endpoints":[{"id":"n","path":"/b","method":"POST"}]}}}`), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID != "svc" || a.Name != "renamed" || a.AuthType != "jwt" || len(a.VersionData.Default.Endpoints) != 1 || a.VersionData.Default.Endpoints[0].Path != "/b" {
+		t.Fatalf("merged %+v", a)
+	}
+	for body, want := range map[string]string{
+		`{"name":"a","name":"b"}`:  "name: appears more than once",
+		`{"id":"svc","id":"svc"}`:  "id: appears more than once",
+		`{"id":"other"}`:           `id: the body's id "other" differs from the path's "svc"`,
+		`{"id":7}`:                 `id: the body's id 7 differs from the path's "svc"`,
+		`[{"id":"svc"}]`:           "body must be a JSON object (an API definition), got an array",
+		`null`:                     "body must be a JSON object (an API definition), got null",
+		`{"name":`:                 "not valid JSON",
+		`{"version_data":{"x":1}}`: `only the "default" version is served`,
+		"{\"name\":\"\xff\"}":      "not UTF-8",
+	} {
+		if err := CheckUpdate([]byte(body), "svc"); err == nil || !strings.Contains(err.Error(), want) {
+			if _, perr := ParseUpdate(stored, []byte(body), "svc"); perr == nil || !strings.Contains(perr.Error(), want) {
+				t.Errorf("%s: CheckUpdate %v, ParseUpdate %v; want %q", body, err, perr, want)
+			}
+		}
+	}
+}
+
+func mustAPI(t *testing.T, def string) *API {
+	t.Helper()
+	a, err := ParseAPI([]byte(def))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
