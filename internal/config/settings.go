@@ -161,7 +161,7 @@ type Ingest struct {
 	Log  Log
 
 	APIPort          int           // API_PORT
-	APIHost          string        // API_HOST: the address API_PORT binds to ("" or 0.0.0.0: every interface)
+	APIHost          string        // API_HOST: the address API_PORT binds to (0.0.0.0: every interface)
 	MessageUserField string        // MESSAGE_USER_FIELD
 	MaxMessageSize   int           // MESSAGE_MAX_SIZE
 	PublishTimeout   time.Duration // PUBLISH_TIMEOUT
@@ -197,7 +197,7 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	var c Ingest
 	s := New("ingest")
 	s.Port(&c.APIPort, "API_PORT", 4010, "Internal port of the back-end API.")
-	s.String(&c.APIHost, "API_HOST", "127.0.0.1", "Address API_PORT binds to: 127.0.0.1 keeps the API on this machine; 0.0.0.0 (or empty) is every interface, for containers on an internal network.")
+	s.String(&c.APIHost, "API_HOST", "127.0.0.1", "Address API_PORT binds to: 127.0.0.1 keeps the API on this machine; 0.0.0.0 is every interface, for containers on an internal network.")
 	var tokens string
 	s.Secret(&tokens, "API_TOKENS", "Comma-separated bearer tokens (at least 16 bytes each) the API accepts on every /v1/* call (401 without one, 403 with a wrong one); several allow rotation. None: the API is unauthenticated.")
 	s.Bool(&c.APITokensProtectOps, "API_TOKENS_PROTECT_OPS", false, "With API_TOKENS, /health, /health/ready and /metrics need a token too.")
