@@ -145,14 +145,14 @@ func dropHopHeaders(h header, hop []string, special map[string]bool) {
 // forward sends the request upstream (fasthttp's client, which streams the
 // answer) and leaves the upstream's answer as the response, its body
 // written by the server as it arrives.
-func (g *Gateway) forward(c *fiber.Ctx, m *route.Match) error {
+func (g *Gateway) forward(c *fiber.Ctx, m *route.Match, v *verified) error {
 	target := m.Base + (&url.URL{Path: m.Path}).EscapedPath()
-	if q := c.Context().URI().QueryString(); len(q) > 0 {
-		target += "?" + string(q)
+	if q := setIdentity(c, m.API, v); q != "" {
+		target += "?" + q
 	}
 	req, resp := c.Request(), c.Response()
 	clientClose := req.Header.ConnectionClose()
-	setForwarded(c)
+	setForwarded(c, g.trustedPeer(c))
 	dropHopHeaders(&req.Header, hopRequest, specialRequest)
 	if len(req.Header.Peek(fiber.HeaderTrailer)) > 0 {
 		req.Header.Del(fiber.HeaderTrailer)
@@ -190,9 +190,26 @@ func (g *Gateway) forward(c *fiber.Ctx, m *route.Match) error {
 // setForwarded tells the upstream who asked: X-Forwarded-For gets the
 // client's address appended; X-Forwarded-Proto and -Host are set unless a
 // load balancer in front of the edge already did; Forwarded (RFC 7239, what
-// RIG sent) says the same.
-func setForwarded(c *fiber.Ctx) {
+// RIG sent) says the same. Only a trusted proxy's are kept: a client's own
+// are replaced, since the edge would otherwise vouch for them.
+func setForwarded(c *fiber.Ctx, trusted bool) {
 	h := &c.Request().Header
+	if !trusted {
+		for _, name := range []string{fiber.HeaderXForwardedFor, fiber.HeaderXForwardedProto, fiber.HeaderXForwardedHost, "Forwarded"} {
+			h.Del(name)
+		}
+		// X-Forwarded-Port, -Prefix, ...: deleted after the walk, since
+		// Del reorders the list.
+		var other []string
+		for k := range h.All() {
+			if len(k) > len(xForwarded) && strings.EqualFold(string(k[:len(xForwarded)]), xForwarded) {
+				other = append(other, string(k))
+			}
+		}
+		for _, name := range other {
+			h.Del(name)
+		}
+	}
 	ip := c.IP()
 	proto := c.Protocol()
 	host := string(h.Host())
@@ -220,6 +237,8 @@ func setForwarded(c *fiber.Ctx) {
 	}
 	h.Set("Forwarded", fwd)
 }
+
+const xForwarded = "X-Forwarded-"
 
 // timeout reports whether err means the upstream was too slow (504) rather
 // than unreachable or broken (502).
