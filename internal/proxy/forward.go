@@ -142,6 +142,38 @@ func dropHopHeaders(h header, hop []string, special map[string]bool) {
 	}
 }
 
+// dropTrailers removes the fields of a chunked request's trailer section,
+// and the Trailer header that names them. They came after the body, unseen
+// by whatever checked the head; removing only the Trailer header would
+// make fasthttp move them into the head.
+func dropTrailers(h *fasthttp.RequestHeader) {
+	count := map[string]int{}
+	var names []string
+	for _, line := range strings.Split(string(h.TrailerHeader()), "\r\n") {
+		if k, _, ok := strings.Cut(line, ":"); ok {
+			if count[k] == 0 {
+				names = append(names, k)
+			}
+			count[k]++
+		}
+	}
+	for _, k := range names {
+		// PeekAll lists the head's values before the trailer's.
+		all := h.PeekAll(k)
+		head := make([]string, 0, len(all))
+		for _, v := range all[:max(len(all)-count[k], 0)] {
+			head = append(head, string(v))
+		}
+		h.Del(k)
+		for _, v := range head {
+			h.Add(k, v)
+		}
+	}
+	if len(h.Peek(fiber.HeaderTrailer)) > 0 {
+		h.Del(fiber.HeaderTrailer)
+	}
+}
+
 // forward sends the request upstream (fasthttp's client, which streams the
 // answer) and leaves the upstream's answer as the response, its body
 // written by the server as it arrives.
@@ -154,9 +186,7 @@ func (g *Gateway) forward(c *fiber.Ctx, m *route.Match, v *verified) error {
 	clientClose := req.Header.ConnectionClose()
 	setForwarded(c, g.trustedPeer(c))
 	dropHopHeaders(&req.Header, hopRequest, specialRequest)
-	if len(req.Header.Peek(fiber.HeaderTrailer)) > 0 {
-		req.Header.Del(fiber.HeaderTrailer)
-	}
+	dropTrailers(&req.Header)
 	if m.Endpoint.TransformRequestHeaders && m.API.VersionData.Default.TransformRequestHeaders != nil {
 		for k, v := range m.API.VersionData.Default.TransformRequestHeaders.AddHeaders {
 			req.Header.Set(k, v)
