@@ -2,6 +2,7 @@ package positions
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/rig-go/rig/internal/history"
@@ -46,7 +47,7 @@ func (t *Table) Live(ctx context.Context, ev *rig.Event, sink Sink) {
 		return
 	}
 	if from, ok := st.from(); ok && ev.Prev > from {
-		if !t.CatchUp(ctx, []string{ev.User}, sink) {
+		if !t.fill(ctx, []string{ev.User}, from, map[string]*stream{ev.User: st}, ev.Prev, sink) {
 			return
 		}
 		if ev.Seq <= st.delivered.Load() {
@@ -80,7 +81,7 @@ func (t *Table) CatchUp(ctx context.Context, users []string, sink Sink) bool {
 		if len(batch) == 0 {
 			return
 		}
-		if !t.fill(ctx, batch, from, streams, sink) {
+		if !t.fill(ctx, batch, from, streams, 0, sink) {
 			ok = false
 		}
 		batch, from = batch[:0], 0
@@ -108,12 +109,22 @@ func (t *Table) CatchUp(ctx context.Context, users []string, sink Sink) bool {
 }
 
 // fill reads users' messages after from and publishes those past each
-// one's delivered.
-func (t *Table) fill(ctx context.Context, users []string, from uint64, streams map[string]*stream, sink Sink) bool {
+// one's delivered. need, if not 0, is a position the read must hold (the
+// one user's message before a live one): when history no longer holds it
+// (it aged out, or the per-user limit dropped it, while the lane was
+// behind), publishing the rest would skip it silently, so nothing is
+// published and the clients reconnect, to resume from their cursors with
+// a replay that says gap where messages are gone.
+func (t *Table) fill(ctx context.Context, users []string, from uint64, streams map[string]*stream, need uint64, sink Sink) bool {
 	rp, err := t.read(ctx, users, from)
 	if err != nil {
 		t.counters.ReadFailures.Inc()
 		t.log.Warn("cannot refill from history: telling those users' clients to reconnect", "users", len(users), "err", err)
+		sink.Reconnect(users)
+		return false
+	}
+	if need != 0 && !slices.ContainsFunc(rp.Events, func(ev *rig.Event) bool { return ev.Seq == need }) {
+		t.log.Warn("missed messages are gone from history: telling the user's clients to reconnect", "users", users, "missing", need)
 		sink.Reconnect(users)
 		return false
 	}

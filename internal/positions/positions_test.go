@@ -410,3 +410,25 @@ func TestMarks(t *testing.T) {
 		t.Fatalf("marks left: %v", m.upTo)
 	}
 }
+
+// A live message whose prev history no longer holds (aged out while the
+// lane was behind) is not published past the hole: the user's clients are
+// told to reconnect, and resume from their cursors.
+func TestLiveReconnectsWhenTheMissedMessageIsGone(t *testing.T) {
+	h := &fakeHistory{}
+	tb, out := newTable(h), &sink{}
+	subscribe(t, tb, "a")
+	h.store("a")
+	h.store("a")
+	last := h.store("a") // a1 and a2 were missed; only a3 came live
+	h.mu.Lock()
+	h.events = h.events[2:] // a1 and a2 aged out meanwhile
+	h.mu.Unlock()
+	tb.Live(context.Background(), last, out)
+	if got := out.ids("a"); got != "" {
+		t.Fatalf("published %s past messages history no longer holds", got)
+	}
+	if !slices.Equal(out.reconnects, []string{"a"}) {
+		t.Fatalf("reconnected %v, want [a]", out.reconnects)
+	}
+}
