@@ -31,6 +31,7 @@ type Echo struct {
 	Path     string              `json:"path"`
 	RawQuery string              `json:"raw_query"`
 	Header   map[string][]string `json:"header"`
+	Trailer  map[string][]string `json:"trailer,omitempty"`
 	Body     string              `json:"body"`
 }
 
@@ -80,7 +81,7 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
-	e := Echo{Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Header: r.Header, Body: string(body)}
+	e := Echo{Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Header: r.Header, Trailer: r.Trailer, Body: string(body)}
 	if r.Host != "" {
 		e.Header["Host"] = []string{r.Host}
 	}

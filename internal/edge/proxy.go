@@ -12,6 +12,7 @@ import (
 
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/clientaddr"
 	"github.com/rig-go/rig/internal/ready"
 	"github.com/rig-go/rig/internal/retry"
 	"github.com/rig-go/rig/internal/route"
@@ -25,6 +26,12 @@ func (s *Server) handleProxy(c *fiber.Ctx) error {
 		return s.handleNotFound(c)
 	}
 	return s.gateway.Handle(c)
+}
+
+// trustedPeer says whether a request's peer is in TRUSTED_PROXIES: only
+// then does the gateway pass on its X-Forwarded-* and Forwarded.
+func (s *Server) trustedPeer(c *fiber.Ctx) bool {
+	return s.limits.trusted.Contains(clientaddr.Addr(c.Context().RemoteAddr()))
 }
 
 // setRoutes builds the gateway's table: the route file's APIs (the boot

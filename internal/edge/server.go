@@ -99,6 +99,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 	s.subs.sink = hubSink{s.hub} // here, not in Run: tests put a sink in between first
 	s.limits = newLimits(cfg.Limits, s.metrics)
 	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
+	s.gateway.SetTrustedPeer(s.trustedPeer)
 	s.gateway.SetClientIP(func(c *fiber.Ctx) string {
 		addr, _, _ := s.limits.client(c)
 		return remoteString(addr)

@@ -142,21 +142,51 @@ func dropHopHeaders(h header, hop []string, special map[string]bool) {
 	}
 }
 
+// dropTrailers removes the fields of a chunked request's trailer section,
+// and the Trailer header that names them. They came after the body, unseen
+// by whatever checked the head; removing only the Trailer header would
+// make fasthttp move them into the head.
+func dropTrailers(h *fasthttp.RequestHeader) {
+	count := map[string]int{}
+	var names []string
+	for _, line := range strings.Split(string(h.TrailerHeader()), "\r\n") {
+		if k, _, ok := strings.Cut(line, ":"); ok {
+			if count[k] == 0 {
+				names = append(names, k)
+			}
+			count[k]++
+		}
+	}
+	for _, k := range names {
+		// PeekAll lists the head's values before the trailer's.
+		all := h.PeekAll(k)
+		head := make([]string, 0, len(all))
+		for _, v := range all[:max(len(all)-count[k], 0)] {
+			head = append(head, string(v))
+		}
+		h.Del(k)
+		for _, v := range head {
+			h.Add(k, v)
+		}
+	}
+	if len(h.Peek(fiber.HeaderTrailer)) > 0 {
+		h.Del(fiber.HeaderTrailer)
+	}
+}
+
 // forward sends the request upstream (fasthttp's client, which streams the
 // answer) and leaves the upstream's answer as the response, its body
 // written by the server as it arrives.
-func (g *Gateway) forward(c *fiber.Ctx, m *route.Match) error {
+func (g *Gateway) forward(c *fiber.Ctx, m *route.Match, v *verified) error {
 	target := m.Base + (&url.URL{Path: m.Path}).EscapedPath()
-	if q := c.Context().URI().QueryString(); len(q) > 0 {
-		target += "?" + string(q)
+	if q := setIdentity(c, m.API, v); q != "" {
+		target += "?" + q
 	}
 	req, resp := c.Request(), c.Response()
 	clientClose := req.Header.ConnectionClose()
-	setForwarded(c)
+	setForwarded(c, g.trustedPeer(c))
 	dropHopHeaders(&req.Header, hopRequest, specialRequest)
-	if len(req.Header.Peek(fiber.HeaderTrailer)) > 0 {
-		req.Header.Del(fiber.HeaderTrailer)
-	}
+	dropTrailers(&req.Header)
 	if m.Endpoint.TransformRequestHeaders && m.API.VersionData.Default.TransformRequestHeaders != nil {
 		for k, v := range m.API.VersionData.Default.TransformRequestHeaders.AddHeaders {
 			req.Header.Set(k, v)
@@ -190,9 +220,26 @@ func (g *Gateway) forward(c *fiber.Ctx, m *route.Match) error {
 // setForwarded tells the upstream who asked: X-Forwarded-For gets the
 // client's address appended; X-Forwarded-Proto and -Host are set unless a
 // load balancer in front of the edge already did; Forwarded (RFC 7239, what
-// RIG sent) says the same.
-func setForwarded(c *fiber.Ctx) {
+// RIG sent) says the same. Only a trusted proxy's are kept: a client's own
+// are replaced, since the edge would otherwise vouch for them.
+func setForwarded(c *fiber.Ctx, trusted bool) {
 	h := &c.Request().Header
+	if !trusted {
+		for _, name := range []string{fiber.HeaderXForwardedFor, fiber.HeaderXForwardedProto, fiber.HeaderXForwardedHost, "Forwarded"} {
+			h.Del(name)
+		}
+		// X-Forwarded-Port, -Prefix, ...: deleted after the walk, since
+		// Del reorders the list.
+		var other []string
+		for k := range h.All() {
+			if len(k) > len(xForwarded) && strings.EqualFold(string(k[:len(xForwarded)]), xForwarded) {
+				other = append(other, string(k))
+			}
+		}
+		for _, name := range other {
+			h.Del(name)
+		}
+	}
 	ip := c.IP()
 	proto := c.Protocol()
 	host := string(h.Host())
@@ -220,6 +267,8 @@ func setForwarded(c *fiber.Ctx) {
 	}
 	h.Set("Forwarded", fwd)
 }
+
+const xForwarded = "X-Forwarded-"
 
 // timeout reports whether err means the upstream was too slow (504) rather
 // than unreachable or broken (502).

@@ -20,6 +20,7 @@ import (
 	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/limit"
+	"github.com/rig-go/rig/internal/rig"
 	"github.com/rig-go/rig/internal/route"
 )
 
@@ -37,6 +38,7 @@ const (
 	msgTooMany       = "Too many requests."
 	msgBadGateway    = "Bad gateway."
 	msgUpstreamSlow  = "Gateway timeout."
+	msgBadHeader     = "Invalid header name."
 	maxTokensChecked = 4 // per request, so a request cannot make the edge verify without bound
 )
 
@@ -51,8 +53,11 @@ type Gateway struct {
 	// clientIP is the client's address for per-IP buckets: the peer's, or
 	// the one a trusted proxy forwarded (see SetClientIP).
 	clientIP func(*fiber.Ctx) string
-	table    atomic.Pointer[route.Table]
-	revoked  atomic.Pointer[Revocations]
+	// trustedPeer says whether the request's peer is a trusted proxy,
+	// whose X-Forwarded-* and Forwarded are kept (see SetTrustedPeer).
+	trustedPeer func(*fiber.Ctx) bool
+	table       atomic.Pointer[route.Table]
+	revoked     atomic.Pointer[Revocations]
 }
 
 // New returns a gateway with an empty route table (see SetRoutes).
@@ -62,6 +67,9 @@ func New(cfg config.Proxy, verifier *auth.Verifier, log *slog.Logger) *Gateway {
 		verifier: verifier,
 		client:   newClient(cfg.RecvTimeout),
 		clientIP: (*fiber.Ctx).IP,
+		// Until told otherwise no peer is trusted: what a client says about
+		// where it came from is not passed on as the edge's word.
+		trustedPeer: func(*fiber.Ctx) bool { return false },
 	}
 	if rl := cfg.RateLimit; rl.Enabled {
 		g.limiter = limit.NewRate(float64(rl.AvgRatePerSec), rl.BurstSize)
@@ -76,6 +84,12 @@ func New(cfg config.Proxy, verifier *auth.Verifier, log *slog.Logger) *Gateway {
 // SetClientIP sets how the per-IP rate limit finds a request's client
 // address (default: the peer's). Call it before serving.
 func (g *Gateway) SetClientIP(fn func(*fiber.Ctx) string) { g.clientIP = fn }
+
+// SetTrustedPeer sets how the gateway tells a trusted proxy (a load
+// balancer, TRUSTED_PROXIES) from a client: only a trusted proxy's
+// X-Forwarded-* and Forwarded reach the upstream; a client's are replaced.
+// Call it before serving.
+func (g *Gateway) SetTrustedPeer(fn func(*fiber.Ctx) bool) { g.trustedPeer = fn }
 
 // SetRoutes swaps in a new route table; requests in flight keep the old one.
 func (g *Gateway) SetRoutes(t *route.Table) { g.table.Store(t) }
@@ -134,17 +148,23 @@ func (g *Gateway) Handle(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderRetryAfter, "1")
 		return g.refuse(c, fiber.StatusTooManyRequests, msgTooMany, "rate limit", m)
 	}
+	if name, ok := invalidHeaderName(&c.Request().Header); !ok {
+		return g.refuse(c, fiber.StatusBadRequest, msgBadHeader, fmt.Sprintf("invalid header name %q", name), m)
+	}
+	var id *verified
 	if m.API.AuthType == route.AuthJWT && m.Endpoint.Secured {
-		if err := g.authenticate(c, m.API); err != nil {
+		v, err := g.authenticate(c, m.API)
+		if err != nil {
 			c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
 			return g.refuse(c, fiber.StatusUnauthorized, msgUnauthorized, err.Error(), m)
 		}
+		id = v
 	}
 	if m.BaseErr != nil {
 		g.log.Warn("route has no upstream on this edge", "api", m.API.ID, "endpoint", m.Endpoint.ID, "err", m.BaseErr)
 		return reply(c, fiber.StatusBadGateway, msgBadGateway)
 	}
-	return g.forward(c, m)
+	return g.forward(c, m, id)
 }
 
 // bucket names the rate-limit bucket of a request to api.
@@ -171,26 +191,38 @@ func (g *Gateway) refuse(c *fiber.Ctx, status int, msg, why string, m *route.Mat
 	return reply(c, status, msg)
 }
 
+// verified is what the gateway checked on a secured endpoint: the session
+// and where its token was, so that only that token goes upstream.
+type verified struct {
+	session *rig.Session
+	header  string // the header line that held the token, as sent; "" if the query did
+	token   string
+}
+
 // authenticate accepts a request carrying at least one valid token, from
 // the API's header (with or without "Bearer ") or query parameter (which
 // may hold several, comma-separated, as in RIG), whose session is not
-// blacklisted.
-func (g *Gateway) authenticate(c *fiber.Ctx, a *route.API) error {
-	var tokens []string
+// blacklisted. It returns the first such token.
+func (g *Gateway) authenticate(c *fiber.Ctx, a *route.API) (*verified, error) {
+	type candidate struct{ header, token string }
+	var tokens []candidate
 	if a.Auth.UseHeader {
 		for _, v := range c.Request().Header.PeekAll(a.Auth.HeaderName) {
-			tokens = append(tokens, bearer(string(v)))
+			tokens = append(tokens, candidate{string(v), bearer(string(v))})
 		}
 	}
 	if a.Auth.UseQuery {
 		for _, v := range c.Context().QueryArgs().PeekMulti(a.Auth.QueryName) {
-			tokens = append(tokens, strings.Split(string(v), ",")...)
+			for _, t := range strings.Split(string(v), ",") {
+				tokens = append(tokens, candidate{"", t})
+			}
 		}
 	}
 	err := errors.New("no token")
 	checked := 0
-	for _, t := range tokens {
-		if t = strings.TrimSpace(t); t == "" {
+	for _, cand := range tokens {
+		t := strings.TrimSpace(cand.token)
+		if t == "" {
 			continue
 		}
 		if checked++; checked > maxTokensChecked {
@@ -205,9 +237,9 @@ func (g *Gateway) authenticate(c *fiber.Ctx, a *route.API) error {
 			err = fmt.Errorf("session %q is blacklisted", s.ID)
 			continue
 		}
-		return nil
+		return &verified{session: s, header: cand.header, token: t}, nil
 	}
-	return err
+	return nil, err
 }
 
 // bearer strips an optional "Bearer " scheme.
