@@ -407,7 +407,7 @@ func TestDeployCompose(t *testing.T) {
 	// (no engine needed). Not on this project's machines: say so.
 	if exec.Command("docker", "compose", "version").Run() == nil {
 		cmd := exec.Command("docker", "compose", "-f", "../deploy/docker-compose.yml", "config", "--quiet")
-		cmd.Env = append(os.Environ(), "JWT_SECRET_KEY=compose-config-check")
+		cmd.Env = append(os.Environ(), "JWT_SECRET_KEY=compose-config-check", "API_TOKENS=compose-config-check-token")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("docker compose config: %v\n%s", err, out)
 		}

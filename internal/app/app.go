@@ -37,10 +37,16 @@ type Addrs struct {
 }
 
 func (e Env) listen(setting string, port int) (net.Listener, error) {
+	return e.listenOn(setting, "", port)
+}
+
+// listenOn is listen bound to host ("": every address); Listen, when set,
+// still decides.
+func (e Env) listenOn(setting, host string, port int) (net.Listener, error) {
 	if e.Listen != nil {
 		return e.Listen(setting, port)
 	}
-	return net.Listen("tcp", ":"+strconv.Itoa(port))
+	return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 }
 
 func (e Env) started(a Addrs) {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/nats-io/nats.go"
 
@@ -21,9 +22,16 @@ func Ingest(ctx context.Context, env Env) error {
 	}
 	log := cfg.Log.Logger(env.Stderr).With("component", "ingest")
 	env.setDefault(log)
-	ln, err := env.listen("API_PORT", cfg.APIPort)
+	ln, err := env.listenOn("API_PORT", cfg.APIHost, cfg.APIPort)
 	if err != nil {
-		return fmt.Errorf("API_PORT=%d: %w", cfg.APIPort, err)
+		return fmt.Errorf("API_HOST=%s API_PORT=%d: %w", cfg.APIHost, cfg.APIPort, err)
+	}
+	if len(cfg.APITokens) == 0 && !loopback(ln.Addr()) {
+		// Once, at start, where an operator reads: whoever reaches this
+		// address can publish to any user, blacklist any session and
+		// rewrite the edge's API-gateway routes.
+		log.Warn("INSECURE: the ingest API is unauthenticated and reachable from other machines; set API_TOKENS, or API_HOST=127.0.0.1",
+			"addr", ln.Addr().String())
 	}
 	// No reconnect buffer: a publish while NATS is away must fail (503)
 	// rather than wait in a buffer and go out after the client was told no.
@@ -39,7 +47,7 @@ func Ingest(ctx context.Context, env Env) error {
 		return err
 	}
 	api := port(srv.Addr())
-	log.Info("ingest listening", "url", fmt.Sprintf("http://localhost:%d", api),
+	log.Info("ingest listening", "addr", ln.Addr().String(), "url", fmt.Sprintf("http://localhost:%d", api), "auth", len(cfg.APITokens) > 0,
 		"messages", fmt.Sprintf("POST http://localhost:%d/v1/messages", api), "nats", cfg.NATS.URLs)
 	env.started(Addrs{Public: srv.Addr(), NATS: b.EmbeddedURL()})
 	if err := run.Ordered(ctx, srv.Run, b.Run); err != nil {
@@ -47,4 +55,11 @@ func Ingest(ctx context.Context, env Env) error {
 	}
 	log.Info("ingest stopped")
 	return nil
+}
+
+// loopback reports whether a listener's address is reachable only from
+// this machine.
+func loopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
 }

@@ -154,3 +154,30 @@ func TestIdempotencyWindow(t *testing.T) {
 		t.Error("a window under JetStream's 100ms minimum was accepted")
 	}
 }
+
+// TestIngestAPIAuth: API_HOST defaults to loopback; API_TOKENS is a list
+// of long-enough tokens whose values never show in an error.
+func TestIngestAPIAuth(t *testing.T) {
+	c, err := ParseIngest(nil, env(nil), nil)
+	if err != nil || c.APIHost != "127.0.0.1" || c.APITokens != nil || c.APITokensProtectOps {
+		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+	c, err = ParseIngest(nil, env(map[string]string{"API_HOST": "0.0.0.0", "API_TOKENS": " old-token-0123456789 , new-token-0123456789 ", "API_TOKENS_PROTECT_OPS": "true"}), nil)
+	if err != nil || c.APIHost != "0.0.0.0" || len(c.APITokens) != 2 || c.APITokens[1] != "new-token-0123456789" || !c.APITokensProtectOps {
+		t.Fatalf("set: %+v, %v", c, err)
+	}
+	_, err = ParseIngest(nil, env(map[string]string{"API_TOKENS": "good-token-0123456789,short-secret"}), nil)
+	if err == nil || !strings.Contains(err.Error(), "API_TOKENS") || strings.Contains(err.Error(), "short-secret") {
+		t.Errorf("short token: %v", err)
+	}
+	for _, h := range []string{"127.0.0.1:4010", "a b", "http://x"} {
+		if _, err := ParseIngest(nil, env(map[string]string{"API_HOST": h}), nil); err == nil || !strings.Contains(err.Error(), "API_HOST") {
+			t.Errorf("API_HOST=%q: %v", h, err)
+		}
+	}
+	for _, h := range []string{"", "::1", "ingest", "rig-ingest.default.svc"} {
+		if _, err := ParseIngest(nil, env(map[string]string{"API_HOST": h}), nil); err != nil {
+			t.Errorf("API_HOST=%q: %v", h, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -160,6 +161,7 @@ type Ingest struct {
 	Log  Log
 
 	APIPort          int           // API_PORT
+	APIHost          string        // API_HOST: the address API_PORT binds to (0.0.0.0: every interface)
 	MessageUserField string        // MESSAGE_USER_FIELD
 	MaxMessageSize   int           // MESSAGE_MAX_SIZE
 	PublishTimeout   time.Duration // PUBLISH_TIMEOUT
@@ -177,13 +179,28 @@ type Ingest struct {
 	// PresenceTimeout (PRESENCE_TIMEOUT) bounds how long a presence query
 	// waits for the edges' answers.
 	PresenceTimeout time.Duration
+	// APITokens (API_TOKENS) are the bearer tokens the API accepts; more
+	// than one so that a new token can be rolled out before the old one is
+	// removed. None: the API is open to whoever reaches API_HOST.
+	APITokens []string
+	// APITokensProtectOps (API_TOKENS_PROTECT_OPS) makes /health,
+	// /health/ready and /metrics need a token too; off by default because
+	// load balancers' and Prometheus' probes seldom send one.
+	APITokensProtectOps bool
 }
+
+// minAPITokenLen keeps guessable API tokens out.
+const minAPITokenLen = 16
 
 // ParseIngest reads the ingest binary's configuration.
 func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ingest, error) {
 	var c Ingest
 	s := New("ingest")
 	s.Port(&c.APIPort, "API_PORT", 4010, "Internal port of the back-end API.")
+	s.String(&c.APIHost, "API_HOST", "127.0.0.1", "Address API_PORT binds to: 127.0.0.1 keeps the API on this machine; 0.0.0.0 is every interface, for containers on an internal network.")
+	var tokens string
+	s.Secret(&tokens, "API_TOKENS", "Comma-separated bearer tokens (at least 16 bytes each) the API accepts on every /v1/* call (401 without one, 403 with a wrong one); several allow rotation. None: the API is unauthenticated.")
+	s.Bool(&c.APITokensProtectOps, "API_TOKENS_PROTECT_OPS", false, "With API_TOKENS, /health, /health/ready and /metrics need a token too.")
 	s.String(&c.MessageUserField, "MESSAGE_USER_FIELD", "user", "Field of a posted message that names the user to deliver it to.")
 	s.Size(&c.MaxMessageSize, "MESSAGE_MAX_SIZE", 64<<10, 64, 8<<20, "Largest accepted message body; larger ones get 413.")
 	s.Size(&c.BatchMaxSize, "MESSAGE_BATCH_MAX_SIZE", 4<<20, 64, 64<<20, "Largest accepted body of a batch (POST /v1/messages with a JSON array); larger ones get 413.")
@@ -209,10 +226,40 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 		c.BlacklistDefaultExpiry = time.Duration(expiryHours) * time.Hour
 		return nil
 	})
+	s.Check(func() error {
+		if c.APIHost != "" && !validHost(c.APIHost) {
+			return &Error{Setting: "API_HOST", Value: c.APIHost, Expected: "an IP address or host name without a port, such as 127.0.0.1 or 0.0.0.0"}
+		}
+		c.APITokens = SplitList(tokens)
+		for _, t := range c.APITokens {
+			if len(t) < minAPITokenLen {
+				return &Error{Setting: "API_TOKENS", Value: "(hidden)", Expected: fmt.Sprintf("comma-separated tokens of at least %d bytes each", minAPITokenLen)}
+			}
+		}
+		return nil
+	})
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// validHost accepts an IP address or a DNS host name, not host:port.
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkOrigins accepts "*" or origins as browsers send them: scheme and

@@ -51,6 +51,7 @@ type Server struct {
 	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
 	quorum   *quorum        // whether JetStream can store (readiness)
 	ln       net.Listener   // API_PORT; nil: tests drive App
+	tokens   *apiTokens     // API_TOKENS; nil: none, the API is open
 }
 
 // New builds the ingest API on an open broker, to serve on ln (nil: none;
@@ -76,6 +77,9 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
 	s.apis = broker.NewAPIs(b)
 	s.quorum = newQuorum(b, log)
+	if len(cfg.APITokens) > 0 {
+		s.tokens = newAPITokens(cfg.APITokens)
+	}
 	if cfg.JWTSecretKey != "" {
 		s.verifier = auth.NewVerifier(cfg.JWTSecretKey, "user", "roles", nil)
 	}
@@ -92,6 +96,9 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 	// A malformed request's error must not quote it (a bearer token), in
 	// the log or the answer.
 	s.app.Server().SecureErrorLogMessage = true
+	// Before everything else: an unauthenticated caller learns nothing,
+	// not even the profiler's or a body limit's answer.
+	s.app.Use(s.requireToken)
 	if cfg.Pprof {
 		s.app.Use(pprof.New())
 	}
