@@ -3,13 +3,14 @@ package edge
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/ws/wstest"
 
 	"github.com/fasthttp/websocket"
 
@@ -63,34 +64,6 @@ func wsPair(t *testing.T, enc ws.Encoder) (*ws.Conn, *websocket.Conn) {
 	return s, cl
 }
 
-func readFrame(t *testing.T, cl *websocket.Conn) string {
-	t.Helper()
-	_ = cl.SetReadDeadline(time.Now().Add(5 * time.Second))
-	mt, b, err := cl.ReadMessage()
-	if err != nil {
-		t.Fatalf("client read: %v", err)
-	}
-	if mt != websocket.TextMessage {
-		t.Fatalf("message type %d", mt)
-	}
-	return string(b)
-}
-
-func readCloseCode(t *testing.T, cl *websocket.Conn) int {
-	t.Helper()
-	_ = cl.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, _, err := cl.ReadMessage()
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			return ce.Code
-		}
-		if err != nil {
-			t.Fatalf("client read ended without a close frame: %v", err)
-		}
-	}
-}
-
 // newPhoenixPair is a Phoenix socket of a registered client, on a real
 // socket, with a real client at the other end.
 func newPhoenixPair(t *testing.T, s *Server, v phoenix.Version) (*phoenixSocket, *websocket.Conn) {
@@ -124,14 +97,14 @@ func TestPhoenixFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readFrame(t, peer); got != `[null,"a1","user:alice","message",{}]` {
+	if got := wstest.ReadText(t, peer); got != `[null,"a1","user:alice","message",{}]` {
 		t.Fatalf("message push %s", got)
 	}
-	if got := readFrame(t, peer); got != `[null,null,"user:alice","session_killed",{"reason":"session blacklisted"}]` {
+	if got := wstest.ReadText(t, peer); got != `[null,null,"user:alice","session_killed",{"reason":"session blacklisted"}]` {
 		t.Fatalf("session_killed push %s", got)
 	}
 	go p.wc.Close(client.DisconnectSessionKilled)
-	if code := readCloseCode(t, peer); code != websocket.CloseNormalClosure {
+	if code := wstest.CloseCode(t, peer); code != websocket.CloseNormalClosure {
 		t.Fatalf("close code %d, want 1000", code)
 	}
 }
@@ -147,7 +120,7 @@ func TestPhoenixLeaveStopsMessages(t *testing.T) {
 	if err := p.leave(phoenix.Frame{Topic: "user:alice", Event: phoenix.EventLeave, Ref: `"2"`}); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFrame(t, peer); got != `{"topic":"user:alice","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"2","join_ref":null}` {
+	if got := wstest.ReadText(t, peer); got != `{"topic":"user:alice","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"2","join_ref":null}` {
 		t.Fatalf("leave reply %s", got)
 	}
 	if users := p.cn.Users(); len(users) != 0 || s.hub.UserCount() != 0 {
@@ -155,7 +128,7 @@ func TestPhoenixLeaveStopsMessages(t *testing.T) {
 	}
 	_ = p.wc.Write([]*rig.Event{{Kind: rig.KindMessage, ID: "a1", User: "alice", Data: []byte(`{}`)}})
 	_ = p.wc.WriteText([]byte(`"after"`))
-	if got := readFrame(t, peer); got != `"after"` {
+	if got := wstest.ReadText(t, peer); got != `"after"` {
 		t.Fatalf("got %s after leaving, want nothing for the topic", got)
 	}
 }

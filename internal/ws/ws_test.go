@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rig-go/rig/internal/ws/wstest"
+
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
@@ -108,34 +110,6 @@ func pair(t *testing.T, enc Encoder, pongWait time.Duration, maxMessage int) (*C
 	return s, cl
 }
 
-func read(t *testing.T, cl *websocket.Conn) string {
-	t.Helper()
-	_ = cl.SetReadDeadline(time.Now().Add(5 * time.Second))
-	mt, b, err := cl.ReadMessage()
-	if err != nil {
-		t.Fatalf("client read: %v", err)
-	}
-	if mt != websocket.TextMessage {
-		t.Fatalf("message type %d", mt)
-	}
-	return string(b)
-}
-
-func closeCode(t *testing.T, cl *websocket.Conn) int {
-	t.Helper()
-	_ = cl.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, _, err := cl.ReadMessage()
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			return ce.Code
-		}
-		if err != nil {
-			t.Fatalf("client read ended without a close frame: %v", err)
-		}
-	}
-}
-
 func TestPlainWrite(t *testing.T) {
 	s, cl := pair(t, plain, time.Minute, 1024)
 	pinged := make(chan struct{}, 1)
@@ -148,10 +122,10 @@ func TestPlainWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, cl); got != `{"event":"connected","data":{"users":["alice"]}}` {
+	if got := wstest.ReadText(t, cl); got != `{"event":"connected","data":{"users":["alice"]}}` {
 		t.Fatalf("first frame %s", got)
 	}
-	if got := read(t, cl); got != `{"event":"message","id":"01K","data":{"text":"Hi"}}` {
+	if got := wstest.ReadText(t, cl); got != `{"event":"message","id":"01K","data":{"text":"Hi"}}` {
 		t.Fatalf("second frame %s", got)
 	}
 	select {
@@ -162,7 +136,7 @@ func TestPlainWrite(t *testing.T) {
 	if err := s.Write([]*rig.Event{{Kind: rig.KindReconnect, Data: []byte(`{"reason":"edge restarting"}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, cl); got != `{"event":"reconnect","data":{"reason":"edge restarting"}}` {
+	if got := wstest.ReadText(t, cl); got != `{"event":"reconnect","data":{"reason":"edge restarting"}}` {
 		t.Fatalf("reconnect frame %s", got)
 	}
 	// Nothing is written after the final event; Close sends its close frame.
@@ -170,7 +144,7 @@ func TestPlainWrite(t *testing.T) {
 		t.Fatalf("write after the final event: %v", err)
 	}
 	go s.Close(client.DisconnectDraining)
-	if code := closeCode(t, cl); code != websocket.CloseServiceRestart {
+	if code := wstest.CloseCode(t, cl); code != websocket.CloseServiceRestart {
 		t.Fatalf("close code %d, want 1012", code)
 	}
 	// Nothing is written after the close frame.
@@ -187,7 +161,7 @@ func TestReadLimit(t *testing.T) {
 		t.Fatalf("Read of an oversized message: %v", err)
 	}
 	go s.CloseAfterRead(err)
-	if code := closeCode(t, cl); code != websocket.CloseMessageTooBig {
+	if code := wstest.CloseCode(t, cl); code != websocket.CloseMessageTooBig {
 		t.Fatalf("close code %d, want 1009", code)
 	}
 }
@@ -241,7 +215,7 @@ func TestCloseWithSendsCode(t *testing.T) {
 	s.CloseWith(client.Disconnect{Code: websocket.CloseInvalidFramePayloadData, Reason: strings.Repeat("x", 200)})
 	s.CloseWith(client.Disconnect{Code: websocket.ClosePolicyViolation, Reason: "second"}) // ignored
 	go s.CloseAfterRead(nil)
-	if code := closeCode(t, cl); code != websocket.CloseInvalidFramePayloadData {
+	if code := wstest.CloseCode(t, cl); code != websocket.CloseInvalidFramePayloadData {
 		t.Fatalf("close code %d, want 1007", code)
 	}
 }
