@@ -25,7 +25,7 @@ var Algorithms = []string{"HS256", "HS384", "HS512"}
 // holds verifies only the algorithms of its type (see fits), so a token
 // cannot choose "none", nor have an RSA public key read as an HMAC secret.
 type Verifier struct {
-	secrets    []hmacSecret      // current first
+	secrets    []hmacSecret  // current first
 	public     []any         // PEM public keys
 	jwks       *jwks         // nil: no JWT_JWKS_URL
 	issuers    []string      // none: not checked

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,10 @@ func newJWKS(ctx context.Context, cfg config.JWKS, log *slog.Logger) (*jwks, err
 			},
 		})
 		if err != nil {
+			var ne net.Error
+			if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+				return nil, fmt.Errorf("JWT_JWKS_URL=%s: no answer within JWT_JWKS_TIMEOUT=%s: %w", u, cfg.Timeout, err)
+			}
 			return nil, fmt.Errorf("JWT_JWKS_URL=%s: %w", u, err)
 		}
 		keys, _ := st.KeyReadAll(ctx)

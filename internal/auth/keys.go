@@ -127,7 +127,7 @@ func (v *Verifier) checkAudience(claims jwt.MapClaims) error {
 		return nil
 	}
 	aud, err := claims.GetAudience()
-	if err != nil {
+	if _, ok := claims["aud"]; ok && len(aud) == 0 || err != nil {
 		return fmt.Errorf(`%w: claim "aud" is not a string or a list of strings`, ErrInvalidToken)
 	}
 	if len(aud) == 0 {
