@@ -121,9 +121,14 @@ func Marshal(keys ...Key) []byte {
 		case *rsa.PublicKey:
 			m["kty"], m["n"], m["e"] = "RSA", b64(p.N.Bytes()), b64(big.NewInt(int64(p.E)).Bytes())
 		case *ecdsa.PublicKey:
-			size := (p.Curve.Params().BitSize + 7) / 8
+			// Uncompressed point: 0x04, then X and Y of the curve's size.
+			pt, err := p.Bytes()
+			if err != nil {
+				panic(err)
+			}
+			size := (len(pt) - 1) / 2
 			m["kty"], m["crv"] = "EC", p.Curve.Params().Name
-			m["x"], m["y"] = b64(p.X.FillBytes(make([]byte, size))), b64(p.Y.FillBytes(make([]byte, size)))
+			m["x"], m["y"] = b64(pt[1:1+size]), b64(pt[1+size:])
 		case ed25519.PublicKey:
 			m["kty"], m["crv"], m["x"] = "OKP", "Ed25519", b64(p)
 		case []byte:
