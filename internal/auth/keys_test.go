@@ -254,7 +254,7 @@ func TestIssuerAudienceLeeway(t *testing.T) {
 	c = jwtConfig(t, "")
 	c.SecretKey, c.Leeway = secret, 30*time.Second
 	lax := newFrom(t, c)
-	strict := NewVerifier(secret, "user", "roles", nil)
+	strict := newFrom(t, hmacConfig())
 	exp := time.Now().Add(-10 * time.Second).Truncate(time.Second)
 	late := sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"user": "a", "jti": "j", "exp": exp.Unix()})
 	s, err := lax.Verify(late)
