@@ -379,10 +379,55 @@ func TestJWKSKeySelection(t *testing.T) {
 		"key for encryption":                {mintKey(t, rsaB, "enc", "RS256", claimsFor("u")), `is for use "enc"`},
 		"oct key of the set as HMAC secret": {forgedOct, "bad signature"},
 		"kid not a string":                  {signWithKID(t, rsaA, 42), `"kid" header is not a string`},
+		"oct kid for an RS256 token":        {mintKey(t, rsaA, "oct", "RS256", claimsFor("u")), `key with kid "oct" (oct) cannot verify`},
 	} {
 		if _, err := v.Verify(c.token); err == nil || !strings.Contains(err.Error(), c.reason) {
 			t.Errorf("%s: %v; want %q", name, err, c.reason)
 		}
+	}
+}
+
+// TestTokenNamesItsOwnKey: headers by which a token points at a key of its
+// choosing (jku, x5u: a URL; jwk, x5c: the key itself) are never followed.
+func TestTokenNamesItsOwnKey(t *testing.T) {
+	genKeys(t)
+	idp := authtest.NewJWKS(t, nil, authtest.Key{KID: "real", Public: rsaA.Public()})
+	evil := authtest.NewJWKS(t, nil, authtest.Key{KID: "evil", Public: rsaB.Public()})
+	c := jwksConfig(t, idp)
+	c.PublicKeys = []crypto.PublicKey{ec256.Public()}
+	v := newFrom(t, c)
+	der, _ := x509.MarshalPKIXPublicKey(rsaB.Public())
+	for name, header := range map[string]map[string]any{
+		"jku":         {"jku": evil.URL(), "kid": "evil"},
+		"x5u":         {"x5u": evil.URL(), "kid": "evil"},
+		"jwk":         {"jwk": map[string]any{"kty": "RSA", "kid": "evil"}},
+		"x5c":         {"x5c": []string{string(der)}},
+		"jku, no kid": {"jku": evil.URL()},
+	} {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"user": "mallory", "jti": "j", "exp": future()})
+		for k, val := range header {
+			tok.Header[k] = val
+		}
+		s, err := tok.SignedString(rsaB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sess, err := v.Verify(s); err == nil {
+			t.Errorf("%s: accepted as %+v", name, sess)
+		}
+	}
+	if evil.Hits() != 0 {
+		t.Errorf("the token's own URL was fetched %d times", evil.Hits())
+	}
+	// A 1024-bit RSA key published in a set verifies nothing.
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	j := authtest.NewJWKS(t, nil, authtest.Key{KID: "small", Public: small.Public()})
+	w := newFrom(t, jwksConfig(t, j))
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"user": "u", "jti": "j", "exp": future()})
+	tok.Header["kid"] = "small"
+	weak, _ := tok.SignedString(small)
+	if _, err := w.Verify(weak); err == nil || !strings.Contains(err.Error(), `key with kid "small" (RSA) cannot verify`) {
+		t.Errorf("1024-bit RSA key from a JWKS: %v", err)
 	}
 }
 
