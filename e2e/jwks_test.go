@@ -125,7 +125,11 @@ func TestJWKSTokensAndRotation(t *testing.T) {
 	k1, k2 := rsaKey(t), rsaKey(t)
 	idp := startIdP(t, authtest.Key{KID: "k1", ALG: "RS256", USE: "sig", Public: k1.Public()})
 	jwtEnv := map[string]string{"JWT_JWKS_URL": idp.URL(), "JWT_ISSUER": idpIssuer, "JWT_AUDIENCE": "other-app," + idpAudience}
-	st := StartStack(t, jwtEnv, jwtEnv)
+	edgeEnv := map[string]string{"LONGPOLL_TIMEOUT": "300ms"} // a poll that is let in answers soon
+	for k, v := range jwtEnv {
+		edgeEnv[k] = v
+	}
+	st := StartStack(t, edgeEnv, jwtEnv)
 	edge := st.Edge.URL
 	if got := idp.Hits(); got != 2 {
 		t.Fatalf("the JWKS was fetched %d times at start; want 2 (edge, ingest)", got)
@@ -174,6 +178,21 @@ func TestJWKSTokensAndRotation(t *testing.T) {
 		refused(t, sseURL(edge, idpToken{key: k1, kid: "k2"}.mint(t, "erin")), 401, "bad signature")
 		if got := idp.Hits() - before; got != 1 {
 			t.Fatalf("refused kids fetched the JWKS again (%d fetches since the rotation); the refresh is rate-limited", got)
+		}
+	})
+	t.Run("long-poll and Phoenix take the same tokens", func(t *testing.T) {
+		if r := Get(t, edge+"/socket/longpoll?token="+idpToken{key: k2, kid: "k2"}.mint(t, "frank")); r.Status != 200 || !strings.Contains(string(r.Body), `"events"`) {
+			t.Fatalf("long-poll with the new key: %d %s", r.Status, r.Body)
+		}
+		if r := Get(t, edge+"/socket/longpoll?token="+idpToken{key: k1, kid: "k1"}.mint(t, "frank")); r.Status != 401 || !strings.Contains(r.ErrorMessage(t), `no key with kid "k1"`) {
+			t.Fatalf("long-poll with the removed key: %d %s", r.Status, r.Body)
+		}
+		p := dialPhx(t, edge, idpToken{key: k2, kid: "k2"}.mint(t, "frank"), "2.0.0")
+		if pl := p.join(t, "1", "user:frank", map[string]any{}); !strings.Contains(string(pl), `"status":"ok"`) {
+			t.Fatalf("Phoenix join with the new key: %s", pl)
+		}
+		if _, r := DialWS(t, wsURL(edge, phxQuery(idpToken{key: k1, kid: "k1"}.mint(t, "frank"), "2.0.0"))); r.Status != 401 {
+			t.Fatalf("Phoenix socket with the removed key: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("connected clients keep receiving", func(t *testing.T) {
