@@ -32,6 +32,9 @@ func New(ctx context.Context, cfg config.JWT, log *slog.Logger) (*Verifier, erro
 		v.addSecret([]byte(cfg.SecretKey), time.Time{})
 		if cfg.PreviousSecretKey != "" {
 			v.addSecret([]byte(cfg.PreviousSecretKey), cfg.PreviousUntil)
+			if u := cfg.PreviousUntil; !u.IsZero() && !time.Now().Before(u) {
+				log.Warn("JWT_SECRET_KEY_PREVIOUS_UNTIL has passed: the previous secret verifies nothing; remove it", "until", u.Format(time.RFC3339))
+			}
 		}
 	}
 	for _, k := range cfg.PublicKeys {
