@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 
 	"github.com/gofiber/fiber/v2"
@@ -35,17 +36,23 @@ func (s *Server) trustedPeer(c *fiber.Ctx) bool {
 }
 
 // setRoutes builds the gateway's table: the route file's APIs (the boot
-// set), each replaced by the cluster's API of the same id, plus the
-// cluster's others.
+// set), plus the cluster's others. A cluster API with a file API's id
+// replaces it only with PROXY_ALLOW_FILE_ROUTE_OVERRIDE: the file's
+// routes are the operator's, and whoever reaches ingest must not turn a
+// secured one into an open one.
 func (s *Server) setRoutes(cluster map[string]*route.API) {
+	override := s.cfg.Proxy.AllowFileOverride
 	apis := make([]*route.API, 0, len(s.cfg.Proxy.APIs)+len(cluster))
 	for _, a := range s.cfg.Proxy.APIs {
-		if _, replaced := cluster[a.ID]; !replaced {
+		if _, replaced := cluster[a.ID]; !replaced || !override {
 			apis = append(apis, a)
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(cluster)) {
 		a := cluster[id]
+		if !override && s.cfg.Proxy.FileRoute(id) {
+			continue // applyAPI said so, once
+		}
 		if _, err := a.Proxy.Base(s.cfg.Proxy.Getenv); err != nil {
 			s.log.Warn("route has no upstream on this edge; its requests get 502", "api", a.ID, "err", err)
 		}
@@ -132,6 +139,19 @@ func (s *Server) applyAPI(cluster map[string]*route.API, e jetstream.KeyValueEnt
 	if err == nil && a.ID != id {
 		err = fmt.Errorf("holds API %q", a.ID)
 	}
+	if err == nil {
+		// Ingest checked it too, but the bucket may have been written
+		// around ingest, or by one with other rules. Host names are left
+		// to the dial check: it sees what they resolve to then.
+		guard := *s.gateway.Guard()
+		guard.Resolve = nil
+		err = guard.Check(a, s.cfg.Proxy.Getenv)
+	}
+	if err == nil && !s.cfg.Proxy.AllowFileOverride && s.cfg.Proxy.FileRoute(id) {
+		s.log.Warn("route from the cluster ignored: the route file defines this id and its routes are read-only (PROXY_ALLOW_FILE_ROUTE_OVERRIDE=false)", "api", id, "revision", e.Revision())
+		cluster[id] = a // kept, so that a later delete is reported; setRoutes skips it
+		return id, "ignored"
+	}
 	if err != nil {
 		// Written around ingest's checks; serve nothing rather than guess.
 		s.log.Warn("invalid route in the cluster ignored", "api", id, "revision", e.Revision(), "err", err)
@@ -140,6 +160,17 @@ func (s *Server) applyAPI(cluster map[string]*route.API, e jetstream.KeyValueEnt
 	}
 	cluster[id] = a
 	return id, "put"
+}
+
+// listenerPort is a TCP listener's port; 0 for none.
+func listenerPort(l net.Listener) int {
+	if l == nil {
+		return 0
+	}
+	if a, ok := l.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
 }
 
 // revocations adapts the edge's blacklist copy to the gateway. Until the
