@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,9 +93,11 @@ func (g *Guard) Check(a *API, getenv func(string) string) error {
 	if err != nil {
 		return nil // not a target at all; Base says so
 	}
-	u, _ := url.Parse(base)
-	host := u.Hostname()
-	port, _ := strconv.Atoi(u.Port())
+	// base is scheme://host:port, the host as url.Parse read it (an IPv6
+	// zone is not escaped), so it is split rather than parsed again.
+	_, hp, _ := strings.Cut(base, "://")
+	host, p, _ := net.SplitHostPort(hp)
+	port, _ := strconv.Atoi(p)
 	what := strconv.Quote(host)
 	if t.UseEnv {
 		what = "the value of " + t.TargetURL + " (use_env)"
