@@ -56,6 +56,8 @@ func TestGuardCheck(t *testing.T) {
 		{`{"target_url":"http://2130706433"}`, "proxy.target_url", "standard form"},
 		{`{"target_url":"http://0x7f.1"}`, "proxy.target_url", "standard form"},
 		{`{"target_url":"http://127.1"}`, "proxy.target_url", "standard form"},
+		{`{"target_url":"http://0177.0.0.1"}`, "proxy.target_url", "standard form"},
+		{`{"target_url":"http://[0:0:0:0:0:ffff:7f00:1]"}`, "proxy.target_url", "loopback address"},
 		{`{"target_url":"http://users.internal:4000"}`, "proxy.target_url", "port 4000 is one of RIG-Go's own"},
 		{`{"target_url":"localhost","port":8080}`, "proxy.target_url", `"localhost" resolves to 127.0.0.1, a loopback address`},
 		{`{"target_url":"https://rebound.example"}`, "proxy.target_url", "resolves to ::1"},
@@ -79,6 +81,11 @@ func TestGuardCheck(t *testing.T) {
 		if !errors.As(err, &re) || re.Field != c.field || re.API != "svc" || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want field %s and %q", c.proxy, err, c.field, c.want)
 		}
+	}
+
+	// A percent-encoded host never gets as far as the guard.
+	if _, err := ParseAPI([]byte(`{"id":"svc","version_data":{"default":{"endpoints":[]}},"proxy":{"target_url":"http://%31%32%37.0.0.1:8080"}}`)); err == nil || !strings.Contains(err.Error(), "proxy.target_url") {
+		t.Errorf("percent-encoded host: %v", err)
 	}
 
 	// use_env's value is checked by the edge (getenv), never shown.
