@@ -114,10 +114,10 @@ func TestRouteGuardIngestOwnAPI(t *testing.T) {
 	st := StartStack(t, nil, nil)
 	apis := st.Ingest.URL + "/v1/apis"
 	attack := routeDef("attack", "/v1/messages", fmt.Sprintf(`{"target_url": "http://127.0.0.1", "port": %d}`, st.Ingest.Port))
-	refused(t, Do(t, "POST", apis, "application/json", attack), "proxy.port", fmt.Sprintf("port %d is one of RIG-Go's own", st.Ingest.Port))
+	refused(t, Do(t, "POST", apis, "application/json", attack), "proxy.port", fmt.Sprintf("port %d is one of the stack's own", st.Ingest.Port))
 
 	for _, c := range []struct{ proxy, field, want string }{
-		{fmt.Sprintf(`{"target_url": "http://127.0.0.1:%d"}`, st.Ingest.Port), "proxy.target_url", "is one of RIG-Go's own"},
+		{fmt.Sprintf(`{"target_url": "http://127.0.0.1:%d"}`, st.Ingest.Port), "proxy.target_url", "is one of the stack's own"},
 		{fmt.Sprintf(`{"target_url": "http://127.0.0.1:%d"}`, st.Edge.Port), "proxy.target_url", "loopback address"}, // ingest knows the edge's ports as PROXY_STACK_PORTS only
 		{`{"target_url": "http://127.0.0.1:8080"}`, "proxy.target_url", "loopback address, refused"},
 		{`{"target_url": "http://[::1]:8080"}`, "proxy.target_url", "loopback address"},
@@ -127,7 +127,7 @@ func TestRouteGuardIngestOwnAPI(t *testing.T) {
 		{`{"target_url": "http://0.0.0.0:8080"}`, "proxy.target_url", "unspecified"},
 		{`{"target_url": "http://2130706433:8080"}`, "proxy.target_url", "standard form"},
 		{`{"target_url": "http://0x7f.1:8080"}`, "proxy.target_url", "standard form"},
-		{`{"target_url": "http://users.example:4001"}`, "proxy.target_url", "port 4001 is one of RIG-Go's own"},
+		{`{"target_url": "http://users.example:4001"}`, "proxy.target_url", "port 4001 is one of the stack's own"},
 	} {
 		refused(t, Do(t, "POST", apis, "application/json", routeDef("attack", "/v1/messages", c.proxy)), c.field, c.want)
 	}

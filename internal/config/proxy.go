@@ -67,9 +67,11 @@ func (s *Set) proxy(p *Proxy, getenv func(string) string, own ...*int) {
 		"How often buckets that have been idle long enough to refill are dropped (milliseconds, or a duration); 0 never drops them.")
 }
 
-// defaultStackPorts are the default ports of RIG-Go's servers: the edge's
-// INBOUND_PORT and METRICS_PORT, ingest's API_PORT.
-const defaultStackPorts = "4000,4001,4010"
+// defaultStackPorts are the default ports of the stack's servers: the
+// edge's INBOUND_PORT and METRICS_PORT, ingest's API_PORT, and NATS's
+// client, cluster and monitoring ports (monitoring lists every client
+// connection and subscription, so every connected user).
+const defaultStackPorts = "4000,4001,4010,4222,6222,8222"
 
 // routes registers the settings of Routes. The edge resolves use_env
 // (resolveEnv); own are the process's own ports, refused as targets.
@@ -80,7 +82,7 @@ func (s *Set) routes(r *Routes, getenv func(string) string, resolveEnv bool, own
 	s.Bool(&r.Guard.AllowLocal, "PROXY_ALLOW_LOCAL_TARGETS", false, "Accept route targets on loopback, link-local and unspecified addresses (127.0.0.0/8, ::1, 169.254.0.0/16, fe80::/10, 0.0.0.0), also host names that resolve to one; refused (400) by default.")
 	var allowed, ports []string
 	s.List(&allowed, "PROXY_ALLOWED_TARGETS", "", "Route targets (host:port, comma-separated) accepted although they are local addresses or on PROXY_STACK_PORTS.")
-	s.List(&ports, "PROXY_STACK_PORTS", defaultStackPorts, "Ports of RIG-Go's own servers (edges' INBOUND_PORT and METRICS_PORT, ingest's API_PORT), refused as route targets on any host unless in PROXY_ALLOWED_TARGETS; this process's own ports are always refused.")
+	s.List(&ports, "PROXY_STACK_PORTS", defaultStackPorts, "Ports of the stack's own servers (edges' INBOUND_PORT and METRICS_PORT, ingest's API_PORT, NATS's client, cluster and monitoring ports), refused as route targets on any host unless in PROXY_ALLOWED_TARGETS; this process's own ports are always refused.")
 	s.Check(func() error {
 		for _, a := range allowed {
 			host, p, err := net.SplitHostPort(a)

@@ -78,7 +78,7 @@ func TestRouteRules(t *testing.T) {
 	}
 	g := c.Proxy.Guard
 	if g.AllowLocal || c.Proxy.AllowFileOverride || len(g.UseEnv) != 0 || len(g.Allowed) != 0 || g.Resolve == nil ||
-		!slices.Equal(g.Ports, []int{4000, 4001, 4010, 4100, 4001}) {
+		!slices.Equal(g.Ports, []int{4000, 4001, 4010, 4222, 6222, 8222, 4100, 4001}) {
 		t.Fatalf("defaults: %+v, override %v", g, c.Proxy.AllowFileOverride)
 	}
 	c, err = parseEdge(t, map[string]string{"PROXY_ALLOWED_TARGETS": "LocalHost:8080, [::1]:9", "PROXY_STACK_PORTS": "5000",
@@ -130,8 +130,8 @@ func TestRouteRules(t *testing.T) {
 		{`{"target_url":"http://127.0.0.1:8080"}`, map[string]string{"PROXY_ALLOW_LOCAL_TARGETS": "true"}, ""},
 		{`{"target_url":"http://127.0.0.1:8080"}`, map[string]string{"PROXY_ALLOWED_TARGETS": "127.0.0.1:8080"}, ""},
 		{`{"target_url":"localhost","port":8080}`, nil, `API "svc": proxy.target_url: "localhost" resolves to`},
-		{`{"target_url":"http://ingest.internal","port":4010}`, nil, `API "svc": proxy.port: "ingest.internal": port 4010 is one of RIG-Go's own`},
-		{`{"target_url":"http://users.internal:4100"}`, map[string]string{"INBOUND_PORT": "4100", "API_PORT": "4100"}, "port 4100 is one of RIG-Go's own"},
+		{`{"target_url":"http://ingest.internal","port":4010}`, nil, `API "svc": proxy.port: "ingest.internal": port 4010 is one of the stack's own`},
+		{`{"target_url":"http://users.internal:4100"}`, map[string]string{"INBOUND_PORT": "4100", "API_PORT": "4100"}, "port 4100 is one of the stack's own"},
 		{`{"use_env":true,"target_url":"JWT_SECRET_KEY"}`, nil, `API "svc": proxy.target_url: use_env names "JWT_SECRET_KEY", but no environment variable may be used (PROXY_USE_ENV_ALLOWLIST is empty)`},
 		{`{"use_env":true,"target_url":"JWT_SECRET_KEY"}`, map[string]string{"PROXY_USE_ENV_ALLOWLIST": "USERS_URL"}, "which is not in PROXY_USE_ENV_ALLOWLIST (USERS_URL)"},
 	} {

@@ -98,7 +98,7 @@ func TestAPIsRefuseTargets(t *testing.T) {
 	s := routesServer(t, config.Routes{Guard: route.Guard{Ports: []int{4010}, UseEnv: []string{"USERS_URL"}}})
 	for proxy, want := range map[string]string{
 		`{"target_url":"http://127.0.0.1","port":8080}`:  `API "a": proxy.target_url: "127.0.0.1": loopback address, refused`,
-		`{"target_url":"http://users.internal:4010"}`:    `API "a": proxy.target_url: "users.internal": port 4010 is one of RIG-Go's own`,
+		`{"target_url":"http://users.internal:4010"}`:    `API "a": proxy.target_url: "users.internal": port 4010 is one of the stack's own`,
 		`{"target_url":"users.internal","port":4010}`:    `API "a": proxy.port: "users.internal": port 4010`,
 		`{"use_env":true,"target_url":"JWT_SECRET_KEY"}`: `API "a": proxy.target_url: use_env names "JWT_SECRET_KEY", which is not in PROXY_USE_ENV_ALLOWLIST (USERS_URL)`,
 	} {

@@ -136,7 +136,7 @@ func (g *Guard) checkStatic(host string, port int) error {
 		return nil
 	}
 	if slices.Contains(g.Ports, port) {
-		return fmt.Errorf("port %d is one of RIG-Go's own (PROXY_STACK_PORTS, or this process's); list the target in PROXY_ALLOWED_TARGETS to allow it: %w", port, errStackPort)
+		return fmt.Errorf("port %d is one of the stack's own (PROXY_STACK_PORTS, or this process's); list the target in PROXY_ALLOWED_TARGETS to allow it: %w", port, errStackPort)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		return g.checkIP(a)

@@ -43,7 +43,7 @@ func TestGuardCheck(t *testing.T) {
 	for _, c := range []struct {
 		proxy, field, want string
 	}{
-		{`{"target_url":"http://127.0.0.1","port":4010}`, "proxy.port", "port 4010 is one of RIG-Go's own"},
+		{`{"target_url":"http://127.0.0.1","port":4010}`, "proxy.port", "port 4010 is one of the stack's own"},
 		{`{"target_url":"http://127.0.0.1:8080"}`, "proxy.target_url", `"127.0.0.1": loopback address, refused`},
 		{`{"target_url":"http://127.9.9.9:8080"}`, "proxy.target_url", "loopback address"},
 		{`{"target_url":"http://[::1]:8080"}`, "proxy.target_url", "loopback address"},
@@ -58,7 +58,7 @@ func TestGuardCheck(t *testing.T) {
 		{`{"target_url":"http://127.1"}`, "proxy.target_url", "standard form"},
 		{`{"target_url":"http://0177.0.0.1"}`, "proxy.target_url", "standard form"},
 		{`{"target_url":"http://[0:0:0:0:0:ffff:7f00:1]"}`, "proxy.target_url", "loopback address"},
-		{`{"target_url":"http://users.internal:4000"}`, "proxy.target_url", "port 4000 is one of RIG-Go's own"},
+		{`{"target_url":"http://users.internal:4000"}`, "proxy.target_url", "port 4000 is one of the stack's own"},
 		{`{"target_url":"localhost","port":8080}`, "proxy.target_url", `"localhost" resolves to 127.0.0.1, a loopback address`},
 		{`{"target_url":"https://rebound.example"}`, "proxy.target_url", "resolves to ::1"},
 		{`{"target_url":"meta.example"}`, "proxy.target_url", "link-local"},
