@@ -104,7 +104,8 @@ func (g *Guard) Check(a *API, getenv func(string) string) error {
 	}
 	if err := g.checkStatic(host, port); err != nil {
 		field := "proxy.target_url"
-		if errors.Is(err, errStackPort) && t.Port > 0 {
+		var sp stackPort
+		if errors.As(err, &sp) && t.Port > 0 {
 			field = "proxy.port"
 		}
 		return fail(field, "%s: %s", what, err.Error())
@@ -127,7 +128,12 @@ func (g *Guard) Check(a *API, getenv func(string) string) error {
 	return nil
 }
 
-var errStackPort = errors.New("stack port")
+// stackPort is a target on one of the stack's own ports.
+type stackPort int
+
+func (p stackPort) Error() string {
+	return fmt.Sprintf("port %d is one of the stack's own (PROXY_STACK_PORTS, or this process's); list the target in PROXY_ALLOWED_TARGETS to allow it", int(p))
+}
 
 // checkStatic refuses what can be told without a lookup: a local IP
 // address, the stack's ports, and host names that only look like names.
@@ -136,7 +142,7 @@ func (g *Guard) checkStatic(host string, port int) error {
 		return nil
 	}
 	if slices.Contains(g.Ports, port) {
-		return fmt.Errorf("port %d is one of the stack's own (PROXY_STACK_PORTS, or this process's); list the target in PROXY_ALLOWED_TARGETS to allow it: %w", port, errStackPort)
+		return stackPort(port)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		return g.checkIP(a)
