@@ -165,8 +165,9 @@ func (r *Routes) load() error {
 	if err != nil {
 		return fmt.Errorf("invalid PROXY_CONFIG_FILE=%s: %w", shown, err)
 	}
+	guard := r.Guard.Preload(apis, r.Getenv)
 	for _, a := range apis {
-		if err := r.Guard.Check(a, r.Getenv); err != nil {
+		if err := guard.Check(a, r.Getenv); err != nil {
 			return fmt.Errorf("invalid PROXY_CONFIG_FILE=%s: %w", shown, err)
 		}
 		if r.Getenv == nil {

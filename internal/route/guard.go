@@ -45,6 +45,75 @@ type Guard struct {
 // checked: the lookup only tells early what the dial check would.
 const resolveTimeout = 2 * time.Second
 
+// preloadTimeout bounds all the lookups of a route file's host names
+// together, and preloadParallel how many run at once: a file of many
+// routes and a resolver that does not answer must not hold the start for
+// minutes. A name not answered in time is left to the dial check.
+var preloadTimeout = 5 * time.Second // a variable for the tests
+
+const preloadParallel = 32
+
+// Preload looks up the host names of apis' targets (getenv resolves
+// use_env; nil skips those) at once, within one deadline, and returns a
+// copy of g whose Resolve answers from what it found.
+func (g *Guard) Preload(apis []*API, getenv func(string) string) *Guard {
+	c := *g
+	if g.Resolve == nil {
+		return &c
+	}
+	hosts := map[string]bool{}
+	for _, a := range apis {
+		raw := a.Proxy.TargetURL
+		if a.Proxy.UseEnv {
+			if getenv == nil {
+				continue
+			}
+			raw = getenv(raw)
+		}
+		if base, err := baseURL(raw, a.Proxy.Port); err == nil {
+			_, hp, _ := strings.Cut(base, "://")
+			if host, _, err := net.SplitHostPort(hp); err == nil && !isIP(host) {
+				hosts[host] = true
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), preloadTimeout)
+	defer cancel()
+	type answer struct {
+		host  string
+		addrs []netip.Addr
+		err   error
+	}
+	answers := make(chan answer, len(hosts))
+	slots := make(chan struct{}, preloadParallel)
+	for host := range hosts {
+		go func() {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+				addrs, err := g.Resolve(ctx, host)
+				answers <- answer{host, addrs, err}
+			case <-ctx.Done():
+				answers <- answer{host, nil, ctx.Err()}
+			}
+		}()
+	}
+	found := make(map[string][]netip.Addr, len(hosts))
+	for range hosts {
+		a := <-answers
+		if a.err == nil {
+			found[a.host] = a.addrs
+		}
+	}
+	c.Resolve = func(_ context.Context, host string) ([]netip.Addr, error) {
+		if addrs, ok := found[host]; ok {
+			return addrs, nil
+		}
+		return nil, fmt.Errorf("%s: not resolved when the routes were read", host)
+	}
+	return &c
+}
+
 // LookupHost is the Guard's Resolve with the system's resolver.
 func LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func target(t testing.TB, proxy string) *API {
@@ -207,4 +208,38 @@ func splitBase(base string) (string, int) {
 	i := strings.LastIndexByte(hp, ':')
 	p, _ := strconv.Atoi(hp[i+1:])
 	return strings.Trim(hp[:i], "[]"), p
+}
+
+// TestGuardPreload: a route file's names are looked up together within
+// one deadline, so names a resolver never answers do not hold the start
+// for long; what was answered is checked, the rest left to the dial.
+func TestGuardPreload(t *testing.T) {
+	defer func(d time.Duration) { preloadTimeout = d }(preloadTimeout)
+	preloadTimeout = 300 * time.Millisecond
+	g := Guard{Resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
+		if host == "localhost" {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+		}
+		<-ctx.Done() // a resolver that never answers
+		return nil, ctx.Err()
+	}}
+	apis := []*API{target(t, `{"target_url":"localhost","port":8080}`)}
+	for i := range 200 {
+		apis = append(apis, target(t, `{"target_url":"slow-`+strconv.Itoa(i)+`.example"}`))
+	}
+	start := time.Now()
+	pg := g.Preload(apis, nil)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Preload took %s for 200 names that never resolve", took)
+	}
+	// Fewer silent names than lookups at once: localhost gets its answer.
+	pg2 := g.Preload(apis[:preloadParallel-1], nil)
+	if err := pg2.Check(apis[0], nil); err == nil || !strings.Contains(err.Error(), "resolves to 127.0.0.1") {
+		t.Fatalf("localhost after Preload: %v", err)
+	}
+	for _, a := range apis[1:] {
+		if err := pg.Check(a, nil); err != nil {
+			t.Fatalf("an unanswered name: %v", err)
+		}
+	}
 }
