@@ -154,8 +154,9 @@ func TestRouteGuardIngestOwnAPI(t *testing.T) {
 // TestRouteGuardFileRoutes: a secured file route cannot be turned into an
 // open one by re-posting its id with not_secured: ingest, given the same
 // route file, answers 409 to POST, PUT and DELETE; an ingest that does not
-// know the file stores it, and the edge ignores it. Only with
-// PROXY_ALLOW_FILE_ROUTE_OVERRIDE does a runtime route replace it.
+// know the file stores it, and the edge ignores it, as it ignores another
+// id's route for the same path. Only with PROXY_ALLOW_FILE_ROUTE_OVERRIDE
+// does a runtime route replace it.
 func TestRouteGuardFileRoutes(t *testing.T) {
 	up := startCountingUpstream(t)
 	target := fmt.Sprintf(`{"target_url": "http://127.0.0.1", "port": %d}`, up.Port)
@@ -209,6 +210,13 @@ func TestRouteGuardFileRoutes(t *testing.T) {
 		t.Fatalf("POST to an ingest without the route file: %d %s", r.Status, r.Body)
 	}
 	waitLog(t, st.Edge, "route from the cluster ignored", "api=private")
+	secured(st.Edge)
+	// Nor can another id take the file route's path (and the tokens sent
+	// to it): the file's routes are looked up first.
+	if r := Do(t, "POST", ing2.URL+"/v1/apis", "application/json", routeDef("a-shadow", "/private", target)); r.Status != 201 {
+		t.Fatalf("POST of a route shadowing the file route: %d %s", r.Status, r.Body)
+	}
+	waitLog(t, st.Edge, "route changed", "api=a-shadow", "op=put")
 	secured(st.Edge)
 
 	// With the override, the runtime route replaces the file's.

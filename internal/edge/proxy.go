@@ -35,17 +35,20 @@ func (s *Server) trustedPeer(c *fiber.Ctx) bool {
 	return s.limits.trusted.Contains(clientaddr.Addr(c.Context().RemoteAddr()))
 }
 
-// setRoutes builds the gateway's table: the route file's APIs (the boot
-// set), plus the cluster's others. A cluster API with a file API's id
-// replaces it only with PROXY_ALLOW_FILE_ROUTE_OVERRIDE: the file's
-// routes are the operator's, and whoever reaches ingest must not turn a
-// secured one into an open one.
+// setRoutes builds the gateway's table from the route file's APIs (the
+// boot set) and the cluster's. With PROXY_ALLOW_FILE_ROUTE_OVERRIDE, a
+// cluster API replaces the file's API of the same id and all compete by
+// specificity. Without it (the default) the file's routes are the
+// operator's and read-only: a cluster API with a file API's id is left
+// out, and the file's table is looked up first, so that whoever reaches
+// ingest can neither turn a secured file route into an open one nor
+// shadow its paths with a more specific route of another id.
 func (s *Server) setRoutes(cluster map[string]*route.API) {
 	override := s.cfg.Proxy.AllowFileOverride
-	apis := make([]*route.API, 0, len(s.cfg.Proxy.APIs)+len(cluster))
+	var file, rest []*route.API
 	for _, a := range s.cfg.Proxy.APIs {
 		if _, replaced := cluster[a.ID]; !replaced || !override {
-			apis = append(apis, a)
+			file = append(file, a)
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(cluster)) {
@@ -56,13 +59,23 @@ func (s *Server) setRoutes(cluster map[string]*route.API) {
 		if _, err := a.Proxy.Base(s.cfg.Proxy.Getenv); err != nil {
 			s.log.Warn("route has no upstream on this edge; its requests get 502", "api", a.ID, "err", err)
 		}
-		apis = append(apis, a)
+		rest = append(rest, a)
 	}
+	var t *route.Table
+	if override {
+		t = s.table(append(file, rest...))
+	} else {
+		t = s.table(file).Over(s.table(rest))
+	}
+	s.gateway.SetRoutes(t)
+}
+
+func (s *Server) table(apis []*route.API) *route.Table {
 	t, errs := route.NewTable(apis, s.cfg.Proxy.Getenv)
 	for _, err := range errs {
 		s.log.Warn("route left out", "err", err)
 	}
-	s.gateway.SetRoutes(t)
+	return t
 }
 
 // watchAPIs follows the cluster's routes bucket (ingest's /v1/apis): first
