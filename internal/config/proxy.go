@@ -77,7 +77,7 @@ const defaultStackPorts = "4000,4001,4010,4222,6222,8222"
 // (resolveEnv); own are the process's own ports, refused as targets.
 func (s *Set) routes(r *Routes, getenv func(string) string, resolveEnv bool, own ...*int) {
 	s.String(&r.File, "PROXY_CONFIG_FILE", "", "API gateway routes at start: the path of a JSON file with a list of RIG API definitions, or that JSON itself. Give ingest the edges' file too, so that it refuses (409) runtime changes to these routes.")
-	s.Bool(&r.AllowFileOverride, "PROXY_ALLOW_FILE_ROUTE_OVERRIDE", false, "Let a route added at runtime (/v1/apis) replace the route file's route of the same id; off, the file's routes are read-only (409).")
+	s.Bool(&r.AllowFileOverride, "PROXY_ALLOW_FILE_ROUTE_OVERRIDE", false, "Let a route added at runtime (/v1/apis) replace the route file's route of the same id, and compete with the file's by specificity; off, the file's routes are read-only (409) and matched first.")
 	s.List(&r.Guard.UseEnv, "PROXY_USE_ENV_ALLOWLIST", "", "Environment variables a route's use_env may name (comma-separated); others are refused (400). Empty: use_env is refused.")
 	s.Bool(&r.Guard.AllowLocal, "PROXY_ALLOW_LOCAL_TARGETS", false, "Accept route targets on loopback, link-local and unspecified addresses (127.0.0.0/8, ::1, 169.254.0.0/16, fe80::/10, 0.0.0.0), also host names that resolve to one; refused (400) by default.")
 	var allowed, ports []string
