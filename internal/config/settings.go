@@ -148,7 +148,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(requireSecret(&c.JWT))
-	s.proxy(&c.Proxy, getenv)
+	s.proxy(&c.Proxy, getenv, &c.InboundPort, &c.MetricsPort)
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err
 	}
@@ -187,6 +187,9 @@ type Ingest struct {
 	// /health/ready and /metrics need a token too; off by default because
 	// load balancers' and Prometheus' probes seldom send one.
 	APITokensProtectOps bool
+	// Routes are the API gateway's rules for /v1/apis, and the edges'
+	// route file, whose routes are read-only there.
+	Routes Routes
 }
 
 // minAPITokenLen keeps guessable API tokens out.
@@ -213,6 +216,7 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	s.Duration(&c.PresenceTimeout, "PRESENCE_TIMEOUT", 2*time.Second, 10*time.Millisecond, "Longest a presence query (GET /v1/users...) waits for the edges' answers.")
 	s.nats(&c.NATS, "rig-ingest")
 	s.log(&c.Log)
+	s.routes(&c.Routes, getenv, false, &c.APIPort)
 	s.Check(func() error {
 		if c.MessageUserField == "" {
 			return &Error{Setting: "MESSAGE_USER_FIELD", Value: "", Expected: "a field name"}

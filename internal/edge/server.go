@@ -100,6 +100,8 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 	s.limits = newLimits(cfg.Limits, s.metrics)
 	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
 	s.gateway.SetTrustedPeer(s.trustedPeer)
+	// Its own ports, as opened (a test's may differ from the settings).
+	s.gateway.RefusePorts(listenerPort(ln.Public), listenerPort(ln.Ops))
 	s.gateway.SetClientIP(func(c *fiber.Ctx) string {
 		addr, _, _ := s.limits.client(c)
 		return remoteString(addr)
