@@ -199,7 +199,7 @@ func TestReloadRefusesABrokenPairOnce(t *testing.T) {
 	ca := tlsfiletest.NewCA(t, "test CA")
 	old, other := ca.Issue(t, "old"), ca.Issue(t, "other")
 	for _, c := range []struct {
-		name  string
+		name    string
 		breakIt func(certFile, keyFile string)
 	}{
 		{"mismatched", func(certFile, _ string) { write(t, certFile, other.CertPEM) }},
