@@ -3,8 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +14,17 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/fasthttp/websocket"
 
 	"github.com/rig-go/rig/internal/check"
@@ -517,5 +522,67 @@ func TestEdgeTLSHostileClients(t *testing.T) {
 	id := Post(t, s.Ingest.URL, map[string]any{"user": "bob", "text": "still here"})
 	if ev := sse.NextMessage(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("after the hostile clients, SSE got %+v, want %s", ev, id)
+	}
+}
+
+// TestEdgeTLSBrowser: Debian's chromium, trusting only the edge's key,
+// gets messages through its own EventSource over https:// and its own
+// WebSocket over wss://.
+func TestEdgeTLSBrowser(t *testing.T) {
+	exe := chromium(t)
+	s := startTLSStack(t, "edge-tls", nil)
+	cs, err := s.handshake(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, browserPage)
+	}))
+	defer page.Close()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		// Trust the edge's key, and no other certificate error.
+		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+
+	u := page.URL + "/?" + url.Values{"edge": {s.Edge.URL}, "token": {Token(t, "alice")}}.Encode()
+	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
+		t.Fatalf("open the page in chromium: %v", err)
+	}
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if !evaluate[bool](t, ctx, `window.opens.sse > 0 && window.opens.ws > 0`) {
+			return fmt.Errorf("the page did not connect over TLS")
+		}
+		return nil
+	})
+	var posted []string
+	for i := range 3 {
+		posted = append(posted, Post(t, s.Ingest.URL, map[string]any{"user": "alice", "n": i}))
+	}
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
+		sse := evaluate[[]string](t, ctx, `window.sse`)
+		ws := evaluate[[]string](t, ctx, `window.ws`)
+		if !slices.Equal(sse, posted) || !slices.Equal(ws, posted) {
+			return fmt.Errorf("the browser got %v (EventSource) and %v (WebSocket), want %v", sse, ws, posted)
+		}
+		return nil
+	})
+	if n := evaluate[int](t, ctx, `window.opens.sse + window.opens.ws`); n != 2 {
+		t.Errorf("the page opened %d connections, want 2 (no reconnects)", n)
 	}
 }
