@@ -341,3 +341,40 @@ func TestWatchReloadsAndLogsOnce(t *testing.T) {
 		t.Fatal("the broken key replaced the renewed certificate")
 	}
 }
+
+// Kubernetes mounts a Secret as links into a directory that it swaps
+// whole (..data -> ..2026_...): the files' own paths never change.
+func TestReloadFollowsASwappedLink(t *testing.T) {
+	ca := tlsfiletest.NewCA(t, "test CA")
+	old, renewed := ca.Issue(t, "old"), ca.Issue(t, "renewed")
+	dir := t.TempDir()
+	version := func(name string, l tlsfiletest.Leaf) {
+		v := filepath.Join(dir, name)
+		if err := os.Mkdir(v, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(v, "tls.crt"), l.CertPEM)
+		write(t, filepath.Join(v, "tls.key"), l.KeyPEM)
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..v1", old)
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Load(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	version("..v2", renewed)
+	if res, err := p.Reload(); res != Reloaded || err != nil || !bytes.Equal(served(t, p), renewed.Cert.Raw) {
+		t.Fatalf("Reload after the swap = %v, %v; want the renewed certificate served", res, err)
+	}
+}
