@@ -424,6 +424,8 @@ func TestEdgeTLSHostileClients(t *testing.T) {
 		"TRUSTED_PROXIES":        "none", // the test's own address is limited
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", s.Edge.Port)
+	s.Client.CloseIdleConnections()
+	goroutines := metric(t, s.Edge, "go_goroutines")
 
 	t.Run("plain HTTP", func(t *testing.T) {
 		for i := range 50 {
@@ -510,11 +512,39 @@ func TestEdgeTLSHostileClients(t *testing.T) {
 		})
 	})
 
-	// Nothing leaked: every connection above is gone, and the edge serves.
+	t.Run("many at once", func(t *testing.T) {
+		// Under the per-IP cap: half send plain HTTP, half start a
+		// handshake and stall.
+		var conns []net.Conn
+		for i := range 18 {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+			if i%2 == 0 {
+				fmt.Fprintf(c, "POST /socket/sse HTTP/1.1\r\nHost: edge\r\nContent-Length: 100000\r\n\r\n%s", strings.Repeat("x", 30000))
+			} else {
+				c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01})
+			}
+		}
+		for _, c := range conns {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, _ = io.Copy(io.Discard, c) // until the edge closes it
+			c.Close()
+		}
+	})
+
+	// Nothing leaked: every connection above is gone, their goroutines
+	// too (fasthttp keeps an idle worker goroutine for 10s, and sweeps
+	// them every 10s), and the edge serves.
 	s.Client.CloseIdleConnections()
-	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if n := metric(t, s.Edge, "rig_edge_tcp_connections"); n != 0 {
 			return fmt.Errorf("%v connections still counted", n)
+		}
+		if n := metric(t, s.Edge, "go_goroutines"); n > goroutines+5 {
+			return fmt.Errorf("%v goroutines, %v before the hostile clients", n, goroutines)
 		}
 		return nil
 	})
