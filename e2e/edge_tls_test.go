@@ -298,6 +298,24 @@ func TestEdgeTLSReloadsCertificate(t *testing.T) {
 	s := startTLSStack(t, "edge-tls-old", nil)
 	before, oldCert := s.sse(t, Token(t, "alice"))
 	oldSerial := oldCert.SerialNumber
+	// A client that resumes TLS sessions, as browsers do: a new connection
+	// for each request, resumed from the ticket of the one before.
+	resumer := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: s.CA.Pool(), ClientSessionCache: tls.NewLRUClientSessionCache(8)}}}
+	resume := func() *tls.ConnectionState {
+		t.Helper()
+		resp, err := resumer.Get(s.Edge.URL + "/health")
+		if err != nil {
+			t.Fatalf("GET /health with a session cache: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body) // the ticket comes after the handshake
+		resp.Body.Close()
+		return resp.TLS
+	}
+	resume()
+	if cs := resume(); !cs.DidResume || cs.PeerCertificates[0].SerialNumber.Cmp(oldSerial) != 0 {
+		t.Fatalf("a second connection with the session cache: resumed %v, serial %x; want the old %x resumed", cs.DidResume, cs.PeerCertificates[0].SerialNumber, oldSerial)
+	}
 
 	renewed := s.CA.Issue(t, "edge-tls-renewed")
 	writeFile(t, s.CertFile, renewed.CertPEM)
@@ -308,6 +326,14 @@ func TestEdgeTLSReloadsCertificate(t *testing.T) {
 		}
 		return nil
 	})
+	// A session from before the reload is not resumed: the client gets
+	// the renewed certificate; the session from that one resumes.
+	if cs := resume(); cs.DidResume || cs.PeerCertificates[0].SerialNumber.Cmp(renewed.Cert.SerialNumber) != 0 {
+		t.Fatalf("after the reload, the session cache's client: resumed %v, serial %x; want a full handshake with the renewed %x", cs.DidResume, cs.PeerCertificates[0].SerialNumber, renewed.Cert.SerialNumber)
+	}
+	if cs := resume(); !cs.DidResume {
+		t.Fatal("a session made under the renewed certificate was not resumed")
+	}
 	if !strings.Contains(s.Edge.Logs(), "TLS certificate reloaded") || !strings.Contains(s.Edge.Logs(), "subject=edge-tls-renewed") {
 		t.Errorf("no log line for the reload:\n%s", s.Edge.Logs())
 	}

@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -31,13 +33,40 @@ type tlsListener struct {
 
 // newTLSListener serves pair's certificate (as last reloaded) on ln.
 func newTLSListener(ln net.Listener, pair *tlsfile.Pair, timeout time.Duration, log *slog.Logger) *tlsListener {
-	return &tlsListener{Listener: ln, timeout: timeout, log: log, config: &tls.Config{
+	config := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: pair.GetCertificate,
 		// The edge speaks HTTP/1.1 only (SSE and its WebSocket upgrade
 		// need it); a client that offers only h2 is refused.
 		NextProtos: []string{"http/1.1"},
-	}}
+	}
+	// A resumed session skips the certificate: a browser would go on with
+	// the one it saw first for as long as its ticket lasts (up to 7 days),
+	// a replaced certificate included. Each ticket names the certificate
+	// it was issued under, and one issued under another is not resumed,
+	// so that every client gets a new certificate at its next connection.
+	// Go's own ticket encryption and key rotation stay.
+	config.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.Extra = append(ss.Extra, servedID(pair))
+		return config.EncryptTicket(cs, ss)
+	}
+	config.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := config.DecryptTicket(identity, cs)
+		if err != nil || ss == nil {
+			return nil, err
+		}
+		if n := len(ss.Extra); n == 0 || !bytes.Equal(ss.Extra[n-1], servedID(pair)) {
+			return nil, nil // a full handshake, with the certificate served now
+		}
+		return ss, nil
+	}
+	return &tlsListener{Listener: ln, timeout: timeout, log: log, config: config}
+}
+
+// servedID names the certificate served now, in session tickets.
+func servedID(pair *tlsfile.Pair) []byte {
+	id := sha256.Sum256(pair.Leaf().Raw)
+	return id[:]
 }
 
 func (l *tlsListener) Accept() (net.Conn, error) {
