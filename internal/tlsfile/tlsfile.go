@@ -202,6 +202,11 @@ func (p *Pair) read() (certPEM, keyPEM []byte, sum [sha256.Size]byte, err error)
 }
 
 func readFile(path string) ([]byte, error) {
+	// Opening a FIFO would block until something writes to it: the edge
+	// would hang at start, or stop reloading.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

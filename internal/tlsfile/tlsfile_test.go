@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,6 +90,8 @@ func TestLoadNamesTheFileAtFault(t *testing.T) {
 		{"garbage certificate", path("bad.crt", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")), path("a.key", a.KeyPEM), CertFile, "its first certificate"},
 		{"garbage key", path("a.crt", a.CertPEM), path("bad.key", []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")), KeyFile, "is not a PKCS #8"},
 		{"another cert's key", path("a.crt", a.CertPEM), path("b.key", b.KeyPEM), Both, "the key is not the certificate's"},
+		{"directory", dir, path("a.key", a.KeyPEM), CertFile, "not a regular file"},
+		{"FIFO", fifo(t, dir), path("a.key", a.KeyPEM), CertFile, "not a regular file"},
 		{"too large", path("big.crt", bytes.Repeat([]byte("A"), maxFileSize+1)), path("a.key", a.KeyPEM), CertFile, "larger than"},
 	}
 	if os.Geteuid() != 0 { // root reads any file
@@ -377,4 +380,14 @@ func TestReloadFollowsASwappedLink(t *testing.T) {
 	if res, err := p.Reload(); res != Reloaded || err != nil || !bytes.Equal(served(t, p), renewed.Cert.Raw) {
 		t.Fatalf("Reload after the swap = %v, %v; want the renewed certificate served", res, err)
 	}
+}
+
+// fifo makes a named pipe that nothing writes to.
+func fifo(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
