@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -391,6 +392,22 @@ func TestEdgeTLSReloadsCertificate(t *testing.T) {
 	id = Post(t, s.Ingest.URL, map[string]any{"user": "alice", "n": 2})
 	if ev := before.NextMessage(t, 5*time.Second); ev.ID != id {
 		t.Fatalf("stream opened before both changes got %+v, want %s", ev, id)
+	}
+
+	// Draining over TLS: the old stream is told to reconnect and ends
+	// cleanly, and the edge exits 0.
+	s.Edge.Signal(syscall.SIGTERM)
+	if ev := before.Next(t, 5*time.Second); ev.Event != "reconnect" {
+		t.Fatalf("on SIGTERM the stream got %+v, want reconnect", ev)
+	}
+	if !before.Ended(5 * time.Second) {
+		t.Fatal("the stream did not end after its reconnect event")
+	}
+	if !s.Edge.Wait(15 * time.Second) {
+		t.Fatal("the edge did not exit within 15s of SIGTERM")
+	}
+	if code := s.Edge.ExitCode(); code != 0 {
+		t.Fatalf("the edge exited with %d after SIGTERM, want 0", code)
 	}
 }
 
