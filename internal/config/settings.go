@@ -109,6 +109,8 @@ type Edge struct {
 	Proxy  Proxy  // the API gateway
 	Limits Limits // of the public port
 
+	TLS PublicTLS // of the public port; off unless both files are set
+
 	InboundPort       int           // INBOUND_PORT
 	MetricsPort       int           // METRICS_PORT; 0: off
 	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL
@@ -145,6 +147,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.limits(&c.Limits)
+	s.publicTLS(&c.TLS)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(requireSecret(&c.JWT))

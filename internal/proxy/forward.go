@@ -197,6 +197,11 @@ func (g *Gateway) forward(c *fiber.Ctx, m *route.Match, v *verified) error {
 	}
 	// The Host header becomes the upstream's, as in RIG.
 	req.SetRequestURI(target)
+	// fasthttp takes the URI of a request that came over TLS (TLS_CERT_FILE)
+	// for https, whatever it says: the upstream's scheme is the target's.
+	if scheme, _, ok := strings.Cut(m.Base, "://"); ok {
+		req.URI().SetScheme(scheme)
+	}
 	start := time.Now()
 	if err := g.client.Do(req, resp); err != nil {
 		status, msg := fiber.StatusBadGateway, msgBadGateway
