@@ -76,9 +76,9 @@ func rsaKey(t testing.TB) *rsa.PrivateKey {
 	return k
 }
 
-// refused opens an SSE stream that must be refused with status, its JSON
+// refusedSSE opens an SSE stream that must be refused with status, its JSON
 // error saying want.
-func refused(t testing.TB, u string, status int, want string) {
+func refusedSSE(t testing.TB, u string, status int, want string) {
 	t.Helper()
 	s, r := DialSSE(t, u, nil)
 	if s != nil {
@@ -145,9 +145,9 @@ func TestJWKSTokensAndRotation(t *testing.T) {
 	wsMessage(t, bob, `"n":1`)
 
 	t.Run("foreign issuer or audience is 401 naming the claim", func(t *testing.T) {
-		refused(t, sseURL(edge, idpToken{key: k1, kid: "k1", iss: "https://evil.test"}.mint(t, "alice")), 401,
+		refusedSSE(t, sseURL(edge, idpToken{key: k1, kid: "k1", iss: "https://evil.test"}.mint(t, "alice")), 401,
 			`claim "iss" is "https://evil.test"; expected "https://idp.test/realms/rig" (JWT_ISSUER)`)
-		refused(t, sseURL(edge, idpToken{key: k1, kid: "k1", aud: []string{"billing"}}.mint(t, "alice")), 401,
+		refusedSSE(t, sseURL(edge, idpToken{key: k1, kid: "k1", aud: []string{"billing"}}.mint(t, "alice")), 401,
 			`claim "aud" is ["billing"]; expected one of "other-app", "rig-push" (JWT_AUDIENCE)`)
 		_, r := DialWS(t, wsURL(edge, plainQuery(idpToken{key: k1, kid: "k1", aud: []string{"billing"}}.mint(t, "alice"))))
 		if msg := r.ErrorMessage(t); r.Status != 401 || !strings.Contains(msg, `claim "aud"`) {
@@ -155,7 +155,7 @@ func TestJWKSTokensAndRotation(t *testing.T) {
 		}
 		// The shared secret still verifies HMAC tokens, but the issuer
 		// rule holds for them too.
-		refused(t, sseURL(edge, Token(t, "alice")), 401, `no "iss" claim`)
+		refusedSSE(t, sseURL(edge, Token(t, "alice")), 401, `no "iss" claim`)
 	})
 
 	// The provider rotates: k2 published, k1 removed.
@@ -169,13 +169,13 @@ func TestJWKSTokensAndRotation(t *testing.T) {
 		t.Fatalf("two connections with the new kid made %d fetches; want 1", got)
 	}
 	t.Run("the removed key's tokens are refused for new connections", func(t *testing.T) {
-		refused(t, sseURL(edge, idpToken{key: k1, kid: "k1"}.mint(t, "erin")), 401, `no key with kid "k1"`)
+		refusedSSE(t, sseURL(edge, idpToken{key: k1, kid: "k1"}.mint(t, "erin")), 401, `no key with kid "k1"`)
 		_, r := DialWS(t, wsURL(edge, plainQuery(idpToken{key: k1, kid: "k1"}.mint(t, "erin"))))
 		if r.Status != 401 {
 			t.Fatalf("WebSocket with the removed key: %d %s", r.Status, r.Body)
 		}
 		// A key used under the new kid is no way in either.
-		refused(t, sseURL(edge, idpToken{key: k1, kid: "k2"}.mint(t, "erin")), 401, "bad signature")
+		refusedSSE(t, sseURL(edge, idpToken{key: k1, kid: "k2"}.mint(t, "erin")), 401, "bad signature")
 		if got := idp.Hits() - before; got != 1 {
 			t.Fatalf("refused kids fetched the JWKS again (%d fetches since the rotation); the refresh is rate-limited", got)
 		}
@@ -227,7 +227,7 @@ func TestJWKSTokensAndRotation(t *testing.T) {
 				break
 			}
 		}
-		refused(t, sseURL(edge, carolTok), 401, "blacklisted")
+		refusedSSE(t, sseURL(edge, carolTok), 401, "blacklisted")
 	})
 }
 
@@ -251,13 +251,13 @@ func TestJWKSPublicKeyFileES256(t *testing.T) {
 		t.Fatalf("SSE got %+v", ev)
 	}
 	wsMessage(t, w, `"n":1`)
-	refused(t, sseURL(edge, Token(t, "alice")), 401, `algorithm "HS256" is not accepted (accepted: ES256)`)
-	refused(t, sseURL(edge, idpToken{key: rsaKey(t)}.mint(t, "alice")), 401, `algorithm "RS256" is not accepted`)
-	refused(t, sseURL(edge, idpToken{key: other}.mint(t, "alice")), 401, "bad signature")
+	refusedSSE(t, sseURL(edge, Token(t, "alice")), 401, `algorithm "HS256" is not accepted (accepted: ES256)`)
+	refusedSSE(t, sseURL(edge, idpToken{key: rsaKey(t)}.mint(t, "alice")), 401, `algorithm "RS256" is not accepted`)
+	refusedSSE(t, sseURL(edge, idpToken{key: other}.mint(t, "alice")), 401, "bad signature")
 	// HMAC with the public key's own bytes as the secret: the classic
 	// confusion, refused as every HMAC token is here.
 	hs, _ := auth.Mint(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), auth.Claims{User: "alice", ID: "j", TTL: time.Hour}, time.Now())
-	refused(t, sseURL(edge, hs), 401, `algorithm "HS256" is not accepted`)
+	refusedSSE(t, sseURL(edge, hs), 401, `algorithm "HS256" is not accepted`)
 }
 
 // TestJWKSGatewaySecured: the API gateway's secured endpoint verifies a
@@ -271,6 +271,7 @@ func TestJWKSGatewaySecured(t *testing.T) {
  "version_data": {"default": {"endpoints": [{"id": "secured", "path": "/private/secured", "method": "GET", "secured": true}]}},
  "proxy": {"target_url": "http://127.0.0.1", "port": %d}}]`, up.Port)
 	st := StartStack(t, map[string]string{"PROXY_CONFIG_FILE": WriteRoutes(t, routes),
+		"PROXY_ALLOW_LOCAL_TARGETS": "true", // the upstream is on loopback
 		"JWT_JWKS_URL": idp.URL(), "JWT_ISSUER": idpIssuer, "JWT_AUDIENCE": idpAudience}, nil)
 	tok := idpToken{key: key, kid: "gw", jti: "gw-session"}.mint(t, "alice")
 	h := http.Header(Get(t, st.Edge.URL+"/private/secured", http.Header{"Authorization": {"Bearer " + tok}}).Echo(t).Header)

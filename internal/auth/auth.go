@@ -47,6 +47,31 @@ type hmacSecret struct {
 	until time.Time
 }
 
+// An Option changes what a Verifier accepts.
+type Option func(*Verifier)
+
+// RequireJTI says whether a token must have a jti (it does by default): a
+// session without one can never be blacklisted, so a stolen token would
+// stay usable until it expires.
+func RequireJTI(require bool) Option { return func(v *Verifier) { v.requireJTI = require } }
+
+// NewVerifier returns a Verifier for HMAC tokens signed with secret (none
+// when it is empty). userField names the user claim ("sub" is the fallback
+// when the token has no such claim), rolesField the roles claim, and
+// privileged the roles that may subscribe to anyone. New adds the other
+// key sources and claim rules of the configuration.
+func NewVerifier(secret, userField, rolesField string, privileged []string, opts ...Option) *Verifier {
+	v := newVerifier(userField, rolesField, privileged)
+	if secret != "" {
+		v.addSecret([]byte(secret), time.Time{})
+	}
+	for _, o := range opts {
+		o(v)
+	}
+	v.parser = v.newParser()
+	return v
+}
+
 func newVerifier(userField, rolesField string, privileged []string) *Verifier {
 	v := &Verifier{
 		userField:  userField,

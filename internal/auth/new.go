@@ -26,10 +26,8 @@ func New(ctx context.Context, cfg config.JWT, log *slog.Logger) (*Verifier, erro
 	if rolesField == "" {
 		rolesField = "roles"
 	}
-	v := newVerifier(userField, rolesField, cfg.PrivilegedRoles)
-	v.requireJTI = cfg.RequireJTI
+	v := NewVerifier(cfg.SecretKey, userField, rolesField, cfg.PrivilegedRoles, RequireJTI(cfg.RequireJTI))
 	if cfg.SecretKey != "" {
-		v.addSecret([]byte(cfg.SecretKey), time.Time{})
 		if cfg.PreviousSecretKey != "" {
 			v.addSecret([]byte(cfg.PreviousSecretKey), cfg.PreviousUntil)
 			if u := cfg.PreviousUntil; !u.IsZero() && !time.Now().Before(u) {
