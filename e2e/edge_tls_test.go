@@ -206,8 +206,11 @@ func TestEdgeTLSServesEveryTransport(t *testing.T) {
 	up := StartUpstream(t)
 	s := startTLSStack(t, "edge-tls", map[string]string{
 		"PROXY_CONFIG_FILE": WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
-		"PRIVATE_HOST":      "http://127.0.0.1",
-		"TRUSTED_PROXIES":   "none", // the test client is not a proxy whose X-Forwarded-Proto counts
+		// The test upstream listens on loopback, which routes may not target by default.
+		"PROXY_ALLOW_LOCAL_TARGETS": "true",
+		"PROXY_USE_ENV_ALLOWLIST":   "PRIVATE_HOST",
+		"PRIVATE_HOST":              "http://127.0.0.1",
+		"TRUSTED_PROXIES":           "none", // the test client is not a proxy whose X-Forwarded-Proto counts
 	})
 	if !strings.Contains(s.Edge.Logs(), "public port serves TLS only") || !strings.Contains(s.Edge.Logs(), "https://localhost:") {
 		t.Errorf("no start line saying the public port serves TLS:\n%s", s.Edge.Logs())
