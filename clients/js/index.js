@@ -469,7 +469,10 @@ export class Client {
       }
       this.#event(conn, ev);
     };
-    ws.onclose = async (e) => {
+    let gone = false;
+    const onGone = async (e) => {
+      if (gone) return;
+      gone = true;
       if (e.code === 1012) {
         conn.end({ kind: "reconnect", reason: "websocket: 1012 the edge restarts" });
         return;
@@ -484,6 +487,10 @@ export class Client {
       const out = await this.#probe(conn, probe);
       conn.end(out);
     };
+    ws.onclose = onGone;
+    // Node's WebSocket (undici) reports a refused upgrade as an error
+    // without a close event; browsers send both.
+    ws.onerror = () => { if (!opened) onGone({ code: 1006, reason: "" }); };
   }
 
   async #probe(conn, url) {

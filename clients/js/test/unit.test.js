@@ -1,0 +1,105 @@
+// Pure logic, no server: the SSE parser, the backoff, the dedup window,
+// and connect's checks of its options.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SSEParser, Backoff, Seen, connect, RigError } from "../index.js";
+
+function parseAll(chunks) {
+  const out = [];
+  const p = new SSEParser((e) => out.push(e));
+  for (const c of chunks) p.push(c);
+  return out;
+}
+
+// What the edge writes: the connected block with retry: and id:, a message,
+// a payload split over data: lines, a heartbeat, a gap without id.
+const stream =
+  "retry: 2316\nid: seq:0\nevent: connected\ndata: {\"users\":[\"alice\"]}\n\n" +
+  "id: 01K1\nevent: message\ndata: {\"n\":1}\n\n" +
+  "id: 01K2\nevent: message\ndata: line one\ndata: line two\n\n" +
+  ": a comment\nevent: heartbeat\ndata: \n\n" +
+  "event: gap\ndata: 01K0\n\n";
+
+const want = [
+  { event: "connected", id: "seq:0", data: "{\"users\":[\"alice\"]}", retry: 2316 },
+  { event: "message", id: "01K1", data: "{\"n\":1}", retry: undefined },
+  { event: "message", id: "01K2", data: "line one\nline two", retry: undefined },
+  { event: "heartbeat", id: undefined, data: "", retry: undefined },
+  { event: "gap", id: undefined, data: "01K0", retry: undefined },
+];
+
+test("SSE parser: the edge's stream in one chunk", () => {
+  assert.deepEqual(parseAll([stream]), want);
+});
+
+test("SSE parser: the same stream cut at every byte gives the same events", () => {
+  for (let i = 0; i <= stream.length; i++) {
+    assert.deepEqual(parseAll([stream.slice(0, i), stream.slice(i)]), want, `cut at ${i}`);
+  }
+  assert.deepEqual(parseAll([...stream]), want, "one character per chunk");
+});
+
+test("SSE parser: CRLF and CR line ends, also split between chunks", () => {
+  const crlf = stream.replaceAll("\n", "\r\n");
+  const cr = stream.replaceAll("\n", "\r");
+  for (const s of [crlf, cr]) {
+    for (let i = 0; i <= s.length; i += 7) {
+      assert.deepEqual(parseAll([s.slice(0, i), s.slice(i)]), want);
+    }
+  }
+  // \r at a chunk's end and \n at the next one's start: one line break.
+  assert.deepEqual(parseAll(["id: a\r", "\nevent: message\r", "\ndata: x\r", "\n\r", "\n"]),
+    [{ event: "message", id: "a", data: "x", retry: undefined }]);
+});
+
+test("SSE parser: BOM, a block without data, an unterminated block, fields without a space", () => {
+  assert.deepEqual(parseAll(["\ufeffdata:x\n\nevent: nothing\n\ndata: incomplete"]),
+    [{ event: "message", id: undefined, data: "x", retry: undefined }]);
+  // An id with NUL is ignored; a bad retry too.
+  assert.deepEqual(parseAll(["id: a\0b\nretry: 1x\ndata: y\n\n"]),
+    [{ event: "message", id: undefined, data: "y", retry: undefined }]);
+});
+
+test("backoff: grows exponentially, stays within [cap/2, cap] and max, resets", () => {
+  for (const r of [0, 0.5, 0.999999]) {
+    const b = new Backoff({ min: 100, max: 3000, random: () => r });
+    const got = Array.from({ length: 10 }, () => b.next());
+    const caps = [100, 200, 400, 800, 1600, 3000, 3000, 3000, 3000, 3000];
+    got.forEach((d, i) => {
+      assert.ok(d >= caps[i] / 2 && d <= caps[i], `delay ${i} = ${d}, want within [${caps[i] / 2}, ${caps[i]}]`);
+    });
+    b.reset();
+    assert.ok(b.next() <= 100);
+  }
+  // Jitter: two clients with different randomness do not come back together.
+  const a = new Backoff({ random: () => 0.1 }), c = new Backoff({ random: () => 0.9 });
+  a.next(); c.next();
+  assert.notEqual(a.next(), c.next());
+  // Thousands of failures: still bounded, never NaN or Infinity.
+  const long = new Backoff({ min: 500, max: 30000 });
+  for (let i = 0; i < 5000; i++) {
+    const d = long.next();
+    assert.ok(Number.isFinite(d) && d >= 250 && d <= 30000, `attempt ${i}: ${d}`);
+  }
+  assert.throws(() => new Backoff({ min: 0 }), RangeError);
+  assert.throws(() => new Backoff({ min: 10, max: 5 }), RangeError);
+});
+
+test("dedup: an id is new once; the oldest is forgotten past the window", () => {
+  const s = new Seen(3);
+  assert.equal(s.add("a"), true);
+  assert.equal(s.add("a"), false);
+  assert.equal(s.add("b"), true);
+  assert.equal(s.add("c"), true);
+  assert.equal(s.add("d"), true); // forgets a
+  assert.equal(s.add("b"), false);
+  assert.equal(s.add("a"), true);
+  assert.throws(() => new Seen(0), RangeError);
+});
+
+test("connect: refuses missing or wrong options at once", () => {
+  assert.throws(() => connect({ token: "t" }), RigError);
+  assert.throws(() => connect({ url: "http://x" }), /token or getToken/);
+  assert.throws(() => connect({ url: "http://x", token: "t", transports: ["sse", "carrier-pigeon"] }), /unknown transport "carrier-pigeon"/);
+  assert.throws(() => connect({ url: "http://x", token: "t", transports: [] }), /transports is empty/);
+});

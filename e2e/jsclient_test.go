@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/rig-go/rig/internal/check"
+)
+
+// jsClientDir is the front-end client, clients/js.
+const jsClientDir = "../clients/js"
+
+// nodeForJSClient returns node and the flags that give it a global
+// WebSocket (Node 20 has one only behind --experimental-websocket; 22 has
+// it by default). Without node the test is skipped, or fails in CI.
+func nodeForJSClient(t *testing.T) (string, []string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node not found, but CI needs it for the clients/js tests: %v", err)
+		}
+		t.Skipf("node not found (%v); install Node 20 to run the clients/js tests", err)
+	}
+	if exec.Command(node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)").Run() == nil {
+		return node, nil
+	}
+	return node, []string{"--experimental-websocket"}
+}
+
+// startNginxWith runs nginx as StartNginx does (deploy/nginx/nginx.conf on
+// free ports, in front of two edges), with extra placed in its server
+// block before deploy/nginx/locations.conf: an exact location there
+// overrides the checked-in one for that path.
+func startNginxWith(t *testing.T, nginx, extra string, edges ...*Server) *Nginx {
+	t.Helper()
+	conf, err := os.ReadFile("../deploy/nginx/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "rig-nginx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; ; attempt++ {
+		port := FreePort(t)
+		text := string(conf)
+		for _, r := range [][2]string{
+			{"listen 127.0.0.1:4000;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+			{"server 127.0.0.1:4001 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[0].Port)},
+			{"server 127.0.0.1:4002 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[1].Port)},
+			{"include locations.conf;", extra + "\n        include locations.conf;"},
+		} {
+			if n := strings.Count(text, r[0]); n != 1 {
+				t.Fatalf("deploy/nginx/nginx.conf has %q %d times, want once", r[0], n)
+			}
+			text = strings.Replace(text, r[0], r[1], 1)
+		}
+		writeNginxConfig(t, dir, text)
+		n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		n.Proc = StartProc(t, "nginx", nginx,
+			[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
+		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if n.Running() && !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
+				return fmt.Errorf("nginx did not listen")
+			}
+			return nil
+		})
+		if n.Running() {
+			return n
+		}
+		if !portTaken(n.Proc) || attempt == 3 {
+			t.Fatalf("nginx exited: %v\n%s", n.err, n.Logs())
+		}
+	}
+}
+
+// sseRefused is a proxy that refuses SSE outright.
+const sseRefused = `location = /socket/sse { return 502; }`
+
+// sseBuffered is the proxy that breaks SSE quietly, as a default nginx
+// does: it answers 200 and holds the events in its buffers (it ignores the
+// edge's X-Accel-Buffering: no), so no event reaches the client.
+const sseBuffered = `location = /socket/sse {
+            proxy_pass http://rig_edges;
+            proxy_buffering on;
+            proxy_ignore_headers X-Accel-Buffering;
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+            proxy_busy_buffers_size 128k;
+            proxy_set_header Connection "";
+        }`
+
+// TestJSClientNode runs clients/js's tests under Node's test runner: the
+// pure ones (SSE parser, backoff, dedup), and those against two real edges
+// (each transport, resume across transports, fallback when SSE breaks,
+// 400/401/403/429, token refresh, session_killed, gap) and through an nginx
+// that refuses /socket/sse.
+func TestJSClientNode(t *testing.T) {
+	node, flags := nodeForJSClient(t)
+	nginx := NginxPath(t)
+	te := StartTwoEdges(t, map[string]string{
+		"LONGPOLL_TIMEOUT":         "2s",
+		"HEARTBEAT_INTERVAL":       "1s",
+		"MAX_CONNECTIONS_PER_USER": "2",
+	}, nil)
+	blocked := startNginxWith(t, nginx, sseRefused, te.A, te.B)
+
+	// Each test is bounded, and so is the whole run.
+	args := append(flags, "--test", "--test-reporter=spec", "--test-timeout=60000", "test/")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Dir = jsClientDir
+	cmd.Env = append(os.Environ(),
+		"RIG_EDGE_URL="+te.A.URL,
+		"RIG_INGEST_URL="+te.Ingest.URL,
+		"RIG_JWT_SECRET="+Secret,
+		"RIG_SSE_BLOCKED_URL="+blocked.URL,
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if os.Getenv("JSCLIENT_DEBUG") != "" {
+		cmd.Stdout = io.MultiWriter(&out, os.Stderr)
+		cmd.Stderr = cmd.Stdout
+	}
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("node %s (%s):\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), out.String())
+	if err != nil {
+		t.Fatalf("clients/js tests failed: %v", err)
+	}
+	if strings.Contains(out.String(), "# skipped") && !strings.Contains(out.String(), "# skipped 0") {
+		t.Fatal("some clients/js tests were skipped although the edges were given")
+	}
+}
+
+// jsClientPage loads clients/js as a module and opens two clients for
+// alice: one through the nginx of deploy/nginx, one through an nginx that
+// buffers SSE. Each records what it gets.
+const jsClientPage = `<!doctype html>
+<html><body><script type="module">
+import { connect } from "/client/index.js";
+const q = new URLSearchParams(location.search);
+window.runs = {};
+for (const name of ["normal", "blocked"]) {
+  const run = window.runs[name] = { ids: [], transports: [], gaps: [], dups: [], errors: [], reasons: [] };
+  const c = connect({ url: q.get(name), token: q.get("token"), connectTimeout: 3000, backoff: { min: 100, max: 2000 } });
+  c.on("connected", (x) => run.transports.push(x.transport));
+  c.on("message", (m) => run.ids.push(m.id));
+  c.on("gap", (g) => run.gaps.push(g.id));
+  c.on("duplicate", (d) => run.dups.push(d.id));
+  c.on("error", (e) => run.errors.push(e.message));
+  c.on("reconnecting", (r) => run.reasons.push(r.reason));
+  window["client_" + name] = c;
+}
+</script></body></html>`
+
+// jsRun is what the page recorded for one client.
+type jsRun struct {
+	IDs        []string `json:"ids"`
+	Transports []string `json:"transports"`
+	Gaps       []string `json:"gaps"`
+	Dups       []string `json:"dups"`
+	Errors     []string `json:"errors"`
+	Reasons    []string `json:"reasons"`
+}
+
+// TestJSClientBrowser drives Debian's chromium on a page that uses
+// clients/js, through nginx in front of two edges, during a rolling restart
+// of both: one client through deploy/nginx's configuration, one through an
+// nginx that buffers SSE (200, then nothing). Each ends with every message
+// once, in order; the second one on WebSocket.
+func TestJSClientBrowser(t *testing.T) {
+	exe := chromium(t)
+	nginx := NginxPath(t)
+	te := StartTwoEdges(t, map[string]string{"HEARTBEAT_INTERVAL": "1s", "DRAIN_TIMEOUT": "3s"}, nil)
+	normal := StartNginx(t, nginx, te.A, te.B)
+	blocked := startNginxWith(t, nginx, sseBuffered, te.A, te.B)
+
+	mux := http.NewServeMux()
+	mux.Handle("/client/", http.StripPrefix("/client/", http.FileServer(http.Dir(jsClientDir))))
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, jsClientPage)
+	})
+	page := httptest.NewServer(mux)
+	defer page.Close()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+
+	tok := Token(t, "alice", TokenOpts{TTL: 10 * time.Minute})
+	u := page.URL + "/?" + url.Values{"normal": {normal.URL}, "blocked": {blocked.URL}, "token": {tok}}.Encode()
+	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
+		t.Fatalf("open the page in chromium: %v", err)
+	}
+	runs := func() map[string]jsRun { return evaluate[map[string]jsRun](t, ctx, `window.runs`) }
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		r := runs()
+		if len(r["normal"].Transports) == 0 || len(r["blocked"].Transports) == 0 {
+			return fmt.Errorf("the page's clients did not connect: %+v", r)
+		}
+		return nil
+	})
+	if r := runs()["blocked"]; !slices.Equal(r.Transports, []string{"websocket"}) {
+		t.Fatalf("through the SSE-buffering nginx the client connected on %v, want [websocket] (reasons %q)", r.Transports, r.Reasons)
+	}
+
+	var posted []string
+	post := func(k int) {
+		for range k {
+			posted = append(posted, Post(t, te.Ingest.URL, map[string]any{"user": "alice", "n": len(posted)}))
+		}
+	}
+	post(10)
+	for _, e := range []*Server{te.A, te.B} {
+		e.Signal(syscall.SIGTERM)
+		if !e.Wait(15 * time.Second) {
+			t.Fatalf("%s did not stop", e.Name)
+		}
+		post(10)
+		e.Restart()
+		e.WaitReady(t)
+		post(10)
+	}
+
+	var got map[string]jsRun
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		got = runs()
+		for name, r := range got {
+			if len(r.IDs) < len(posted) {
+				return fmt.Errorf("%s: %d of %d messages", name, len(r.IDs), len(posted))
+			}
+		}
+		return nil
+	})
+	for name, r := range got {
+		lost, dup := diff(posted, r.IDs)
+		if len(lost) > 0 || len(dup) > 0 || !slices.Equal(r.IDs, posted) {
+			t.Errorf("%s: got %d of %d, lost %v, duplicated %v (or out of order)", name, len(r.IDs), len(posted), lost, dup)
+		}
+		if len(r.Gaps) > 0 || len(r.Dups) > 0 || len(r.Errors) > 0 {
+			t.Errorf("%s: gaps %v, duplicates dropped %v, errors %v", name, r.Gaps, r.Dups, r.Errors)
+		}
+		t.Logf("%s: %d messages once, in order, across 2 edge restarts; connections %v; reconnect reasons %q", name, len(r.IDs), r.Transports, r.Reasons)
+	}
+	if tr := got["blocked"].Transports; tr[len(tr)-1] != "websocket" || slices.Contains(tr, "sse") {
+		t.Errorf("through the SSE-buffering nginx: connections %v, want WebSocket only", tr)
+	}
+	if tr := got["normal"].Transports; len(tr) < 2 {
+		t.Errorf("through deploy/nginx: connections %v, want a reconnect (both edges restarted)", tr)
+	}
+}
