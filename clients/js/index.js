@@ -12,6 +12,11 @@ export { SSEParser, Backoff, Seen };
 
 const TRANSPORTS = ["sse", "websocket", "longpoll"];
 
+// The most text one SSE event may hold before the stream is taken for
+// something else: far above the edge's MESSAGE_MAX_SIZE (64 KiB by
+// default), low enough that a stream without line ends cannot exhaust memory.
+const MAX_EVENT_TEXT = 16 << 20;
+
 const DEFAULTS = {
   transports: TRANSPORTS,
   // Until the connected event: a proxy that buffers SSE answers 200 and
@@ -396,11 +401,12 @@ export class Client {
       conn.end({ kind: "failed", broken: true, reason: `sse: 200 with Content-Type ${JSON.stringify(type)}, not text/event-stream (a proxy's page?)` });
       return;
     }
+    // One timer for the stream's life, pushed back by every chunk.
     let idle;
+    conn.cleanups.push(() => clearTimeout(idle));
     const arm = () => {
-      idle?.();
-      idle = this.#timer(conn, this.#o.idleTimeout, () =>
-        conn.end(this.#lost(conn, `sse: nothing for ${this.#o.idleTimeout} ms`)));
+      clearTimeout(idle);
+      idle = setTimeout(() => conn.end(this.#lost(conn, `sse: nothing for ${this.#o.idleTimeout} ms`)), this.#o.idleTimeout);
     };
     arm();
     const parser = new SSEParser((e) => this.#event(conn, {
@@ -424,6 +430,10 @@ export class Client {
       if (chunk.done) break;
       arm();
       parser.push(decoder.decode(chunk.value, { stream: true }));
+      if (parser.pending > MAX_EVENT_TEXT) {
+        conn.end({ kind: "failed", broken: true, reason: `sse: an event over ${MAX_EVENT_TEXT} characters (not RIG-Go's stream?)` });
+        return;
+      }
     }
     conn.end(this.#lost(conn, "sse: the stream ended"));
   }

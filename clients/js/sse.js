@@ -57,6 +57,11 @@ export class SSEParser {
     this.buf = this.buf.slice(start);
   }
 
+  /** How much text is held for the event being read: a bound against a stream that never ends an event. */
+  get pending() {
+    return this.buf.length + this.data.length;
+  }
+
   /** @param {string} line */
   line(line) {
     if (line === "") {

@@ -103,3 +103,30 @@ test("connect: refuses missing or wrong options at once", () => {
   assert.throws(() => connect({ url: "http://x", token: "t", transports: ["sse", "carrier-pigeon"] }), /unknown transport "carrier-pigeon"/);
   assert.throws(() => connect({ url: "http://x", token: "t", transports: [] }), /transports is empty/);
 });
+
+test("SSE parser: random events, encoded as the edge does, cut into random chunks, parse back", () => {
+  // A small seeded generator, so that a failure can be reproduced.
+  let seed = 42;
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+  const alphabet = ["a", "é", "\u{1F600}", " ", ":", "\r", "\n", "\r\n", "{", "\"", "\0"];
+  for (let round = 0; round < 300; round++) {
+    const events = [];
+    let text = "";
+    for (let i = 0; i < 1 + rnd(5); i++) {
+      let data = "";
+      for (let k = rnd(12); k > 0; k--) data += alphabet[rnd(alphabet.length)];
+      const id = rnd(2) ? `01K${round}-${i}` : undefined;
+      // The edge splits a payload at \r\n, \r and \n into data: lines.
+      const lines = data.split(/\r\n|\r|\n/);
+      text += (id ? `id: ${id}\n` : "") + "event: message\n" + lines.map((l) => `data: ${l}\n`).join("") + "\n";
+      events.push({ event: "message", id, data: lines.join("\n"), retry: undefined });
+    }
+    const chunks = [];
+    for (let at = 0; at < text.length;) {
+      const n = 1 + rnd(20);
+      chunks.push(text.slice(at, at + n));
+      at += n;
+    }
+    assert.deepEqual(parseAll(chunks), events, `round ${round}: ${JSON.stringify(text)}`);
+  }
+});
