@@ -130,3 +130,41 @@ test("SSE parser: random events, encoded as the edge does, cut into random chunk
     assert.deepEqual(parseAll(chunks), events, `round ${round}: ${JSON.stringify(text)}`);
   }
 });
+
+test("no edge listening: the client cycles through the transports with growing, bounded delays; close() stops it mid-wait", async () => {
+  const { createServer } = await import("node:net");
+  // A port that was just free: connections to it are refused.
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  const port = srv.address().port;
+  await new Promise((r) => srv.close(r));
+
+  let requests = 0;
+  const counting = (url, init) => { requests++; return fetch(url, init); };
+  const c = connect({
+    url: `http://127.0.0.1:${port}`, token: "t", fetch: counting, transportRetries: 1,
+    backoff: { min: 20, max: 160 },
+  });
+  const tries = [];
+  let closed = null;
+  c.on("reconnecting", (r) => tries.push(r));
+  c.on("closed", (x) => { closed = x; });
+  c.on("connected", () => assert.fail("connected to nothing"));
+  const end = Date.now() + 10000;
+  while (tries.length < 7 && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(tries.length >= 7, `${tries.length} attempts in 10 s`);
+  const order = tries.slice(0, 6).map((t) => t.previous);
+  // Without a WebSocket (Node 20 without the flag) that transport fails at once, in turn.
+  assert.deepEqual(order, ["sse", "websocket", "longpoll", "sse", "websocket", "longpoll"]);
+  tries.forEach((t, i) => {
+    const cap = Math.min(160, 20 * 2 ** i);
+    assert.ok(t.delay >= cap / 2 && t.delay <= cap, `attempt ${i}: delay ${t.delay}, want within [${cap / 2}, ${cap}]`);
+  });
+  // The backoff is at its bound now: close while the client waits.
+  c.close();
+  assert.equal(c.state, "closed");
+  assert.deepEqual(closed, { reason: "closed by the application" });
+  const n = requests;
+  await new Promise((r) => setTimeout(r, 400)); // longer than any delay: nothing may follow
+  assert.equal(requests, n, "requests after close()");
+});
