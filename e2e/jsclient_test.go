@@ -173,6 +173,9 @@ for (const name of ["normal", "blocked"]) {
   c.on("duplicate", (d) => run.dups.push(d.id));
   c.on("error", (e) => run.errors.push(e.message));
   c.on("reconnecting", (r) => run.reasons.push(r.reason));
+  // An application bug: its listener throws on the first message. The
+  // client reports it and goes on, for the listeners above too.
+  c.on("message", () => { if (!run.threw) { run.threw = true; throw new Error("app bug"); } });
   window["client_" + name] = c;
 }
 </script></body></html>`
@@ -185,6 +188,7 @@ type jsRun struct {
 	Dups       []string `json:"dups"`
 	Errors     []string `json:"errors"`
 	Reasons    []string `json:"reasons"`
+	Threw      bool     `json:"threw"`
 }
 
 // TestJSClientBrowser drives Debian's chromium on a page that uses
@@ -273,6 +277,9 @@ func TestJSClientBrowser(t *testing.T) {
 		lost, dup := diff(posted, r.IDs)
 		if len(lost) > 0 || len(dup) > 0 || !slices.Equal(r.IDs, posted) {
 			t.Errorf("%s: got %d of %d, lost %v, duplicated %v (or out of order)", name, len(r.IDs), len(posted), lost, dup)
+		}
+		if !r.Threw {
+			t.Errorf("%s: the throwing listener was not called", name)
 		}
 		if len(r.Gaps) > 0 || len(r.Dups) > 0 || len(r.Errors) > 0 {
 			t.Errorf("%s: gaps %v, duplicates dropped %v, errors %v", name, r.Gaps, r.Dups, r.Errors)
