@@ -156,17 +156,23 @@ func TestJSClientNode(t *testing.T) {
 	}
 }
 
-// jsClientPage loads clients/js as a module and opens two clients for
-// alice: one through the nginx of deploy/nginx, one through an nginx that
-// buffers SSE. Each records what it gets.
+// jsClientPage loads clients/js as a module and opens four clients for
+// alice: two through the nginx of deploy/nginx (one with the default
+// transports, one on long-polling only), one through an nginx that buffers
+// SSE and one through an nginx that refuses it. Each records what it gets.
 const jsClientPage = `<!doctype html>
 <html><body><script type="module">
 import { connect } from "/client/index.js";
 const q = new URLSearchParams(location.search);
 window.runs = {};
-for (const name of ["normal", "blocked"]) {
+for (const [name, url, transports] of [
+  ["normal", q.get("normal"), undefined],
+  ["longpoll", q.get("normal"), ["longpoll"]],
+  ["buffered", q.get("buffered"), undefined],
+  ["refused", q.get("refused"), undefined],
+]) {
   const run = window.runs[name] = { ids: [], transports: [], gaps: [], dups: [], errors: [], reasons: [] };
-  const c = connect({ url: q.get(name), token: q.get("token"), connectTimeout: 3000, backoff: { min: 100, max: 2000 } });
+  const c = connect({ url, transports, token: q.get("token"), connectTimeout: 3000, backoff: { min: 100, max: 2000 } });
   c.on("connected", (x) => run.transports.push(x.transport));
   c.on("message", (m) => run.ids.push(m.id));
   c.on("gap", (g) => run.gaps.push(g.id));
@@ -176,7 +182,6 @@ for (const name of ["normal", "blocked"]) {
   // An application bug: its listener throws on the first message. The
   // client reports it and goes on, for the listeners above too.
   c.on("message", () => { if (!run.threw) { run.threw = true; throw new Error("app bug"); } });
-  window["client_" + name] = c;
 }
 </script></body></html>`
 
@@ -192,16 +197,21 @@ type jsRun struct {
 }
 
 // TestJSClientBrowser drives Debian's chromium on a page that uses
-// clients/js, through nginx in front of two edges, during a rolling restart
-// of both: one client through deploy/nginx's configuration, one through an
-// nginx that buffers SSE (200, then nothing). Each ends with every message
-// once, in order; the second one on WebSocket.
+// clients/js (served from another origin, as an application's page is)
+// through nginx in front of two edges, while the edges restart one after
+// the other (SIGTERM, SIGTERM, then SIGKILL) and messages are posted
+// throughout: a client through deploy/nginx's configuration, one on
+// long-polling only, one through an nginx that buffers SSE (200, then
+// nothing) and one through an nginx that answers /socket/sse with 502.
+// Each ends with every message once, in order; the last two on WebSocket,
+// never having connected over SSE.
 func TestJSClientBrowser(t *testing.T) {
 	exe := chromium(t)
 	nginx := NginxPath(t)
-	te := StartTwoEdges(t, map[string]string{"HEARTBEAT_INTERVAL": "1s", "DRAIN_TIMEOUT": "3s"}, nil)
+	te := StartTwoEdges(t, map[string]string{"HEARTBEAT_INTERVAL": "1s", "DRAIN_TIMEOUT": "3s", "LONGPOLL_TIMEOUT": "2s"}, nil)
 	normal := StartNginx(t, nginx, te.A, te.B)
-	blocked := startNginxWith(t, nginx, sseBuffered, te.A, te.B)
+	buffered := startNginxWith(t, nginx, sseBuffered, te.A, te.B)
+	refused := startNginxWith(t, nginx, sseRefused, te.A, te.B)
 
 	mux := http.NewServeMux()
 	mux.Handle("/client/", http.StripPrefix("/client/", http.FileServer(http.Dir(jsClientDir))))
@@ -229,20 +239,26 @@ func TestJSClientBrowser(t *testing.T) {
 	defer cancel()
 
 	tok := Token(t, "alice", TokenOpts{TTL: 10 * time.Minute})
-	u := page.URL + "/?" + url.Values{"normal": {normal.URL}, "blocked": {blocked.URL}, "token": {tok}}.Encode()
+	u := page.URL + "/?" + url.Values{"normal": {normal.URL}, "buffered": {buffered.URL}, "refused": {refused.URL}, "token": {tok}}.Encode()
 	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
 		t.Fatalf("open the page in chromium: %v", err)
 	}
 	runs := func() map[string]jsRun { return evaluate[map[string]jsRun](t, ctx, `window.runs`) }
+	names := []string{"normal", "longpoll", "buffered", "refused"}
 	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		r := runs()
-		if len(r["normal"].Transports) == 0 || len(r["blocked"].Transports) == 0 {
-			return fmt.Errorf("the page's clients did not connect: %+v", r)
+		for _, name := range names {
+			if len(r[name].Transports) == 0 {
+				return fmt.Errorf("the page's client %s did not connect: %+v", name, r[name])
+			}
 		}
 		return nil
 	})
-	if r := runs()["blocked"]; !slices.Equal(r.Transports, []string{"websocket"}) {
-		t.Fatalf("through the SSE-buffering nginx the client connected on %v, want [websocket] (reasons %q)", r.Transports, r.Reasons)
+	first := runs()
+	for name, want := range map[string]string{"normal": "sse", "longpoll": "longpoll", "buffered": "websocket", "refused": "websocket"} {
+		if r := first[name]; !slices.Equal(r.Transports, []string{want}) {
+			t.Fatalf("%s: connected on %v, want [%s] (reasons %q)", name, r.Transports, want, r.Reasons)
+		}
 	}
 
 	var posted []string
@@ -252,10 +268,14 @@ func TestJSClientBrowser(t *testing.T) {
 		}
 	}
 	post(10)
-	for _, e := range []*Server{te.A, te.B} {
-		e.Signal(syscall.SIGTERM)
+	for i, e := range []*Server{te.A, te.B, te.A} {
+		sig := syscall.SIGTERM
+		if i == 2 {
+			sig = syscall.SIGKILL // no reconnect frame: the clients see their connections break
+		}
+		e.Signal(sig)
 		if !e.Wait(15 * time.Second) {
-			t.Fatalf("%s did not stop", e.Name)
+			t.Fatalf("%s did not stop after %s", e.Name, sig)
 		}
 		post(10)
 		e.Restart()
@@ -266,14 +286,15 @@ func TestJSClientBrowser(t *testing.T) {
 	var got map[string]jsRun
 	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
 		got = runs()
-		for name, r := range got {
-			if len(r.IDs) < len(posted) {
+		for _, name := range names {
+			if r := got[name]; len(r.IDs) < len(posted) {
 				return fmt.Errorf("%s: %d of %d messages", name, len(r.IDs), len(posted))
 			}
 		}
 		return nil
 	})
-	for name, r := range got {
+	for _, name := range names {
+		r := got[name]
 		lost, dup := diff(posted, r.IDs)
 		if len(lost) > 0 || len(dup) > 0 || !slices.Equal(r.IDs, posted) {
 			t.Errorf("%s: got %d of %d, lost %v, duplicated %v (or out of order)", name, len(r.IDs), len(posted), lost, dup)
@@ -284,12 +305,17 @@ func TestJSClientBrowser(t *testing.T) {
 		if len(r.Gaps) > 0 || len(r.Dups) > 0 || len(r.Errors) > 0 {
 			t.Errorf("%s: gaps %v, duplicates dropped %v, errors %v", name, r.Gaps, r.Dups, r.Errors)
 		}
-		t.Logf("%s: %d messages once, in order, across 2 edge restarts; connections %v; reconnect reasons %q", name, len(r.IDs), r.Transports, r.Reasons)
+		t.Logf("%-8s %d messages once, in order, across 3 edge restarts; connections %v; reconnect reasons %q", name, len(r.IDs), r.Transports, r.Reasons)
 	}
-	if tr := got["blocked"].Transports; tr[len(tr)-1] != "websocket" || slices.Contains(tr, "sse") {
-		t.Errorf("through the SSE-buffering nginx: connections %v, want WebSocket only", tr)
+	for _, name := range []string{"buffered", "refused"} {
+		if tr := got[name].Transports; tr[len(tr)-1] != "websocket" || slices.Contains(tr, "sse") {
+			t.Errorf("%s: connections %v, want WebSocket only", name, tr)
+		}
+	}
+	if os.Getenv("JSCLIENT_DEBUG") != "" {
+		t.Logf("nginx:\n%s", normal.Logs())
 	}
 	if tr := got["normal"].Transports; len(tr) < 2 {
-		t.Errorf("through deploy/nginx: connections %v, want a reconnect (both edges restarted)", tr)
+		t.Errorf("normal: connections %v, want a reconnect (both edges restarted)", tr)
 	}
 }

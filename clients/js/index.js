@@ -71,6 +71,9 @@ export class Client {
   #transports;
   #ti = 0;
   #failures = 0;
+  // Transports shown not to work here (see "broken" outcomes): skipped
+  // from then on, unless every one is.
+  #broken = new Set();
   #backoff;
   #seen;
   #token;
@@ -90,7 +93,9 @@ export class Client {
     if (options.token === undefined && typeof options.getToken !== "function") {
       throw new RigError("connect: give token or getToken");
     }
-    const o = { ...DEFAULTS, ...options, backoff: { ...DEFAULTS.backoff, ...options.backoff } };
+    // An option given as undefined is an option not given.
+    const given = (x) => Object.fromEntries(Object.entries(x ?? {}).filter(([, v]) => v !== undefined));
+    const o = { ...DEFAULTS, ...given(options), backoff: { ...DEFAULTS.backoff, ...given(options.backoff) } };
     for (const t of o.transports) {
       if (!TRANSPORTS.includes(t)) {
         throw new RigError(`connect: unknown transport ${JSON.stringify(t)}; want one of ${TRANSPORTS.join(", ")}`);
@@ -214,24 +219,46 @@ export class Client {
         this.#token = undefined;
         return 0;
       case "reconnect":
+        this.#prefer();
         return Math.round((this.#o.random ?? Math.random)() * this.#o.reconnectSpread);
       case "busy":
         return Math.max(out.retryAfter ?? 0, this.#backoff.next());
       case "dropped":
         this.#failures = 0;
+        this.#prefer();
         return this.#backoff.next();
       default: {
         // failed: ended before the connected event.
         if (!out.notTransport) {
           this.#failures++;
+          if (out.broken) this.#broken.add(transport);
           if (out.broken || this.#failures >= this.#o.transportRetries) {
             this.#failures = 0;
-            this.#ti = (this.#ti + 1) % this.#transports.length;
+            this.#ti = this.#after(this.#ti);
           }
         }
         return this.#backoff.next();
       }
     }
+  }
+
+  // after returns the index of the transport to try after index i.
+  #after(i) {
+    const n = this.#transports.length;
+    for (let k = 1; k <= n; k++) {
+      const j = (i + k) % n;
+      if (!this.#broken.has(this.#transports[j])) return j;
+    }
+    return (i + 1) % n;
+  }
+
+  // prefer goes back to the first transport not shown broken, after a
+  // connection that worked: failures that were not the transport's own
+  // (an edge restart, a load balancer with no edge for a moment) must not
+  // leave a client on long-polling for good.
+  #prefer() {
+    const i = this.#transports.findIndex((t) => !this.#broken.has(t));
+    if (i >= 0) this.#ti = i;
   }
 
   #sleep(ms) {
