@@ -84,6 +84,7 @@ export class Client {
   #unauthorized = 0; // 401s in a row, each after a fresh token
   #state = "connecting";
   #transport = undefined;
+  #base;
 
   /** @param {import("./index.d.ts").ConnectOptions} options */
   constructor(options) {
@@ -102,17 +103,30 @@ export class Client {
       }
     }
     if (o.transports.length === 0) throw new RigError("connect: transports is empty");
+    // A timer of NaN or a negative count would fire at once, every time.
+    for (const [k, least] of [["connectTimeout", 1], ["idleTimeout", 1], ["pollTimeout", 1], ["healthyAfter", 0], ["transportRetries", 1], ["reconnectSpread", 0], ["dedupWindow", 1]]) {
+      if (typeof o[k] !== "number" || !(o[k] >= least) || !Number.isFinite(o[k])) {
+        throw new RigError(`connect: ${k} is ${JSON.stringify(o[k])}, want a number of at least ${least}`);
+      }
+    }
+    let base;
+    try {
+      base = new URL(o.url, globalThis.location?.href);
+    } catch {
+      throw new RigError(`connect: url ${JSON.stringify(o.url)} is not a URL`);
+    }
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new RigError(`connect: url ${JSON.stringify(o.url)} is not http: or https: (the client derives ws: and wss: itself)`);
+    }
+    this.#base = base;
     this.#o = o;
     this.#transports = [...o.transports];
     this.#backoff = new Backoff({ ...o.backoff, random: o.random });
     this.#seen = new Seen(o.dedupWindow);
     this.#token = o.token;
     this.#cursor = o.lastEventId || undefined;
-    this.#base = new URL(o.url, globalThis.location?.href);
     queueMicrotask(() => this.#run());
   }
-
-  #base;
 
   /** The id the next connection resumes after (last_event_id=). */
   get lastEventId() { return this.#cursor; }
@@ -127,6 +141,7 @@ export class Client {
    * @param {(arg: any) => void} fn
    */
   on(event, fn) {
+    if (typeof fn !== "function") throw new TypeError(`on(${JSON.stringify(event)}): the listener is ${typeof fn}, not a function`);
     let set = this.#listeners.get(event);
     if (!set) this.#listeners.set(event, (set = new Set()));
     set.add(fn);

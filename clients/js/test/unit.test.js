@@ -102,6 +102,14 @@ test("connect: refuses missing or wrong options at once", () => {
   assert.throws(() => connect({ url: "http://x" }), /token or getToken/);
   assert.throws(() => connect({ url: "http://x", token: "t", transports: ["sse", "carrier-pigeon"] }), /unknown transport "carrier-pigeon"/);
   assert.throws(() => connect({ url: "http://x", token: "t", transports: [] }), /transports is empty/);
+  assert.throws(() => connect({ url: "ws://x", token: "t" }), /not http: or https:/);
+  assert.throws(() => connect({ url: "http://[::1", token: "t" }), /is not a URL/);
+  for (const bad of [{ connectTimeout: -1 }, { idleTimeout: NaN }, { transportRetries: 0 }, { pollTimeout: "10" }, { dedupWindow: Infinity }]) {
+    assert.throws(() => connect({ url: "http://x", token: "t", ...bad }), new RegExp(`connect: ${Object.keys(bad)[0]} is`));
+  }
+  const l = connect({ url: "http://127.0.0.1:1", token: "t", transports: ["sse"] });
+  assert.throws(() => l.on("message"), TypeError);
+  l.close();
   // An option given as undefined takes its default.
   const c = connect({ url: "http://127.0.0.1:1", token: "t", transports: undefined, backoff: { min: undefined } });
   c.close();
