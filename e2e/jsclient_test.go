@@ -140,6 +140,7 @@ func TestJSClientNode(t *testing.T) {
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// JSCLIENT_DEBUG=1 shows node's output as it runs, not only at the end.
 	if os.Getenv("JSCLIENT_DEBUG") != "" {
 		cmd.Stdout = io.MultiWriter(&out, os.Stderr)
 		cmd.Stderr = cmd.Stdout
@@ -312,8 +313,8 @@ func TestJSClientBrowser(t *testing.T) {
 			t.Errorf("%s: connections %v, want WebSocket only", name, tr)
 		}
 	}
-	if os.Getenv("JSCLIENT_DEBUG") != "" {
-		t.Logf("nginx:\n%s", normal.Logs())
+	if t.Failed() {
+		t.Logf("nginx in front (access log):\n%s", normal.Logs())
 	}
 	if tr := got["normal"].Transports; len(tr) < 2 {
 		t.Errorf("normal: connections %v, want a reconnect (both edges restarted)", tr)

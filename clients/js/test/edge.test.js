@@ -170,6 +170,27 @@ test("nginx answering /socket/sse with 502: the client ends on WebSocket with ev
   }
 });
 
+test("an SSE stream silent for idleTimeout counts as dead: reconnected, resumed, nothing lost or twice", { skip }, async () => {
+  // The edges send a heartbeat every second (HEARTBEAT_INTERVAL=1s); 300 ms
+  // of silence is then bound to happen between two of them.
+  const u = user("idle");
+  const c = connect({ url: EDGE, token: mint(u), transports: ["sse"], idleTimeout: 300, ...fast });
+  const r = record(c);
+  try {
+    await until("connected", () => r.connected.length === 1);
+    const want = [];
+    for (let i = 0; i < 3; i++) want.push(await post(u, { i }));
+    await until("a reconnect after silence", () => r.events.some(([e, x]) => e === "reconnecting" && /nothing for 300 ms/.test(x.reason)));
+    for (let i = 3; i < 6; i++) want.push(await post(u, { i }));
+    await until("6 messages", () => r.ids.length >= 6);
+    assert.deepEqual(r.ids, want);
+    assert.ok(r.connected.length >= 2, `connections ${r.connected}`);
+    assert.deepEqual([r.gaps, r.dups, r.errors], [[], [], []]);
+  } finally {
+    c.close();
+  }
+});
+
 test("401 without getToken: one error, the client stops, no retry loop", { skip }, async () => {
   for (const transport of ["sse", "websocket", "longpoll"]) {
     let requests = 0;
