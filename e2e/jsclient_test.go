@@ -134,6 +134,7 @@ func TestJSClientNode(t *testing.T) {
 	cmd.Dir = jsClientDir
 	cmd.Env = append(os.Environ(),
 		"RIG_EDGE_URL="+te.A.URL,
+		"RIG_EDGE_B_URL="+te.B.URL,
 		"RIG_INGEST_URL="+te.Ingest.URL,
 		"RIG_JWT_SECRET="+Secret,
 		"RIG_SSE_BLOCKED_URL="+blocked.URL,

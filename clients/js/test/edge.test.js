@@ -9,6 +9,7 @@ import { connect } from "../index.js";
 
 const env = process.env;
 const EDGE = env.RIG_EDGE_URL; // an edge, directly
+const EDGE_B = env.RIG_EDGE_B_URL || EDGE; // the other edge
 const INGEST = env.RIG_INGEST_URL;
 const SECRET = env.RIG_JWT_SECRET;
 const BLOCKED = env.RIG_SSE_BLOCKED_URL; // nginx answering /socket/sse with 502
@@ -80,11 +81,11 @@ for (const transport of ["sse", "websocket", "longpoll"]) {
   });
 }
 
-test("resume across transports: a client on each transport in turn, from the last one's id", { skip }, async () => {
+test("resume across transports and edges: a client on each transport in turn, on one edge then the other, from the last one's id", { skip }, async () => {
   const u = user("resume");
   const want = [], got = [];
   let last;
-  for (const transport of ["sse", "websocket", "longpoll", "sse"]) {
+  for (const [transport, edge] of [["sse", EDGE], ["websocket", EDGE_B], ["longpoll", EDGE], ["sse", EDGE_B], ["websocket", EDGE], ["longpoll", EDGE_B]]) {
     // Messages posted while no client is connected (after the first one
     // left), then while this one is.
     let n = 2;
@@ -92,7 +93,7 @@ test("resume across transports: a client on each transport in turn, from the las
       for (let i = 0; i < 3; i++) want.push(await post(u, { transport, i }));
       n = 5;
     }
-    const c = connect({ url: EDGE, token: mint(u), transports: [transport], lastEventId: last, ...fast });
+    const c = connect({ url: edge, token: mint(u), transports: [transport], lastEventId: last, ...fast });
     const r = record(c);
     await until(`${transport} connected`, () => r.connected.length === 1);
     for (let i = 3; i < 5; i++) want.push(await post(u, { transport, i }));
