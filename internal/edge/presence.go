@@ -1,9 +1,15 @@
 package edge
 
 import (
+	"sync/atomic"
+
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/presence"
 )
+
+// connNumbers numbers the edge's connections (client.Client.Conn), which
+// orders presence listings of one jti open several times.
+var connNumbers atomic.Uint64
 
 // presenceSource answers presence queries from the hub. A user is online
 // here when a connection authenticated as that user is open (a privileged
@@ -26,13 +32,28 @@ func (p presenceSource) Users() []string {
 func (p presenceSource) Sessions(user string) []presence.Session {
 	var out []presence.Session
 	p.s.hub.Each(func(c *client.Client) {
-		if c.Session.User != user {
-			return
+		if c.Session.User == user {
+			out = append(out, p.session(c))
 		}
-		out = append(out, presence.Session{
-			SessionID: c.Session.ID, User: c.Session.User, Users: c.Users(),
-			Transport: c.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: c.Since.UTC(),
-		})
 	})
 	return out
+}
+
+func (p presenceSource) Each(yield func(presence.Session)) {
+	p.s.hub.Each(func(c *client.Client) { yield(p.session(c)) })
+}
+
+func (p presenceSource) session(c *client.Client) presence.Session {
+	return presence.Session{
+		SessionID: c.Session.ID, User: c.Session.User, Users: c.Users(),
+		Transport: c.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: c.Since.UTC(),
+		Remote: c.Remote, Expires: c.Session.Expires.UTC(), Conn: c.Conn,
+	}
+}
+
+// Status is what the edge's announcements say of it: its readiness, as
+// GET /health/ready answers, for ingest's GET /v1/admin/health.
+func (p presenceSource) Status() presence.Status {
+	h, ready := p.s.health()
+	return presence.Status{Ready: ready, Detail: h.Detail, Connections: h.Connections}
 }
