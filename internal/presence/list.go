@@ -28,9 +28,11 @@ const (
 )
 
 // ListQuery asks for one page of every session whose user or jti
-// contains Q (every session when Q is empty), in Key order.
+// contains Q (every session when Q is empty), of User alone when set, in
+// Key order.
 type ListQuery struct {
 	Q     string `json:"q,omitempty"`
+	User  string `json:"user,omitempty"`
 	After *Key   `json:"after,omitempty"` // the last Key of the previous page
 	Limit int    `json:"limit"`
 }
@@ -89,9 +91,12 @@ func ParseCursor(s string) (Key, error) {
 	return k, nil
 }
 
-// Matches reports whether s is one q searches for: its user or jti
-// contains q (case-sensitive, as ids are).
+// Matches reports whether s is one q searches for: of q.User if set, and
+// with q.Q in its user or jti (case-sensitive, as ids are).
 func (q *ListQuery) Matches(s *Session) bool {
+	if q.User != "" && s.User != q.User {
+		return false
+	}
 	return q.Q == "" || strings.Contains(s.User, q.Q) || strings.Contains(s.SessionID, q.Q)
 }
 

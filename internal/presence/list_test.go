@@ -102,6 +102,10 @@ func TestListPagesAcrossEdges(t *testing.T) {
 	if len(byJTI) != 1 || total != 1 || byJTI[0].Edge != "edge-b" {
 		t.Fatalf("q=jti: %+v total %d", byJTI, total)
 	}
+	one, total := listAll(t, g, ListQuery{User: "user-00003", Limit: 2})
+	if len(one) != 3*7 || total != len(one) || one[0].User != "user-00003" { // i%40 == 3 for 7 of each edge's 250
+		t.Fatalf("user=user-00003: %d listed, total %d", len(one), total)
+	}
 	if none, total := listAll(t, g, ListQuery{Q: "nobody", Limit: 100}); len(none) != 0 || total != 0 {
 		t.Fatalf("q=nobody: %+v total %d", none, total)
 	}
