@@ -1,0 +1,253 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rig-go/rig/internal/check"
+)
+
+// adminToken is the API token of the admin tests' ingest.
+const adminToken = "admin-e2e-token-0123456789"
+
+// adminRun is one run of the real `ingest admin`.
+type adminRun struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// runAdmin runs `ingest admin args...` against url with token (none when
+// empty), as a script would.
+func runAdmin(t testing.TB, url, token string, args ...string) adminRun {
+	t.Helper()
+	cmd := exec.Command(bin.ingest, append([]string{"admin"}, args...)...)
+	cmd.Env = []string{"INGEST_URL=" + url}
+	if token != "" {
+		cmd.Env = append(cmd.Env, "API_TOKEN="+token)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := adminRun{Stdout: out.String(), Stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("ingest admin %v: %v", args, err)
+	}
+	return r
+}
+
+// mustAdmin runs `ingest admin` and fails the test unless it succeeds.
+func mustAdmin(t testing.TB, url string, args ...string) string {
+	t.Helper()
+	r := runAdmin(t, url, adminToken, args...)
+	if r.Code != 0 {
+		t.Fatalf("ingest admin %v: exit %d\n%s%s", args, r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// adminStack is a stack whose ingest wants adminToken and knows the
+// edge's route file.
+func adminStack(t *testing.T) *Stack {
+	t.Helper()
+	routes := WriteRoutes(t, `[{"id": "filed", "version_data": {"default": {"endpoints": [{"id": "e", "path": "/filed", "method": "GET", "not_secured": true}]}}, "proxy": {"target_url": "users.example", "port": 8080}}]`)
+	return StartStack(t, map[string]string{"PROXY_CONFIG_FILE": routes, "EDGE_ID": "edge-admin"},
+		map[string]string{"API_TOKENS": adminToken, "PROXY_CONFIG_FILE": routes})
+}
+
+// TestAdminSessionsKillSend: `ingest admin sessions` finds a live SSE
+// session with its transport, edge, remote address and expiry (table and
+// JSON, by user and by search); `send` reaches the stream; `kill` without
+// --for blacklists it until its token expires, the stream gets
+// session_killed, and the session leaves the listing.
+func TestAdminSessionsKillSend(t *testing.T) {
+	st := adminStack(t)
+	url := st.Ingest.URL
+	jti := fmt.Sprintf("admin-jti-%d", time.Now().UnixNano())
+	stream := MustSSE(t, sseURL(st.Edge.URL, Token(t, "alice", TokenOpts{JTI: jti, TTL: 30 * time.Minute})))
+	other := MustSSE(t, sseURL(st.Edge.URL, Token(t, "bob", TokenOpts{JTI: "bob-spared"})))
+
+	var table string
+	check.For(t, 15*time.Second, 50*time.Millisecond, func() error {
+		table = mustAdmin(t, url, "sessions")
+		if !strings.Contains(table, jti) || !strings.Contains(table, "bob-spared") {
+			return fmt.Errorf("sessions do not list both yet:\n%s", table)
+		}
+		return nil
+	})
+	lines := strings.Split(table, "\n")
+	if !strings.HasPrefix(lines[0], "USER") || !strings.Contains(lines[0], "REMOTE") || !strings.Contains(table, "2 of 2 sessions, from 1 edges") {
+		t.Fatalf("table:\n%s", table)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, jti) {
+			f := strings.Fields(l)
+			if len(f) < 7 || f[0] != "alice" || f[2] != "sse" || f[3] != "edge-admin" || f[4] != "127.0.0.1" {
+				t.Fatalf("alice's row %q", l)
+			}
+		}
+	}
+	var page struct {
+		Sessions []struct {
+			JTI, User, Transport, Edge, Remote string
+			Expires                            time.Time
+		}
+		Total int
+	}
+	if err := json.Unmarshal([]byte(mustAdmin(t, url, "sessions", "--user", "alice", "--json")), &page); err != nil {
+		t.Fatal(err)
+	}
+	if page.Total != 1 || len(page.Sessions) != 1 || page.Sessions[0].JTI != jti || page.Sessions[0].Remote != "127.0.0.1" ||
+		time.Until(page.Sessions[0].Expires) < 25*time.Minute || time.Until(page.Sessions[0].Expires) > 31*time.Minute {
+		t.Fatalf("--user alice --json: %+v", page)
+	}
+	if out := mustAdmin(t, url, "sessions", "--q", "bob-sp"); !strings.Contains(out, "bob-spared") || strings.Contains(out, jti) {
+		t.Fatalf("--q bob-sp:\n%s", out)
+	}
+
+	out := mustAdmin(t, url, "send", "alice", `{"text": "hello from the console", "n": 1.50}`)
+	if !strings.HasPrefix(out, "stored and published to alice: id ") {
+		t.Fatalf("send: %q", out)
+	}
+	ev := stream.NextMessage(t, 5*time.Second)
+	if !strings.Contains(ev.Data, `"text":"hello from the console"`) || !strings.Contains(ev.Data, `"n":1.50`) || !strings.Contains(out, ev.ID) {
+		t.Fatalf("alice got %+v after %q", ev, out)
+	}
+	if r := runAdmin(t, url, adminToken, "send", "alice", `{"user": "mallory"}`); r.Code != 1 || !strings.Contains(r.Stderr, `the message's "user" is mallory, not "alice"`) {
+		t.Fatalf("send with another user: %+v", r)
+	}
+
+	start := time.Now()
+	out = mustAdmin(t, url, "kill", jti)
+	stream.WaitKilled(t, start.Add(3*time.Second))
+	t.Logf("kill: %s; session_killed after %s", strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(out, "session "+jti+" blacklisted for 29m") && !strings.Contains(out, "session "+jti+" blacklisted for 30m") {
+		t.Fatalf("kill without --for should last until the token expires (30m): %q", out)
+	}
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if out := mustAdmin(t, url, "sessions"); strings.Contains(out, jti) || !strings.Contains(out, "1 of 1 sessions") {
+			return fmt.Errorf("killed session still listed:\n%s", out)
+		}
+		return nil
+	})
+	// Bob's session was spared: it gets his next message, not session_killed.
+	if id := mustAdmin(t, url, "send", "bob", `{"still": "here"}`, "--json"); !strings.Contains(id, `"id"`) {
+		t.Fatalf("send --json: %q", id)
+	}
+	if ev := other.NextMessage(t, 5*time.Second); !strings.Contains(ev.Data, `"still":"here"`) {
+		t.Fatalf("bob got %+v", ev)
+	}
+	var st2 struct {
+		SessionID         string
+		ValidityInSeconds int
+	}
+	if err := json.Unmarshal([]byte(mustAdmin(t, url, "kill", "bob-spared", "--for", "90s", "--json")), &st2); err != nil || st2.SessionID != "bob-spared" || st2.ValidityInSeconds != 90 {
+		t.Fatalf("kill --for 90s --json: %+v %v", st2, err)
+	}
+	other.WaitKilled(t, time.Now().Add(3*time.Second))
+	if r := runAdmin(t, url, adminToken, "kill", "nobody-here"); r.Code != 1 || !strings.Contains(r.Stderr, `session "nobody-here" has no connection now`) {
+		t.Fatalf("kill of an unknown session without --for: %+v", r)
+	}
+}
+
+// TestAdminRoutesHealth: `routes` lists the file's route and a runtime
+// one, marked; `health` reports ingest, NATS, the three streams and the
+// edge, ready.
+func TestAdminRoutesHealth(t *testing.T) {
+	st := adminStack(t)
+	url := st.Ingest.URL
+	auth := http.Header{"Authorization": {"Bearer " + adminToken}}
+	if r := Do(t, "POST", url+"/v1/apis", "application/json", routeDef("runtime-one", "/rt", `{"target_url": "users.example", "port": 8081}`), auth); r.Status != 201 {
+		t.Fatalf("POST /v1/apis: %d %s", r.Status, r.Body)
+	}
+	out := mustAdmin(t, url, "routes")
+	rows := map[string][]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			rows[f[0]] = f
+		}
+	}
+	if f := rows["filed"]; len(f) != 5 || f[1] != "file" || f[2] != "GET" || f[3] != "/filed" || f[4] != "users.example:8080" {
+		t.Fatalf("file route row %q in\n%s", f, out)
+	}
+	if f := rows["runtime-one"]; len(f) != 5 || f[1] != "runtime" || f[4] != "users.example:8081" {
+		t.Fatalf("runtime route row %q in\n%s", f, out)
+	}
+	var list []struct{ ID, Source string }
+	if err := json.Unmarshal([]byte(mustAdmin(t, url, "routes", "--json")), &list); err != nil || len(list) != 2 || list[0].Source != "file" || list[1].Source != "runtime" {
+		t.Fatalf("routes --json: %+v %v", list, err)
+	}
+
+	var h struct {
+		Status  string
+		NATS    struct{ Status string }
+		Streams []struct {
+			Name string
+			OK   bool
+		}
+		Edges []struct {
+			Edge   string
+			Status struct{ Ready bool }
+		}
+	}
+	check.For(t, 15*time.Second, 100*time.Millisecond, func() error {
+		if err := json.Unmarshal([]byte(mustAdmin(t, url, "health", "--json")), &h); err != nil {
+			return err
+		}
+		if h.Status != "ok" || h.NATS.Status != "CONNECTED" || len(h.Streams) != 3 || len(h.Edges) != 1 || h.Edges[0].Edge != "edge-admin" || !h.Edges[0].Status.Ready {
+			return fmt.Errorf("health %+v", h)
+		}
+		return nil
+	})
+	out = mustAdmin(t, url, "health")
+	for _, want := range []string{"status: ok", "ingest", "edge edge-admin", "ready", "RIG_HISTORY", "KV_RIG_BLACKLIST", "KV_RIG_APIS", "connected"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("health lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("ingest admin health:\n%s", out)
+}
+
+// TestAdminErrors: a missing or wrong token, an ingest that is not there,
+// and bad arguments are each one line on stderr and exit code 1.
+func TestAdminErrors(t *testing.T) {
+	st := adminStack(t)
+	url := st.Ingest.URL
+	nobody := fmt.Sprintf("http://127.0.0.1:%d", FreePort(t))
+	for _, c := range []struct {
+		url, token string
+		args       []string
+		want       string
+	}{
+		{url, "", []string{"sessions"}, "GET /v1/admin/sessions?limit=100: 401 this API needs Authorization: Bearer <one of API_TOKENS> (give one of ingest's API_TOKENS with --token or API_TOKEN)"},
+		{url, "wrong-token", []string{"health"}, "403 the bearer token is not one of API_TOKENS"},
+		{url, "wrong-token", []string{"kill", "x", "--for", "1h"}, "POST /v1/session-blacklist: 403"},
+		{nobody, adminToken, []string{"routes"}, "cannot reach ingest at " + nobody + " (--url, INGEST_URL): dial tcp"},
+		{url, adminToken, []string{"kill"}, "admin kill: expected 1 argument(s), got 0"},
+		{url, adminToken, []string{"kill", "x", "--for", "10ms"}, "admin kill: invalid --for=10ms"},
+		{url, adminToken, []string{"send", "alice", "[1]"}, "admin send: the message must be one JSON object"},
+		{url, adminToken, []string{"send", "", "{}"}, `POST /v1/messages: 400`},
+		{url, adminToken, []string{"frobnicate"}, `admin: unknown command "frobnicate"`},
+		{"ftp://x", adminToken, []string{"health"}, `admin: invalid --url="ftp://x"`},
+	} {
+		r := runAdmin(t, c.url, c.token, c.args...)
+		lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+		last := lines[len(lines)-1]
+		if r.Code != 1 || !strings.Contains(last, c.want) || r.Stdout != "" {
+			t.Errorf("ingest admin %v: exit %d, stdout %q, stderr %q; want exit 1 and %q", c.args, r.Code, r.Stdout, r.Stderr, c.want)
+		}
+		if !strings.Contains(c.want, "unknown command") && len(lines) != 1 {
+			t.Errorf("ingest admin %v: %d lines on stderr, want one:\n%s", c.args, len(lines), r.Stderr)
+		}
+	}
+}
