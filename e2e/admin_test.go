@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metricsql"
 
 	"github.com/rig-go/rig/internal/check"
 )
@@ -250,4 +253,160 @@ func TestAdminErrors(t *testing.T) {
 			t.Errorf("ingest admin %v: %d lines on stderr, want one:\n%s", c.args, len(lines), r.Stderr)
 		}
 	}
+}
+
+// grafanaVars are what Grafana puts for the dashboard's variables, so
+// that its expressions parse as Prometheus sees them.
+var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "$edge_job", "rig-edge", "$ingest_job", "rig-ingest")
+
+// promQLFuncs are the functions and aggregations the dashboard may use:
+// Prometheus's own, so that the parser's MetricsQL extensions do not slip in.
+var promQLFuncs = map[string]bool{"sum": true, "min": true, "max": true, "rate": true, "increase": true, "histogram_quantile": true}
+
+// dashboardExprs returns every panel's expressions, by panel title.
+func dashboardExprs(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type panel struct {
+		Type, Title string
+		Targets     []struct{ Expr string }
+		Panels      json.RawMessage
+	}
+	var d struct {
+		UID, Title string
+		Panels     []panel
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if d.UID == "" || d.Title == "" || len(d.Panels) == 0 {
+		t.Fatalf("%s: no uid, title or panels", path)
+	}
+	out := map[string][]string{}
+	for _, p := range d.Panels {
+		if p.Type == "row" {
+			continue
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			out[p.Title] = append(out[p.Title], tg.Expr)
+		}
+	}
+	return out
+}
+
+// metricNames parses a PromQL expression and returns the metric names it
+// selects, failing on a function Prometheus lacks.
+func metricNames(t *testing.T, expr string) []string {
+	t.Helper()
+	e, err := metricsql.Parse(grafanaVars.Replace(expr))
+	if err != nil {
+		t.Errorf("%q does not parse: %v", expr, err)
+		return nil
+	}
+	var names []string
+	metricsql.VisitAll(e, func(e metricsql.Expr) {
+		switch e := e.(type) {
+		case *metricsql.MetricExpr:
+			for _, lfs := range e.LabelFilterss {
+				if len(lfs) == 0 || lfs[0].Label != "__name__" {
+					t.Errorf("%q selects series without a metric name", expr)
+					continue
+				}
+				names = append(names, lfs[0].Value)
+			}
+		case *metricsql.FuncExpr:
+			if !promQLFuncs[e.Name] {
+				t.Errorf("%q uses %s, not one of the dashboard's PromQL functions", expr, e.Name)
+			}
+		case *metricsql.AggrFuncExpr:
+			if !promQLFuncs[e.Name] {
+				t.Errorf("%q uses %s, not one of the dashboard's PromQL aggregations", expr, e.Name)
+			}
+		}
+	})
+	if len(names) == 0 {
+		t.Errorf("%q names no metric", expr)
+	}
+	return names
+}
+
+// scrapedNames returns the names of the samples a /metrics answer has.
+func scrapedNames(t *testing.T, url string) map[string]bool {
+	t.Helper()
+	r := Do(t, "GET", url, "", nil)
+	if r.Status != 200 {
+		t.Fatalf("GET %s: %d", url, r.Status)
+	}
+	names := map[string]bool{}
+	for _, l := range strings.Split(string(r.Body), "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		if i := strings.IndexAny(l, "{ "); i > 0 {
+			names[l[:i]] = true
+		}
+	}
+	return names
+}
+
+// TestGrafanaDashboardMetrics: every expression of deploy/grafana's
+// dashboard parses, and every metric it names (a histogram's _bucket,
+// _sum and _count included) is a series that a real edge or ingest
+// exports once there has been traffic: connections, messages, a refusal,
+// a blacklisting.
+func TestGrafanaDashboardMetrics(t *testing.T) {
+	exprs := dashboardExprs(t, "../deploy/grafana/rig-go.json")
+	st := StartStack(t, map[string]string{"MAX_CONNECTIONS_PER_USER": "1"}, nil)
+	s := MustSSE(t, sseURL(st.Edge.URL, Token(t, "grafana", TokenOpts{JTI: "grafana-1"})))
+	if status, _ := SSEStatus(t, sseURL(st.Edge.URL, Token(t, "grafana", TokenOpts{JTI: "grafana-2"}))); status != 429 && status != 503 {
+		t.Fatalf("second connection of a user limited to 1: %d", status)
+	}
+	id := Post(t, st.Ingest.URL, map[string]any{"user": "grafana", "n": 1})
+	if ev := s.NextMessage(t, 5*time.Second); ev.ID != id {
+		t.Fatalf("got %+v, want %s", ev, id)
+	}
+	if r := Do(t, "POST", st.Ingest.URL+"/v1/session-blacklist", "application/json", []byte(`{"sessionId":"grafana-1","validityInSeconds":60}`)); r.Status != 201 {
+		t.Fatalf("blacklist: %d %s", r.Status, r.Body)
+	}
+	s.WaitKilled(t, time.Now().Add(5*time.Second))
+
+	// Parsed once: a parse error is reported once, not at every poll.
+	used := map[string][]string{} // metric name -> panels
+	for title, es := range exprs {
+		for _, e := range es {
+			for _, n := range metricNames(t, e) {
+				used[n] = append(used[n], title)
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	check.For(t, 10*time.Second, 100*time.Millisecond, func() error {
+		exported := scrapedNames(t, st.Edge.OpsURL+"/metrics")
+		for n := range scrapedNames(t, st.Ingest.URL+"/metrics") {
+			exported[n] = true
+		}
+		var missing []string
+		for n, titles := range used {
+			if !exported[n] {
+				missing = append(missing, fmt.Sprintf("%s (panels %q)", n, titles))
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("metrics no binary exports: %v", missing)
+		}
+		return nil
+	})
+	n := 0
+	for _, es := range exprs {
+		n += len(es)
+	}
+	t.Logf("%d panels, %d expressions, %d metrics: every one exported", len(exprs), n, len(used))
 }
