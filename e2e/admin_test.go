@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,6 +254,50 @@ func TestAdminErrors(t *testing.T) {
 			t.Errorf("ingest admin %v: %d lines on stderr, want one:\n%s", c.args, len(lines), r.Stderr)
 		}
 	}
+}
+
+// TestAdminAPIRefusals: the admin API asks for the token like the rest
+// of /v1, and refuses parameters no page answers with a 400 naming them;
+// a forged but well-formed cursor only moves where the page starts.
+func TestAdminAPIRefusals(t *testing.T) {
+	st := adminStack(t)
+	auth := http.Header{"Authorization": {"Bearer " + adminToken}}
+	for _, path := range []string{"/v1/admin/sessions", "/v1/admin/health"} {
+		if r := Do(t, "GET", st.Ingest.URL+path, "", nil); r.Status != 401 || !strings.Contains(r.ErrorMessage(t), "API_TOKENS") {
+			t.Errorf("%s without a token: %d %s", path, r.Status, r.Body)
+		}
+		if r := Do(t, "GET", st.Ingest.URL+path, "", nil, http.Header{"Authorization": {"Bearer " + adminToken + "x"}}); r.Status != 403 {
+			t.Errorf("%s with a wrong token: %d %s", path, r.Status, r.Body)
+		}
+	}
+	for q, want := range map[string]string{
+		"limit=99999999999999999999":          "limit=",
+		"limit=-1":                            "limit=",
+		"limit=1e3":                           "limit=",
+		"cursor=" + strings.Repeat("A", 3000): "cursor: not a cursor returned by a previous page: not a cursor's JSON",
+		"cursor=eyJ1IjoxfQ":                   "cursor: not a cursor", // {"u":1}
+		"q=" + strings.Repeat("x", 300):       "q: expected valid UTF-8 of at most 256 bytes, got 300 bytes",
+	} {
+		r := Do(t, "GET", st.Ingest.URL+"/v1/admin/sessions?"+q, "", nil, auth)
+		if r.Status != 400 || !strings.Contains(r.ErrorMessage(t), want) {
+			t.Errorf("?%.50s: %d %s, want 400 %q", q, r.Status, r.Body, want)
+		}
+	}
+	// Past the server's request buffer: a bounded refusal before any handler.
+	if r := Do(t, "GET", st.Ingest.URL+"/v1/admin/sessions?cursor="+strings.Repeat("A", 5000), "", nil, auth); r.Status != 431 {
+		t.Errorf("a 5000-byte cursor: %d %s", r.Status, r.Body)
+	}
+	MustSSE(t, sseURL(st.Edge.URL, Token(t, "carol", TokenOpts{JTI: "carol-1"})))
+	forged, _ := json.Marshal(map[string]any{"u": "carol", "j": "carol-1", "e": "zzz", "c": 1})
+	check.For(t, 15*time.Second, 50*time.Millisecond, func() error {
+		var all, after struct{ Sessions []struct{ JTI string } }
+		Do(t, "GET", st.Ingest.URL+"/v1/admin/sessions", "", nil, auth).JSON(t, &all)
+		Do(t, "GET", st.Ingest.URL+"/v1/admin/sessions?cursor="+base64.RawURLEncoding.EncodeToString(forged), "", nil, auth).JSON(t, &after)
+		if len(all.Sessions) != 1 || len(after.Sessions) != 0 {
+			return fmt.Errorf("all %+v, after a forged cursor past carol %+v", all, after)
+		}
+		return nil
+	})
 }
 
 // grafanaVars are what Grafana puts for the dashboard's variables, so
