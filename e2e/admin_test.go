@@ -455,3 +455,84 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 	}
 	t.Logf("%d panels, %d expressions, %d metrics: every one exported", len(exprs), n, len(used))
 }
+
+// TestAdminCluster: on three NATS nodes and two edges, `ingest admin
+// sessions` lists the sessions of both edges, and `health` shows each
+// stream's leader and current replicas; with a node stopped, the replicas
+// on it are offline or lagging and the status is degraded.
+func TestAdminCluster(t *testing.T) {
+	top := StartTopology(t, nil, map[string]string{"API_TOKENS": adminToken})
+	url := top.Ingest.URL
+	for i, e := range top.Edges {
+		MustSSE(t, sseURL(e.URL, Token(t, "dave", TokenOpts{JTI: fmt.Sprintf("dave-%d", i+1)})))
+	}
+	check.For(t, 15*time.Second, 100*time.Millisecond, func() error {
+		out := mustAdmin(t, url, "sessions", "--user", "dave")
+		if !strings.Contains(out, "2 of 2 sessions, from 2 edges") || !strings.Contains(out, "edge-1") || !strings.Contains(out, "edge-2") {
+			return fmt.Errorf("sessions:\n%s", out)
+		}
+		return nil
+	})
+	type health struct {
+		Status  string
+		NATS    struct{ Servers []string }
+		Streams []struct {
+			Name, Leader string
+			Replicas     int
+			Peers        []struct {
+				Name             string
+				Current, Offline bool
+			}
+			OK bool
+		}
+		Edges []struct {
+			Edge   string
+			Status struct{ Ready bool }
+		}
+	}
+	var h health
+	check.For(t, 30*time.Second, 200*time.Millisecond, func() error {
+		h = health{}
+		if err := json.Unmarshal([]byte(mustAdmin(t, url, "health", "--json")), &h); err != nil {
+			return err
+		}
+		if h.Status != "ok" || len(h.Edges) != 2 || len(h.NATS.Servers) < 3 {
+			return fmt.Errorf("health %+v", h)
+		}
+		for _, s := range h.Streams {
+			if !s.OK || s.Replicas != 3 || s.Leader == "" || len(s.Peers) != 2 {
+				return fmt.Errorf("stream %+v", s)
+			}
+		}
+		return nil
+	})
+	// Stop a node that is not the history stream's leader.
+	var victim *ClusterNode
+	for _, n := range top.NATS {
+		if n.Name != h.Streams[0].Leader {
+			victim = n
+			break
+		}
+	}
+	victim.Stop()
+	check.For(t, 30*time.Second, 200*time.Millisecond, func() error {
+		h = health{}
+		if err := json.Unmarshal([]byte(mustAdmin(t, url, "health", "--json")), &h); err != nil {
+			return err
+		}
+		if h.Status != "degraded" {
+			return fmt.Errorf("status %s with %s stopped", h.Status, victim.Name)
+		}
+		for _, p := range h.Streams[0].Peers {
+			if p.Name == victim.Name && (p.Offline || !p.Current) {
+				return nil
+			}
+		}
+		return fmt.Errorf("history stream peers %+v with %s stopped", h.Streams[0].Peers, victim.Name)
+	})
+	out := mustAdmin(t, url, "health")
+	if !strings.Contains(out, "status: degraded") || !strings.Contains(out, victim.Name+" offline") && !strings.Contains(out, victim.Name+" lagging") {
+		t.Fatalf("health with %s stopped:\n%s", victim.Name, out)
+	}
+	t.Logf("ingest admin health with %s stopped:\n%s", victim.Name, out)
+}
