@@ -56,6 +56,8 @@ type Server struct {
 	opsLn    net.Listener // the operations port; nil: none
 	limits   *limits      // per client address, user and session
 	draining atomic.Bool
+
+	lp *lpSessions // phoenix.js long-poll sessions served here
 }
 
 // Listeners are the ports an edge serves, opened by its caller so that a
@@ -79,6 +81,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles, auth.RequireJTI(cfg.JWT.RequireJTI)),
 		history:  history.NewReader(b.JS, cfg.HistoryReadConcurrency),
 		opsLn:    ln.Ops,
+		lp:       newLPSessions(longPollSecret(cfg)),
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
 		Delivered:  s.counters.Delivered.Load,
@@ -149,6 +152,15 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 	s.gate = newGate(":"+strconv.Itoa(cfg.InboundPort), ln.Public, log, s.metrics, maxConns, s.limits.perIP, s.limits.trusted)
 	s.metrics.TCP(s.gate.Conns, maxConns)
 	return s
+}
+
+// longPollSecret is what the long-poll tokens' key is derived from:
+// PHOENIX_LONGPOLL_SECRET, else JWT_SECRET_KEY (every edge has the same).
+func longPollSecret(cfg *config.Edge) []byte {
+	if cfg.PhoenixLongPoll.Secret != "" {
+		return []byte(cfg.PhoenixLongPoll.Secret)
+	}
+	return []byte(cfg.JWT.SecretKey)
 }
 
 // Addr returns the public port's address, open or not.
