@@ -440,3 +440,100 @@ func TestPhoenixLongPollProtocol(t *testing.T) {
 		t.Fatalf("JSON long-poll: %+v", plain)
 	}
 }
+
+// lpMessageIDs returns the ids of the message pushes of an answer.
+func lpMessageIDs(a lpAnswer) []string {
+	var ids []string
+	for _, m := range a.Messages {
+		var f []json.RawMessage
+		if json.Unmarshal([]byte(m), &f) == nil && len(f) == 5 && string(f[3]) == `"message"` {
+			var id string
+			_ = json.Unmarshal(f[1], &id)
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// TestPhoenixLongPollRelayAndTakeover: a session opened on edge A is
+// served through edge B (B passes its requests to A over NATS); when A is
+// killed, B takes the session over from the token and replays what the
+// client was not answered with, once.
+func TestPhoenixLongPollRelayAndTakeover(t *testing.T) {
+	st := StartTwoEdges(t, map[string]string{"PHOENIX_LONGPOLL_TIMEOUT": "1s"}, nil)
+	a, b, jwt := st.A.URL, st.B.URL, Token(t, "alice")
+
+	hs := lpDo(t, a, "GET", jwt, "", "", nil)
+	if hs.Status != 410 {
+		t.Fatalf("handshake on A: %+v", hs)
+	}
+	// The join lands on B, its reply is polled on A.
+	if p := lpDo(t, b, "POST", jwt, hs.Token, "application/json", []byte(`["1","1","user:alice","phx_join",{}]`)); p.Status != 200 {
+		t.Fatalf("POST join on B: %+v", p)
+	}
+	r := lpDo(t, a, "GET", jwt, hs.Token, "", nil)
+	if r.Status != 200 || len(r.Messages) != 1 || !strings.Contains(r.Messages[0], `"status":"ok"`) {
+		t.Fatalf("poll on A after the join on B: %+v", r)
+	}
+	tok := r.Token
+	// A message, polled through B.
+	id1 := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 1})
+	var got []string
+	check.For(t, 10*time.Second, time.Millisecond, func() error {
+		m := lpDo(t, b, "GET", jwt, tok, "", nil)
+		tok = m.Token
+		got = append(got, lpMessageIDs(m)...)
+		if len(got) == 0 {
+			return fmt.Errorf("no message yet")
+		}
+		return nil
+	})
+	if !slices.Equal(got, []string{id1}) {
+		t.Fatalf("through B: %v, want [%s]", got, id1)
+	}
+	if strings.Contains(st.B.Logs(), "long-poll session taken over") {
+		t.Fatal("B took the session over while A served it")
+	}
+
+	// A dies with messages the client was not answered with.
+	id2 := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 2})
+	id3 := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 3})
+	st.A.Kill()
+	got = nil
+	check.For(t, 20*time.Second, time.Millisecond, func() error {
+		m := lpDo(t, b, "GET", jwt, tok, "", nil)
+		if m.Status == 410 || m.Token == "" {
+			t.Fatalf("B refused the session: %+v", m)
+		}
+		tok = m.Token
+		got = append(got, lpMessageIDs(m)...)
+		if len(got) < 2 {
+			return fmt.Errorf("got %v", got)
+		}
+		return nil
+	})
+	if !slices.Equal(got, []string{id2, id3}) {
+		t.Fatalf("after A died: %v, want %v", got, []string{id2, id3})
+	}
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !strings.Contains(st.B.Logs(), "long-poll session taken over") {
+			return fmt.Errorf("B did not log the takeover")
+		}
+		return nil
+	})
+	// And B now is the home: the next message comes once.
+	id4 := Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": 4})
+	got = nil
+	check.For(t, 10*time.Second, time.Millisecond, func() error {
+		m := lpDo(t, b, "GET", jwt, tok, "", nil)
+		tok = m.Token
+		got = append(got, lpMessageIDs(m)...)
+		if len(got) == 0 {
+			return fmt.Errorf("no message yet")
+		}
+		return nil
+	})
+	if !slices.Equal(got, []string{id4}) {
+		t.Fatalf("on B as the home: %v, want [%s]", got, id4)
+	}
+}

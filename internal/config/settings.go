@@ -157,6 +157,12 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Duration(&c.PhoenixLongPoll.Timeout, "PHOENIX_LONGPOLL_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long a Phoenix long-poll (phoenix.js LongPoll, /socket/longpoll?vsn=) waits for a message before answering 204; keep it below the client's longpollerTimeout (20s by default). An idle session ends after 3 times this.")
 	s.Int(&c.PhoenixLongPoll.MaxSessions, "PHOENIX_LONGPOLL_MAX_SESSIONS", 10_000, 1, 10_000_000, "Most Phoenix long-poll sessions one edge serves at once; past it a new one is refused (status 500: phoenix.js retries with backoff).")
 	s.Secret(&c.PhoenixLongPoll.Secret, "PHOENIX_LONGPOLL_SECRET", "Key that signs Phoenix long-poll session tokens; the same on every edge, so that a poll can land on any. Empty: derived from JWT_SECRET_KEY.")
+	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
+	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
+	s.limits(&c.Limits)
+	s.nats(&c.NATS, "rig-edge")
+	s.log(&c.Log)
+	s.Check(requireSecret(&c.JWT))
 	s.Check(func() error {
 		if c.PhoenixLongPoll.Secret == "" && len(c.JWT.SecretKey) == 0 {
 			return &Error{Setting: "PHOENIX_LONGPOLL_SECRET", Value: "", Expected: "a secret (at least 16 bytes) when JWT_SECRET_KEY is not set"}
@@ -166,12 +172,6 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 		}
 		return nil
 	})
-	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
-	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
-	s.limits(&c.Limits)
-	s.nats(&c.NATS, "rig-edge")
-	s.log(&c.Log)
-	s.Check(requireSecret(&c.JWT))
 	s.proxy(&c.Proxy, getenv)
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err

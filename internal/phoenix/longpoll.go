@@ -131,11 +131,11 @@ func DecodeToken(key []byte, s string) (*PollToken, error) {
 	if !ok || !ok2 {
 		return nil, fmt.Errorf("%w: expected %s<payload>.<signature>", ErrBadToken, TokenPrefix)
 	}
-	got, err := base64.RawURLEncoding.DecodeString(mac)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(mac)
 	if err != nil || !hmac.Equal(got, sign(key, body)) {
 		return nil, fmt.Errorf("%w: bad signature", ErrBadToken)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(body)
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload is not base64url", ErrBadToken)
 	}
@@ -147,6 +147,9 @@ func DecodeToken(key []byte, s string) (*PollToken, error) {
 	}
 	if err := t.check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	if len(t.Topics) == 0 {
+		t.Topics = nil // "c":[] and no "c" are the same token
 	}
 	return &t, nil
 }
