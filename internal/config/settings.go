@@ -122,7 +122,7 @@ type Edge struct {
 	// PhoenixLongPoll is phoenix.js's LongPoll transport (vsn= on
 	// /socket/longpoll).
 	PhoenixLongPoll PhoenixLongPoll
-	Pprof             bool          // PPROF: /debug/pprof/ on the operations port
+	Pprof           bool // PPROF: /debug/pprof/ on the operations port
 
 	// HistoryReadConcurrency (HISTORY_READ_CONCURRENCY) bounds the reads of
 	// history (resumes, long-polls) that run at once; the others queue.
