@@ -119,10 +119,11 @@ type Edge struct {
 	AllowedOrigins    []string      // ALLOWED_ORIGINS; "*" allows any
 	WSMaxFrameSize    int           // WS_MAX_FRAME_SIZE
 	LongPollTimeout   time.Duration // LONGPOLL_TIMEOUT
+	Pprof             bool          // PPROF: /debug/pprof/ on the operations port
+
 	// PhoenixLongPoll is phoenix.js's LongPoll transport (vsn= on
 	// /socket/longpoll).
 	PhoenixLongPoll PhoenixLongPoll
-	Pprof           bool // PPROF: /debug/pprof/ on the operations port
 
 	// HistoryReadConcurrency (HISTORY_READ_CONCURRENCY) bounds the reads of
 	// history (resumes, long-polls) that run at once; the others queue.
