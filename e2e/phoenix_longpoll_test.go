@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/rig-go/rig/internal/check"
 )
@@ -536,4 +539,155 @@ func TestPhoenixLongPollRelayAndTakeover(t *testing.T) {
 	if !slices.Equal(got, []string{id4}) {
 		t.Fatalf("on B as the home: %v, want [%s]", got, id4)
 	}
+}
+
+// longPollPage runs two phoenix.js sockets in the browser, both joining
+// user:alice and resuming from the last id they got (as the README shows):
+// "lp" with the LongPoll transport forced, "fb" on the browser's WebSocket
+// with longPollFallbackMs, pointed at a proxy that refuses WebSockets.
+const longPollPage = `<!doctype html>
+<html><body><script type="module">
+import { Socket, LongPoll } from "/phoenix.mjs";
+const q = new URLSearchParams(location.search);
+const token = q.get("token");
+window.got = {lp: [], fb: []}; window.joined = {lp: 0, fb: 0}; window.opens = {lp: 0, fb: 0}; window.transports = {}; window.errors = []; window.logs = [];
+function run(name, url, opts) {
+  const logger = (kind, msg, data) => window.logs.push(name + " " + kind + " " + msg + " " + JSON.stringify(data));
+  const socket = new Socket(url + "/socket", Object.assign(
+    {params: {token}, reconnectAfterMs: () => 200, rejoinAfterMs: () => 200, logger}, opts));
+  socket.onOpen(() => { window.opens[name]++; window.transports[name] = socket.transportName(socket.transport); });
+  socket.connect();
+  let last = null;
+  const ch = socket.channel("user:alice", () => (last ? {last_event_id: last} : {}));
+  ch.on("message", (payload, id) => { last = id; window.got[name].push(id); });
+  ch.on("gap", () => window.errors.push(name + ": gap"));
+  ch.join()
+    .receive("ok", (r) => { window.joined[name]++; if (!last && r && r.last_event_id) last = r.last_event_id; })
+    .receive("error", (r) => window.errors.push(name + ": " + JSON.stringify(r)));
+}
+run("lp", q.get("lp"), {transport: LongPoll});
+run("fb", q.get("fb"), {longPollFallbackMs: 500});
+</script></body></html>`
+
+// TestBrowserPhoenixLongPoll: Chromium runs phoenix.js with LongPoll
+// forced, and with longPollFallbackMs behind a proxy that refuses
+// WebSockets, against two edges behind nginx; each edge is restarted in
+// turn while messages are posted, and both sockets end with every message
+// once, in order.
+func TestBrowserPhoenixLongPoll(t *testing.T) {
+	exe := chromium(t)
+	nginx := NginxPath(t)
+	nodeClients(t) // e2e/js/node_modules holds phoenix.mjs
+	st := StartTwoEdges(t, map[string]string{"PHOENIX_LONGPOLL_TIMEOUT": "2s"}, nil)
+	lb := StartNginx(t, nginx, st.A, st.B)
+	target, _ := url.Parse(lb.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var refused sync.Map
+	noWS := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			refused.Store(r.URL.Path, true)
+			http.Error(w, "WebSocket blocked by this proxy", http.StatusForbidden)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer noWS.Close()
+
+	phx, err := os.ReadFile(jsDir + "/node_modules/phoenix/priv/static/phoenix.mjs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/phoenix.mjs" {
+			w.Header().Set("Content-Type", "text/javascript")
+			w.Write(phx)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, longPollPage)
+	}))
+	defer page.Close()
+
+	ctx := browser(t, exe)
+	u := page.URL + "/?" + url.Values{"lp": {lb.URL}, "fb": {noWS.URL}, "token": {Token(t, "alice")}}.Encode()
+	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
+		t.Fatalf("open the page in chromium: %v", err)
+	}
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		tr := evaluate[map[string]string](t, ctx, `window.transports`)
+		joined := evaluate[map[string]int](t, ctx, `window.joined`)
+		if tr["lp"] != "LongPoll" || tr["fb"] != "LongPoll" || joined["lp"] == 0 || joined["fb"] == 0 {
+			return fmt.Errorf("transports %v, joined %v", tr, joined)
+		}
+		return nil
+	})
+	if _, ok := refused.Load("/socket/websocket"); !ok {
+		t.Fatal("the fallback socket never tried a WebSocket")
+	}
+
+	var posted []string
+	post := func(k int) {
+		for range k {
+			posted = append(posted, Post(t, st.Ingest.URL, map[string]any{"user": "alice", "n": len(posted)}))
+		}
+	}
+	post(1)
+	waitGot := func(n int) {
+		t.Helper()
+		check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+			got := evaluate[map[string][]string](t, ctx, `window.got`)
+			if len(got["lp"]) < n || len(got["fb"]) < n {
+				logs := evaluate[[]string](t, ctx, `[JSON.stringify({got: window.got, opens: window.opens, tr: window.transports, n: window.logs.length, errors: window.errors, href: location.href})].concat(window.logs.slice(-30))`)
+				return fmt.Errorf("got %d and %d of %d; the page's last log lines:\n%s", len(got["lp"]), len(got["fb"]), n, strings.Join(logs, "\n"))
+			}
+			return nil
+		})
+	}
+	waitGot(1)
+	for _, e := range st.Edges() {
+		post(5)
+		e.Signal(syscall.SIGTERM)
+		post(5)
+		if !e.Wait(15 * time.Second) {
+			t.Fatal("edge did not stop")
+		}
+		post(5)
+		e.Restart()
+		e.WaitReady(t)
+		post(5)
+		waitGot(len(posted))
+	}
+	got := evaluate[map[string][]string](t, ctx, `window.got`)
+	for name, ids := range got {
+		if !slices.Equal(ids, posted) {
+			lost, dup := diff(posted, ids)
+			t.Errorf("%s: got %d of %d, lost %v, duplicated %v (or out of order)", name, len(ids), len(posted), lost, dup)
+		}
+	}
+	if errs := evaluate[[]string](t, ctx, `window.errors`); len(errs) > 0 {
+		t.Errorf("the page saw %v", errs)
+	}
+	opens := evaluate[map[string]int](t, ctx, `window.opens`)
+	t.Logf("chromium: %d messages across two edge restarts behind nginx, on LongPoll forced and on the WebSocket fallback; each once, in order (opened %v times)", len(posted), opens)
+}
+
+// browser starts chromium as TestBrowserResume does, for the test's life.
+func browser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	return ctx
 }
