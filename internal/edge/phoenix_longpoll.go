@@ -116,6 +116,7 @@ type lpSession struct {
 	sub  *nats.Subscription
 
 	handling sync.Mutex // one POSTed batch (or the take-over's rejoins) at a time
+	closing  sync.Once  // of the client
 
 	mu      sync.Mutex
 	out     []lpFrame
@@ -382,7 +383,9 @@ func (s *Server) openPollSession(a *admission, tok *phoenix.PollToken) (*lpSessi
 	s.lp.mu.Lock()
 	s.lp.m[tok.ID] = ls
 	s.lp.mu.Unlock()
+	ls.mu.Lock()
 	ls.idle = time.AfterFunc(s.lpIdle(), ls.expire)
+	ls.mu.Unlock()
 	cn.Attach(ls)
 	cn.Release(nil, 0) // channels hold and release their user on each join
 	return ls, nil
@@ -505,6 +508,9 @@ func (ls *lpSession) Close(d client.Disconnect) error {
 	ls.mu.Lock()
 	ls.ended = true
 	ls.wakeLocked()
+	// Out of the hub now (not here: the hub may be delivering to it);
+	// what the outbox holds waits for the next poll.
+	go ls.release(d)
 	if ls.waiter == nil && len(ls.out) == 0 {
 		// Nothing left to answer with: gone now, not at the idle timeout
 		// (a draining edge waits for its clients to go).
@@ -673,7 +679,12 @@ func (ls *lpSession) removeLocked(d client.Disconnect) {
 	}
 	ls.s.lp.mu.Unlock()
 	// Not here: closing the client closes its transport, this session.
-	go ls.s.close(ls.cn, d)
+	go ls.release(d)
+}
+
+// release closes the session's client and takes it out of the hub, once.
+func (ls *lpSession) release(d client.Disconnect) {
+	ls.closing.Do(func() { ls.s.close(ls.cn, d) })
 }
 
 // relay passes a request for a session this edge is not the home of to
