@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/edge"
@@ -20,6 +21,12 @@ func Edge(ctx context.Context, env Env) error {
 	}
 	log := cfg.Log.Logger(env.Stderr).With("edge", cfg.EdgeID)
 	env.setDefault(log)
+	// Before the ports: an identity provider's key set that cannot be
+	// fetched stops the edge here, with one line.
+	verifier, err := auth.New(ctx, cfg.JWT, log)
+	if err != nil {
+		return err
+	}
 	// The public port opens when the edge is ready; fail now if it is taken.
 	var ln edge.Listeners
 	if ln.Public, err = env.listen("INBOUND_PORT", cfg.InboundPort); err != nil {
@@ -39,14 +46,18 @@ func Edge(ctx context.Context, env Env) error {
 		}
 		return err
 	}
-	srv := edge.New(cfg, log, b, ln)
+	srv := edge.New(cfg, log, b, ln, verifier)
 	public := port(srv.Addr())
+	scheme, ws := "http", "ws"
+	if cfg.TLS.Pair != nil {
+		scheme, ws = "https", "wss"
+	}
 	if ops := srv.OpsAddr(); ops != nil {
 		log.Info("operations port listening", "health", fmt.Sprintf("http://localhost:%d/health", port(ops)))
 	}
-	log.Info("edge started; its public port opens once it is ready", "url", fmt.Sprintf("http://localhost:%d", public),
-		"sse", fmt.Sprintf("http://localhost:%d/socket/sse", public),
-		"websocket", fmt.Sprintf("ws://localhost:%d/socket/websocket", public), "nats", b.NC.ConnectedUrlRedacted())
+	log.Info("edge started; its public port opens once it is ready", "url", fmt.Sprintf("%s://localhost:%d", scheme, public),
+		"sse", fmt.Sprintf("%s://localhost:%d/socket/sse", scheme, public),
+		"websocket", fmt.Sprintf("%s://localhost:%d/socket/websocket", ws, public), "nats", b.NC.ConnectedUrlRedacted())
 	env.started(Addrs{Public: srv.Addr(), Ops: srv.OpsAddr(), NATS: b.EmbeddedURL()})
 	// The edge drains its clients while NATS is still there.
 	if err := run.Ordered(ctx, srv.Run, b.Run); err != nil {

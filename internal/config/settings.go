@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -69,37 +68,6 @@ func (s *Set) log(l *Log) {
 	s.Enum(&l.Format, "LOG_FORMAT", "text", []string{"text", "json"}, "Log line format.")
 }
 
-// JWT is how tokens are verified.
-type JWT struct {
-	SecretKey       string   // JWT_SECRET_KEY
-	UserField       string   // JWT_USER_FIELD
-	RolesField      string   // JWT_ROLES_FIELD
-	PrivilegedRoles []string // PRIVILEGED_ROLES
-	RequireJTI      bool     // JWT_REQUIRE_JTI
-}
-
-func (s *Set) jwt(j *JWT) {
-	s.Secret(&j.SecretKey, "JWT_SECRET_KEY", "Shared secret for HS256/HS384/HS512 JWTs (required).")
-	s.String(&j.UserField, "JWT_USER_FIELD", "user", `JWT claim holding the user id; "sub" is used when it is absent.`)
-	s.String(&j.RolesField, "JWT_ROLES_FIELD", "roles", "JWT claim holding the list of roles.")
-	s.List(&j.PrivilegedRoles, "PRIVILEGED_ROLES", "", "Roles that may subscribe to any user's messages (comma-separated).")
-	s.Bool(&j.RequireJTI, "JWT_REQUIRE_JTI", true, `Refuse (401) tokens without a "jti" claim: their sessions could never be blacklisted.`)
-}
-
-var errNoSecret = errors.New("invalid JWT_SECRET_KEY=\"\": expected a secret of at least 8 bytes (set JWT_SECRET_KEY or --jwt-secret-key)")
-
-func requireSecret(j *JWT) func() error {
-	return func() error {
-		if len(j.SecretKey) == 0 {
-			return errNoSecret
-		}
-		if len(j.SecretKey) < 8 {
-			return &Error{Setting: "JWT_SECRET_KEY", Value: "(hidden)", Expected: "a secret of at least 8 bytes"}
-		}
-		return nil
-	}
-}
-
 // Edge is the edge binary's configuration.
 type Edge struct {
 	NATS NATS
@@ -108,6 +76,8 @@ type Edge struct {
 
 	Proxy  Proxy  // the API gateway
 	Limits Limits // of the public port
+
+	TLS PublicTLS // of the public port; off unless both files are set
 
 	InboundPort       int           // INBOUND_PORT
 	MetricsPort       int           // METRICS_PORT; 0: off
@@ -146,7 +116,8 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Port(&c.InboundPort, "INBOUND_PORT", 4000, "Public port: client connections (SSE, WebSocket, long-polling) and the API gateway. Open only while the edge is ready.")
 	s.OptionalPort(&c.MetricsPort, "METRICS_PORT", 4001, "Operations port: /health (liveness), /health/ready (readiness) and /metrics (Prometheus); 0 turns it off.")
 	s.Bool(&c.Pprof, "PPROF", false, "Serve Go's profiler at /debug/pprof/ on the operations port (METRICS_PORT).")
-	s.jwt(&c.JWT)
+	s.jwtKeys(&c.JWT, true)
+	s.jwtClaims(&c.JWT)
 	s.Duration(&c.HeartbeatInterval, "HEARTBEAT_INTERVAL", 10*time.Second, 100*time.Millisecond, "How often idle connections get a heartbeat.")
 	s.Int(&c.QueueSize, "CLIENT_QUEUE_SIZE", 1024, 8, 1_000_000, "Events queued per connection; a client that falls this far behind is disconnected.")
 	s.Duration(&c.WriteTimeout, "CLIENT_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long one write to a client may block before the client is disconnected.")
@@ -157,23 +128,20 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Duration(&c.LongPollTimeout, "LONGPOLL_TIMEOUT", 25*time.Second, 100*time.Millisecond, "How long a long-poll request waits for an event before answering with none.")
 	s.Duration(&c.PhoenixLongPoll.Timeout, "PHOENIX_LONGPOLL_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long a Phoenix long-poll (phoenix.js LongPoll, /socket/longpoll?vsn=) waits for a message before answering 204; keep it below the client's longpollerTimeout (20s by default). An idle session ends after 3 times this.")
 	s.Int(&c.PhoenixLongPoll.MaxSessions, "PHOENIX_LONGPOLL_MAX_SESSIONS", 10_000, 1, 10_000_000, "Most Phoenix long-poll sessions one edge serves at once; past it a new one is refused (status 500: phoenix.js retries with backoff).")
-	s.Secret(&c.PhoenixLongPoll.Secret, "PHOENIX_LONGPOLL_SECRET", "Key that signs Phoenix long-poll session tokens; the same on every edge, so that a poll can land on any. Empty: derived from JWT_SECRET_KEY.")
+	s.Secret(&c.PhoenixLongPoll.Secret, "PHOENIX_LONGPOLL_SECRET", "Key that signs Phoenix long-poll session tokens; the same on every edge, so that a poll can land on any. Empty: derived from JWT_SECRET_KEY; without that either, each edge makes its own, and a poll that lands on another edge starts a new session.")
 	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.limits(&c.Limits)
+	s.publicTLS(&c.TLS)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
-	s.Check(requireSecret(&c.JWT))
 	s.Check(func() error {
-		if c.PhoenixLongPoll.Secret == "" && len(c.JWT.SecretKey) == 0 {
-			return &Error{Setting: "PHOENIX_LONGPOLL_SECRET", Value: "", Expected: "a secret (at least 16 bytes) when JWT_SECRET_KEY is not set"}
-		}
 		if s := c.PhoenixLongPoll.Secret; s != "" && len(s) < 16 {
 			return &Error{Setting: "PHOENIX_LONGPOLL_SECRET", Value: "(hidden)", Expected: "a secret of at least 16 bytes"}
 		}
 		return nil
 	})
-	s.proxy(&c.Proxy, getenv)
+	s.proxy(&c.Proxy, getenv, &c.InboundPort, &c.MetricsPort)
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err
 	}
@@ -194,10 +162,11 @@ type Ingest struct {
 	BatchMaxCount    int           // MESSAGE_BATCH_MAX_COUNT
 	Pprof            bool          // PPROF: /debug/pprof/ on the API port
 
-	// JWTSecretKey (JWT_SECRET_KEY, optional here) verifies the token sent
-	// with RIG 1.x's DELETE /v1/users/<user>/sessions/<jti>, whose exp then
-	// sets how long the session stays blacklisted.
-	JWTSecretKey string
+	// JWT (JWT_SECRET_KEY, JWT_PUBLIC_KEY, JWT_JWKS_URL..., all optional
+	// here) verifies the token sent with RIG 1.x's DELETE
+	// /v1/users/<user>/sessions/<jti>, whose exp then sets how long the
+	// session stays blacklisted; the edge's settings, so both agree.
+	JWT JWT
 	// BlacklistDefaultExpiry (JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS) is that
 	// duration when no verified token tells.
 	BlacklistDefaultExpiry time.Duration
@@ -212,6 +181,9 @@ type Ingest struct {
 	// /health/ready and /metrics need a token too; off by default because
 	// load balancers' and Prometheus' probes seldom send one.
 	APITokensProtectOps bool
+	// Routes are the API gateway's rules for /v1/apis, and the edges'
+	// route file, whose routes are read-only there.
+	Routes Routes
 }
 
 // minAPITokenLen keeps guessable API tokens out.
@@ -232,12 +204,13 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	s.Int(&c.BatchMaxCount, "MESSAGE_BATCH_MAX_COUNT", 1000, 1, 100_000, "Most messages in one batch (POST /v1/messages with a JSON array); more get 413.")
 	s.Bool(&c.Pprof, "PPROF", false, "Serve Go's profiler at /debug/pprof/ on the API port.")
 	s.Duration(&c.PublishTimeout, "PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, "How long to wait for JetStream to store a message before answering 503.")
-	s.Secret(&c.JWTSecretKey, "JWT_SECRET_KEY", "Optional here: verifies the Authorization token of DELETE /v1/users/<user>/sessions/<jti>, whose exp then sets how long the session stays blacklisted.")
+	s.jwtKeys(&c.JWT, false)
 	var expiryHours int
 	s.Int(&expiryHours, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS", 1, 1, 87600, "Hours a session stays blacklisted by DELETE /v1/users/<user>/sessions/<jti> when no verified token with that jti gives its exp.")
 	s.Duration(&c.PresenceTimeout, "PRESENCE_TIMEOUT", 2*time.Second, 10*time.Millisecond, "Longest a presence query (GET /v1/users...) waits for the edges' answers.")
 	s.nats(&c.NATS, "rig-ingest")
 	s.log(&c.Log)
+	s.routes(&c.Routes, getenv, false, &c.APIPort)
 	s.Check(func() error {
 		if c.MessageUserField == "" {
 			return &Error{Setting: "MESSAGE_USER_FIELD", Value: "", Expected: "a field name"}
@@ -245,9 +218,6 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 		return nil
 	})
 	s.Check(func() error {
-		if c.JWTSecretKey != "" && len(c.JWTSecretKey) < 8 {
-			return &Error{Setting: "JWT_SECRET_KEY", Value: "(hidden)", Expected: "a secret of at least 8 bytes, or none"}
-		}
 		c.BlacklistDefaultExpiry = time.Duration(expiryHours) * time.Hour
 		return nil
 	})

@@ -5,6 +5,7 @@ package edge
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,16 +73,17 @@ type Listeners struct {
 	Ops net.Listener
 }
 
-// New builds an edge on an open broker; Run serves it.
-func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Server {
+// New builds an edge on an open broker; Run serves it. v verifies every
+// token the edge sees: connections' and the API gateway's (see auth.New).
+func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners, v *auth.Verifier) *Server {
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
 		broker:   b,
-		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles, auth.RequireJTI(cfg.JWT.RequireJTI)),
+		verifier: v,
 		history:  history.NewReader(b.JS, cfg.HistoryReadConcurrency),
 		opsLn:    ln.Ops,
-		lp:       newLPSessions(longPollSecret(cfg)),
+		lp:       newLPSessions(longPollSecret(cfg, log)),
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
 		Delivered:  s.counters.Delivered.Load,
@@ -103,6 +105,8 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 	s.limits = newLimits(cfg.Limits, s.metrics)
 	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
 	s.gateway.SetTrustedPeer(s.trustedPeer)
+	// Its own ports, as opened (a test's may differ from the settings).
+	s.gateway.RefusePorts(listenerPort(ln.Public), listenerPort(ln.Ops))
 	s.gateway.SetClientIP(func(c *fiber.Ctx) string {
 		addr, _, _ := s.limits.client(c)
 		return remoteString(addr)
@@ -149,6 +153,9 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 		log.Warn("MAX_CONNECTIONS leaves less than the reserve of the open-file limit: a flood can exhaust file descriptors (the edge then pauses accepting)",
 			"max_connections", maxConns, "open_file_limit", nofile, "reserve", fileReserve(nofile))
 	}
+	if cfg.TLS.Pair != nil {
+		s.logTLS()
+	}
 	s.gate = newGate(":"+strconv.Itoa(cfg.InboundPort), ln.Public, log, s.metrics, maxConns, s.limits.perIP, s.limits.trusted)
 	s.metrics.TCP(s.gate.Conns, maxConns)
 	return s
@@ -156,11 +163,20 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 
 // longPollSecret is what the long-poll tokens' key is derived from:
 // PHOENIX_LONGPOLL_SECRET, else JWT_SECRET_KEY (every edge has the same).
-func longPollSecret(cfg *config.Edge) []byte {
+// An edge with neither (its tokens verified by public keys only) makes
+// its own: its sessions cannot move to another edge, whose 410 makes
+// phoenix.js open a new session and join again with its params.
+func longPollSecret(cfg *config.Edge, log *slog.Logger) []byte {
 	if cfg.PhoenixLongPoll.Secret != "" {
 		return []byte(cfg.PhoenixLongPoll.Secret)
 	}
-	return []byte(cfg.JWT.SecretKey)
+	if cfg.JWT.SecretKey != "" {
+		return []byte(cfg.JWT.SecretKey)
+	}
+	log.Warn("neither PHOENIX_LONGPOLL_SECRET nor JWT_SECRET_KEY is set: Phoenix long-poll sessions stay on the edge they start on (set PHOENIX_LONGPOLL_SECRET, the same on every edge)")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return key
 }
 
 // Addr returns the public port's address, open or not.
@@ -202,6 +218,9 @@ func (s *Server) background(ctx context.Context) error {
 	if s.presence != nil {
 		parts = append(parts, s.presence.Run)
 	}
+	if s.cfg.TLS.Pair != nil {
+		parts = append(parts, s.watchTLS)
+	}
 	defer s.gateway.Close()
 	return run.All(ctx, parts...)
 }
@@ -218,8 +237,12 @@ func until(loop func(context.Context)) run.Func {
 // ctx ends, then drains. The port is open only while the edge is ready
 // (see gate).
 func (s *Server) serveClients(ctx context.Context) error {
+	var ln net.Listener = s.gate
+	if s.cfg.TLS.Pair != nil {
+		ln = newTLSListener(s.gate, s.cfg.TLS.Pair, s.cfg.Limits.HeaderTimeout, s.log)
+	}
 	served := make(chan error, 1)
-	go func() { served <- s.app.Listener(s.gate) }()
+	go func() { served <- s.app.Listener(ln) }()
 	select {
 	case err := <-served:
 		return stopped("public port", err)

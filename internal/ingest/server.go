@@ -25,6 +25,7 @@ import (
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
+	"github.com/rig-go/rig/internal/route"
 	"github.com/rig-go/rig/internal/run"
 )
 
@@ -47,16 +48,18 @@ type Server struct {
 
 	bucket   *blacklist.Bucket
 	presence *presence.Gatherer
-	verifier *auth.Verifier // nil without JWT_SECRET_KEY
+	verifier *auth.Verifier // nil without any JWT key setting
 	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
 	quorum   *quorum        // whether JetStream can store (readiness)
 	ln       net.Listener   // API_PORT; nil: tests drive App
 	tokens   *apiTokens     // API_TOKENS; nil: none, the API is open
+	guard    route.Guard    // what a posted route's target may be
 }
 
 // New builds the ingest API on an open broker, to serve on ln (nil: none;
-// tests drive App). Run runs it.
-func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener) (*Server, error) {
+// tests drive App). Run runs it. v, nil without any JWT key setting,
+// verifies the token that may come with DELETE /v1/users/<user>/sessions/<jti>.
+func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener, v *auth.Verifier) (*Server, error) {
 	js, err := jetstream.New(b.NC,
 		jetstream.WithPublishAsyncMaxPending(maxInFlight),
 		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
@@ -76,13 +79,12 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 		bucket: blacklist.NewBucket(b, log), ln: ln}
 	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
 	s.apis = broker.NewAPIs(b)
+	s.guard = routeGuard(cfg.Routes.Guard, ln)
 	s.quorum = newQuorum(b, log)
 	if len(cfg.APITokens) > 0 {
 		s.tokens = newAPITokens(cfg.APITokens)
 	}
-	if cfg.JWTSecretKey != "" {
-		s.verifier = auth.NewVerifier(cfg.JWTSecretKey, "user", "roles", nil)
-	}
+	s.verifier = v
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		// Batches may be larger than one message; every other body is
