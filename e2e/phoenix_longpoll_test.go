@@ -691,3 +691,92 @@ func browser(t *testing.T, exe string) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestPhoenixLongPollHostile: what one holder of a JWT can do to an edge
+// with long-poll sessions is bounded: handshakes stop at
+// MAX_CONNECTIONS_PER_SESSION, sessions at PHOENIX_LONGPOLL_MAX_SESSIONS, polls of one session at once answer each
+// other (one waits), oversized and foreign tokens open nothing; vsn=1.0.0
+// works as 2.0.0 does.
+func TestPhoenixLongPollHostile(t *testing.T) {
+	st := StartStack(t, map[string]string{"PHOENIX_LONGPOLL_TIMEOUT": "4s", "MAX_CONNECTIONS_PER_SESSION": "5", "PHOENIX_LONGPOLL_MAX_SESSIONS": "7"}, nil)
+	base := st.Edge.URL
+	jwt := Token(t, "alice")
+
+	opened, refused := 0, 0
+	var tok string
+	for range 8 {
+		a := lpDo(t, base, "GET", jwt, "", "", nil)
+		switch {
+		case a.Status == 410:
+			opened++
+			tok = a.Token
+		case a.HTTP == 429 && a.Status == 500:
+			refused++
+		default:
+			t.Fatalf("handshake: %+v", a)
+		}
+	}
+	if opened != 5 || refused != 3 {
+		t.Fatalf("8 handshakes of one session: %d opened, %d refused (429), want 5 and 3", opened, refused)
+	}
+
+	// 20 polls of one session at once: each answers within the poll
+	// timeout, none with a message that is not there.
+	var wg sync.WaitGroup
+	start := time.Now()
+	answers := make(chan lpAnswer, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers <- lpDo(t, base, "GET", jwt, tok, "", nil)
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	for a := range answers {
+		if a.Status != 204 {
+			t.Fatalf("concurrent poll: %+v", a)
+		}
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("20 concurrent polls took %s", took)
+	}
+
+	// Bob's session token with alice's JWT, and a huge token: 410.
+	bobJWT := Token(t, "bob")
+	bob := lpDo(t, base, "GET", bobJWT, "", "", nil)
+	if a := lpDo(t, base, "GET", jwt, bob.Token, "", nil); a.Status != 410 {
+		t.Fatalf("bob's poll token with alice's JWT: %+v", a)
+	}
+	if a := lpDo(t, base, "GET", bobJWT, "lp1."+strings.Repeat("A", 7000)+".x", "", nil); a.Status != 410 {
+		t.Fatalf("a 7 KB poll token: %+v", a)
+	}
+	// Two poll tokens, or two JWTs: 400.
+	if a := lpDo(t, base, "GET", bobJWT, bob.Token, "", nil, "token="+url.QueryEscape(bob.Token)); a.HTTP != 400 {
+		t.Fatalf("two poll tokens: %+v", a)
+	}
+
+	// vsn=1.0.0: a join and its reply as JSON objects.
+	r := Do(t, "GET", base+"/socket/longpoll?vsn=1.0.0&token="+bobJWT, "", nil)
+	var hs lpAnswer
+	r.JSON(t, &hs)
+	join := `{"topic":"user:bob","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}`
+	Do(t, "POST", base+"/socket/longpoll?vsn=1.0.0&token="+bobJWT+"&token="+url.QueryEscape(hs.Token), "application/json", []byte(join))
+	var reply lpAnswer
+	Do(t, "GET", base+"/socket/longpoll?vsn=1.0.0&token="+bobJWT+"&token="+url.QueryEscape(hs.Token), "", nil).JSON(t, &reply)
+	if reply.Status != 200 || len(reply.Messages) != 1 || !strings.Contains(reply.Messages[0], `"event":"phx_reply"`) || !strings.Contains(reply.Messages[0], `"status":"ok"`) {
+		t.Fatalf("vsn=1.0.0 join: %+v", reply)
+	}
+	// A 2.0.0 token is no 1.0.0 session.
+	if a := lpDo(t, base, "GET", bobJWT, reply.Token, "", nil); a.Status != 410 {
+		t.Fatalf("a vsn=1.0.0 token with vsn=2.0.0: %+v", a)
+	}
+	// 5 sessions of alice's, 2 of bob's: the edge's 7, and no more.
+	if a := lpDo(t, base, "GET", Token(t, "carol"), "", "", nil); a.HTTP != 503 || a.Status != 500 || !strings.Contains(a.Error, "PHOENIX_LONGPOLL_MAX_SESSIONS") {
+		t.Fatalf("an 8th session: %+v", a)
+	}
+	if h := healthJSON(t, st.Edge.OpsURL); h["status"] != "ok" {
+		t.Fatalf("edge health after the attacks: %v", h)
+	}
+}
