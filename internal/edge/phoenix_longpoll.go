@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/auth"
@@ -87,6 +88,9 @@ type lpSessions struct {
 	key []byte // signs tokens
 	mu  sync.Mutex
 	m   map[string]*lpSession
+	// adopting makes the requests that take a session over at once (a
+	// poll and a POST) take it over once, together.
+	adopting singleflight.Group
 }
 
 func newLPSessions(secret []byte) *lpSessions {
@@ -394,6 +398,19 @@ func (s *Server) openPollSession(a *admission, tok *phoenix.PollToken) (*lpSessi
 // adopt takes over the session of tok, whose home is gone or was passed
 // by: it joins the token's topics again from their positions.
 func (s *Server) adopt(a *admission, tok *phoenix.PollToken) (*lpSession, error) {
+	v, err, _ := s.lp.adopting.Do(tok.ID, func() (any, error) {
+		if ls := s.lp.get(tok.ID); ls != nil {
+			return ls, nil // taken over by the request before
+		}
+		return s.takeOver(a, tok)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*lpSession), nil
+}
+
+func (s *Server) takeOver(a *admission, tok *phoenix.PollToken) (*lpSession, error) {
 	ls, err := s.openPollSession(a, tok)
 	if err != nil {
 		return nil, err
