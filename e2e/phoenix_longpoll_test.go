@@ -334,7 +334,7 @@ func TestPhoenixLongPollProtocol(t *testing.T) {
 	tok := idle.Token
 
 	joins := `["1","1","user:alice","phx_join",{}]` + "\n" + `["2","2","user:bob","phx_join",{}]`
-	if p := lpDo(t, base, "POST", jwt, tok, "application/x-ndjson", []byte(joins)); p.Status != 200 {
+	if p := lpDo(t, base, "POST", jwt, tok, "application/x-ndjson", []byte(joins)); p.Status != 200 || p.Token != tok {
 		t.Fatalf("POST joins: %+v", p)
 	}
 	replies := lpDo(t, base, "GET", jwt, tok, "", nil)
@@ -471,7 +471,7 @@ func TestPhoenixLongPollRelayAndTakeover(t *testing.T) {
 		t.Fatalf("handshake on A: %+v", hs)
 	}
 	// The join lands on B, its reply is polled on A.
-	if p := lpDo(t, b, "POST", jwt, hs.Token, "application/json", []byte(`["1","1","user:alice","phx_join",{}]`)); p.Status != 200 {
+	if p := lpDo(t, b, "POST", jwt, hs.Token, "application/json", []byte(`["1","1","user:alice","phx_join",{}]`)); p.Status != 200 || p.Token != hs.Token {
 		t.Fatalf("POST join on B: %+v", p)
 	}
 	r := lpDo(t, a, "GET", jwt, hs.Token, "", nil)

@@ -61,6 +61,7 @@ const (
 	lpHeaderGen     = "Rig-Longpoll-Gen"
 	lpHeaderEdge    = "Rig-Longpoll-Edge"
 	lpHeaderStatus  = "Rig-Longpoll-Status"
+	lpHeaderToken   = "Rig-Longpoll-Token"
 	lpOpGet         = "get"
 	lpOpPost        = "post"
 	lpOpTaken       = "taken"
@@ -161,7 +162,7 @@ func (s *Server) handlePhoenixLongPoll(c *fiber.Ctx, v phoenix.Version) error {
 			return s.pollAnswer(c, fiber.StatusOK, body)
 		}
 		ls.end(client.DisconnectClientGone) // passed by: rebuilt below
-	} else if body, ok := s.relay(tok, lpOpGet, nil); ok {
+	} else if body, ok := s.relay(tok, lpOpGet, nil, ""); ok {
 		return s.pollAnswer(c, fiber.StatusOK, body)
 	}
 	ls, err := s.adopt(a, tok)
@@ -211,14 +212,14 @@ func (s *Server) handlePhoenixLongPollPost(c *fiber.Ctx) error {
 	}
 	ls := s.lp.get(tok.ID)
 	if ls == nil {
-		if answer, ok := s.relay(tok, lpOpPost, joinLines(msgs)); ok {
+		if answer, ok := s.relay(tok, lpOpPost, joinLines(msgs), pt); ok {
 			return s.pollAnswer(c, fiber.StatusOK, answer)
 		}
 		if ls, err = s.adopt(a, tok); err != nil {
 			return s.pollRefused(c, err)
 		}
 	}
-	status, answer := ls.post(msgs)
+	status, answer := ls.post(msgs, pt)
 	return s.pollAnswer(c, status, answer)
 }
 
@@ -623,8 +624,9 @@ func (ls *lpSession) answer(w *lpWaiter) []byte {
 	return phoenix.PollAnswer(200, token, frames, "")
 }
 
-// post handles a POSTed batch, in order, as a socket handles its frames.
-func (ls *lpSession) post(msgs [][]byte) (int, []byte) {
+// post handles a POSTed batch, in order, as a socket handles its frames,
+// and answers with the token it came with.
+func (ls *lpSession) post(msgs [][]byte, token string) (int, []byte) {
 	ls.handling.Lock()
 	defer ls.handling.Unlock()
 	ls.mu.Lock()
@@ -647,7 +649,7 @@ func (ls *lpSession) post(msgs [][]byte) (int, []byte) {
 			return fiber.StatusOK, phoenix.PollAnswer(410, "", nil, "")
 		}
 	}
-	return fiber.StatusOK, phoenix.PollAnswer(200, "", nil, "")
+	return fiber.StatusOK, phoenix.PollAnswer(200, token, nil, "")
 }
 
 // expire ends a session that no request came for in 3 poll timeouts.
@@ -708,9 +710,12 @@ func (ls *lpSession) release(d client.Disconnect) {
 // its home, and returns the home's answer; ok is false when no home
 // answers (or the home's copy is older than tok), and this edge takes the
 // session over.
-func (s *Server) relay(tok *phoenix.PollToken, op string, body []byte) (answer []byte, ok bool) {
+func (s *Server) relay(tok *phoenix.PollToken, op string, body []byte, token string) (answer []byte, ok bool) {
 	msg := &nats.Msg{Subject: lpSubjectPrefix + tok.ID, Data: body, Header: nats.Header{
 		lpHeaderOp: {op}, lpHeaderGen: {strconv.FormatUint(tok.Gen, 10)}, lpHeaderEdge: {s.cfg.EdgeID}}}
+	if token != "" {
+		msg.Header.Set(lpHeaderToken, token)
+	}
 	resp, err := s.broker.NC.RequestMsg(msg, s.cfg.PhoenixLongPoll.Timeout+lpRelayMargin)
 	if err != nil {
 		if !errors.Is(err, nats.ErrNoResponders) {
@@ -750,7 +755,7 @@ func (ls *lpSession) serveRemote(m *nats.Msg) {
 	case lpOpPost:
 		go func() {
 			msgs, _ := phoenix.SplitBatch(m.Data, true, ls.s.cfg.WSMaxFrameSize, lpMaxBatch)
-			_, body := ls.post(msgs)
+			_, body := ls.post(msgs, m.Header.Get(lpHeaderToken))
 			_ = m.Respond(body)
 		}()
 	}

@@ -70,7 +70,7 @@ func message(user string, seq uint64) *rig.Event {
 // refused by the session (another edge may have answered it).
 func TestLongPollSessionToken(t *testing.T) {
 	s, ls := newPollSession(t, 2*time.Second, nil)
-	if status, body := ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`), []byte(`["2","2","user:bob","phx_join",{}]`)}); status != 200 || !strings.Contains(string(body), `"status":200`) {
+	if status, body := ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`), []byte(`["2","2","user:bob","phx_join",{}]`)}, ""); status != 200 || !strings.Contains(string(body), `"status":200`) {
 		t.Fatalf("post: %d %s", status, body)
 	}
 	status, frames, tok := pollOnce(t, s, ls, 0)
@@ -102,7 +102,7 @@ func TestLongPollSessionToken(t *testing.T) {
 		t.Fatal("an older token was served")
 	}
 	// A leave drops the topic from the next token.
-	ls.post([][]byte{[]byte(`["1","3","user:alice","phx_leave",{}]`)})
+	ls.post([][]byte{[]byte(`["1","3","user:alice","phx_leave",{}]`)}, "")
 	_, _, tok = pollOnce(t, s, ls, tok.Gen)
 	if len(tok.Topics) != 0 {
 		t.Fatalf("token after the leave: %+v", tok)
@@ -113,7 +113,7 @@ func TestLongPollSessionToken(t *testing.T) {
 // answers the first at once, with nothing; the second gets what comes.
 func TestLongPollSessionNewerPollTakesOver(t *testing.T) {
 	s, ls := newPollSession(t, 5*time.Second, nil)
-	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)})
+	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)}, "")
 	_, _, tok := pollOnce(t, s, ls, 0)
 	first := make(chan []byte, 1)
 	go func() {
@@ -161,7 +161,7 @@ func TestLongPollSessionNewerPollTakesOver(t *testing.T) {
 // behind.
 func TestLongPollSessionBounded(t *testing.T) {
 	s, ls := newPollSession(t, time.Minute, func(c *config.Edge) { c.QueueSize = 8 })
-	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)})
+	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)}, "")
 	for i := range 50 {
 		s.hub.Publish("alice", message("alice", uint64(i+1)))
 	}
@@ -193,7 +193,7 @@ func TestLongPollSessionBounded(t *testing.T) {
 // the race detector; every message is answered once, in order.
 func TestLongPollSessionConcurrent(t *testing.T) {
 	s, ls := newPollSession(t, 50*time.Millisecond, func(c *config.Edge) { c.QueueSize = 1024 })
-	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)})
+	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)}, "")
 	const n = 300
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -206,7 +206,7 @@ func TestLongPollSessionConcurrent(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := range 50 {
-			ls.post([][]byte{[]byte(fmt.Sprintf(`[null,"%d","phoenix","heartbeat",{}]`, i+10))})
+			ls.post([][]byte{[]byte(fmt.Sprintf(`[null,"%d","phoenix","heartbeat",{}]`, i+10))}, "")
 		}
 	}()
 	var msgs []string

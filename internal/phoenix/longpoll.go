@@ -192,7 +192,8 @@ func (t *PollToken) Expired(now time.Time, maxAge time.Duration) bool {
 }
 
 // PollAnswer is the JSON body of every long-poll answer: phoenix.js reads
-// the status from it, not from HTTP.
+// the status from it, not from HTTP. A poll's answer lists messages (204:
+// none); a POST's (messages nil) does not.
 func PollAnswer(status int, token string, messages [][]byte, errMsg string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `{"status":%d`, status)
@@ -200,7 +201,7 @@ func PollAnswer(status int, token string, messages [][]byte, errMsg string) []by
 		b.WriteString(`,"token":`)
 		b.WriteString(quote(token))
 	}
-	if status == 200 || status == 204 {
+	if status == 200 && messages != nil || status == 204 {
 		// Each message is a frame as the WebSocket would carry it, as a
 		// JSON string: phoenix.js hands it to the same decoder.
 		b.WriteString(`,"messages":[`)
