@@ -47,8 +47,9 @@ import (
 const (
 	lpMaxBatch = 100
 	// lpMaxAnswer bounds the frames of one answer (the rest wait for the
-	// next poll): an answer relayed over NATS must fit a NATS message.
-	lpMaxAnswer = 512 << 10
+	// next poll): an answer relayed over NATS, its frames quoted as JSON
+	// strings, must fit a NATS message (1 MiB by default).
+	lpMaxAnswer = 256 << 10
 	// lpRelayMargin is how much longer than a poll a relayed one may take.
 	lpRelayMargin = 5 * time.Second
 )
@@ -125,7 +126,6 @@ type lpSession struct {
 
 	mu      sync.Mutex
 	out     []lpFrame
-	outSize int
 	gen     uint64
 	topics  map[string]uint64 // as the last token issued says
 	waiter  *lpWaiter         // the poll waiting, if any
@@ -169,7 +169,12 @@ func (s *Server) handlePhoenixLongPoll(c *fiber.Ctx, v phoenix.Version) error {
 	if err != nil {
 		return s.pollRefused(c, err)
 	}
-	body, _ := ls.poll(ctx, tok.Gen)
+	body, ok := ls.poll(ctx, tok.Gen)
+	if !ok {
+		// Taken over by another edge in the meantime, or ended: the
+		// client opens a new session.
+		body = phoenix.PollAnswer(410, "", nil, "")
+	}
 	return s.pollAnswer(c, fiber.StatusOK, body)
 }
 
@@ -203,12 +208,8 @@ func (s *Server) handlePhoenixLongPollPost(c *fiber.Ctx) error {
 			"long-poll body of "+strconv.Itoa(len(body))+" bytes, more than "+strconv.Itoa(lpMaxBatch)+" messages of WS_MAX_FRAME_SIZE"))
 	}
 	msgs, err := phoenix.SplitBatch(body, ndjson, maxLine, lpMaxBatch)
-	if err != nil {
-		status := fiber.StatusBadRequest
-		if strings.Contains(err.Error(), "more than") {
-			status = fiber.StatusRequestEntityTooLarge
-		}
-		return s.pollRefused(c, api.NewError(status, err.Error()))
+	if err != nil { // a line too long, or too many
+		return s.pollRefused(c, api.NewError(fiber.StatusRequestEntityTooLarge, err.Error()))
 	}
 	ls := s.lp.get(tok.ID)
 	if ls == nil {
@@ -488,7 +489,6 @@ func (ls *lpSession) pushLocked(f lpFrame) error {
 		return errOutboxFull
 	}
 	ls.out = append(ls.out, f)
-	ls.outSize += len(f.data)
 	ls.wakeLocked()
 	return nil
 }
@@ -606,7 +606,6 @@ func (ls *lpSession) answer(w *lpWaiter) []byte {
 			n++
 		}
 		ls.out = slices.Delete(ls.out, 0, n)
-		ls.outSize -= size
 	}
 	if len(frames) > 0 {
 		ls.gen = randomGen()

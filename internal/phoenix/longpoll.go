@@ -226,7 +226,8 @@ func quote(s string) string {
 	return string(b)
 }
 
-// ErrBatch is wrapped by every error about a POSTed batch.
+// ErrBatch is wrapped by every error about a POSTed batch: each is one of
+// its bounds exceeded.
 var ErrBatch = errors.New("invalid long-poll batch")
 
 // SplitBatch reads the body of a long-poll POST: newline-delimited
