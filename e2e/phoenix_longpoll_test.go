@@ -433,6 +433,18 @@ func TestPhoenixLongPollProtocol(t *testing.T) {
 	if a := lpDo(t, base, "POST", jwt, tok, "application/json", []byte(`[null,"7","phoenix","heartbeat",{}]`)); a.Status != 200 {
 		t.Fatalf("heartbeat after the refusals: %+v", a)
 	}
+	// A token is good for 3 poll timeouts after it was issued: polled with
+	// again and again (never with the newer ones), it expires.
+	stale := idle.Token
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
+		if a := lpDo(t, base, "GET", jwt, stale, "", nil); a.Status != 410 {
+			return fmt.Errorf("a token issued %s ago: %d", time.Since(start).Round(time.Second), a.Status)
+		}
+		return nil
+	})
+	if age := time.Since(start); age < 3*time.Second {
+		t.Fatalf("a token expired after %s, before 3 poll timeouts", age)
+	}
 	// Without vsn, /socket/longpoll is RIG-Go's JSON long-poll, as before.
 	var plain struct {
 		Events      []json.RawMessage `json:"events"`
