@@ -153,9 +153,20 @@ func (g *Gatherer) List(ctx context.Context, q ListQuery) (Listing, error) {
 	}
 	l := Listing{Sessions: []Session{}, Result: res}
 	totals := map[string]int{}
+	older := map[string]bool{}
 	for _, r := range replies {
+		if !r.Listed {
+			older[r.Edge] = true
+			continue
+		}
 		l.Sessions = append(l.Sessions, r.Sessions...)
 		totals[r.Edge] = r.Total // every part carries its edge's total
+	}
+	if len(older) > 0 {
+		// Edges from before listings (a rolling upgrade): their sessions
+		// are not in the page, which says so.
+		l.Edges = slices.DeleteFunc(l.Edges, func(e string) bool { return older[e] })
+		l.Complete = false
 	}
 	for _, n := range totals {
 		l.Total += n

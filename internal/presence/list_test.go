@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/rig-go/rig/internal/check"
 )
 
@@ -224,5 +226,31 @@ func benchList(b *testing.B, q string) {
 		if err != nil || !l.Complete || l.Total == 0 || (q == "" && l.Total != 100_000) {
 			b.Fatalf("List: total %d %+v %v", l.Total, l.Result, err)
 		}
+	}
+}
+
+// TestListWithAnOlderEdge: an edge from before listings answers one with
+// its users; the listing leaves it out and says it is incomplete.
+func TestListWithAnOlderEdge(t *testing.T) {
+	ns := runServer(t, 0)
+	serve(t, ns, "new", fakeEdge{sessions: manySessions("new", 3, 3)})
+	old := connect(t, ns)
+	if _, err := old.Subscribe(QuerySubject, func(m *nats.Msg) {
+		_ = old.Publish(m.Reply, encode(Reply{Edge: "old", Part: 1, Parts: 1, Users: []string{"someone"}}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	g := gatherer(t, ns, 2*time.Second)
+	g.since = time.Now().Add(-time.Minute)
+	if err := old.Publish(AnnounceSubject, encode(Announcement{Edge: "old", IntervalMS: 10_000})); err != nil {
+		t.Fatal(err)
+	}
+	check.For(t, 10*time.Second, 10*time.Millisecond, knows(g, 2))
+	l, err := g.List(context.Background(), ListQuery{Limit: 10})
+	if err != nil || l.Complete || len(l.Sessions) != 3 || l.Total != 3 || !slices.Equal(l.Edges, []string{"new"}) {
+		t.Fatalf("List = %+v, %v", l, err)
 	}
 }

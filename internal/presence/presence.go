@@ -70,6 +70,9 @@ type Reply struct {
 	// Total is, in the answer to a listing, how many of the edge's
 	// sessions match; every part carries it.
 	Total int `json:"total,omitempty"`
+	// Listed marks the answer to a listing: an edge from before listings
+	// answers one with its users instead, which must not pass for none.
+	Listed bool `json:"listed,omitempty"`
 }
 
 // Announcement says an edge exists (or, with Gone, no longer does).

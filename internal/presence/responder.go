@@ -88,7 +88,7 @@ func (r *Responder) answer(m *nats.Msg) {
 		page, total := Page(*q.List, r.src.Each)
 		parts = splitSessions(r.edge, page, r.limit())
 		for i := range parts {
-			parts[i].Total = total
+			parts[i].Total, parts[i].Listed = total, true
 		}
 	case q.User == "":
 		parts = splitUsers(r.edge, r.src.Users(), r.limit())
