@@ -115,6 +115,9 @@ func TestAdminSessionsKillSend(t *testing.T) {
 		time.Until(page.Sessions[0].Expires) < 25*time.Minute || time.Until(page.Sessions[0].Expires) > 31*time.Minute {
 		t.Fatalf("--user alice --json: %+v", page)
 	}
+	if out := mustAdmin(t, url, "sessions", "--limit", "1"); !strings.Contains(out, "1 of 2 sessions") || strings.Count(out, "\n") != 3 {
+		t.Fatalf("--limit 1:\n%s", out)
+	}
 	if out := mustAdmin(t, url, "sessions", "--q", "bob-sp"); !strings.Contains(out, "bob-spared") || strings.Contains(out, jti) {
 		t.Fatalf("--q bob-sp:\n%s", out)
 	}
