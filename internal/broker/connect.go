@@ -16,6 +16,16 @@ import (
 	"github.com/rig-go/rig/internal/config"
 )
 
+// Inbox prefixes of the two binaries, instead of nats.go's _INBOX: the
+// replies they get (JetStream API answers, direct gets carrying users'
+// messages, presence) then come on subjects a secured NATS lets only them
+// subscribe to (nats/secured/permissions.conf), while a back-end publisher
+// keeps _INBOX.> for its acks.
+const (
+	EdgeInbox   = "_RIG_EDGE_INBOX"
+	IngestInbox = "_RIG_INGEST_INBOX"
+)
+
 // securityOptions turns the configured credentials and TLS files into
 // nats.go options. The files were checked at start (config); nats.go reads
 // them again on each connect, so a rotated file is picked up on the next
