@@ -71,8 +71,12 @@ type Broker struct {
 	lostOnce sync.Once
 	lostErr  error
 	refusal  atomic.Value // the last refusal logged, to log each once
-	denials  denials
-	urls     string
+	// everConnected: the connection was up once; before, a refusal ends
+	// the process (refused says why).
+	everConnected atomic.Bool
+	refused       atomic.Pointer[error]
+	denials       denials
+	urls          string
 
 	hooksMu     sync.Mutex
 	onReconnect []func()
@@ -146,6 +150,7 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.everConnected.Store(true)
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 			b.reconnected()
 		}),
@@ -153,11 +158,24 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 		// (a rotated password, an expired certificate): said once per
 		// change of reason, not at every attempt. nats.go gives up after
 		// the same refusal twice from a server, which ends Run.
-		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			if e := connectError(cfg, urls, err); e != nil && b.refusal.Swap(e.Error()) != e.Error() {
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			e := connectError(cfg, urls, err)
+			if e == nil {
+				return
+			}
+			if !b.everConnected.Load() {
+				// Still starting (the first attempt failed otherwise,
+				// say the server closed the connection before its TLS
+				// alert arrived): as good as a refusal at the first.
+				b.refused.Store(&e)
+				go nc.Close()
+				return
+			}
+			if b.refusal.Swap(e.Error()) != e.Error() {
 				log.Error("NATS refuses this connection", "err", e)
 			}
 		}),
+		nats.ConnectHandler(func(*nats.Conn) { b.everConnected.Store(true) }),
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			b.lostOnce.Do(func() {
 				b.lostErr = nc.LastError()
@@ -185,7 +203,9 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 	// the TLS at start is one line and an exit, not a process that stays
 	// unready. NATS not being there yet is retried in the background.
 	nc, err := nats.Connect(urls, append(base, opts...)...)
-	if err != nil {
+	if err == nil {
+		b.everConnected.Store(true)
+	} else {
 		if e := connectError(cfg, urls, err); e != nil {
 			b.shutdownEmbedded()
 			return nil, e
@@ -245,6 +265,9 @@ func (b *Broker) Run(ctx context.Context) error {
 // lostCause says why nats.go closed the connection: as connectError puts
 // it when it is a refusal.
 func (b *Broker) lostCause() error {
+	if e := b.refused.Load(); e != nil {
+		return *e
+	}
 	err := b.lostErr
 	if err == nil {
 		return errors.New("closed by the client library")

@@ -71,7 +71,7 @@ func connectError(cfg config.NATS, urls string, err error) error {
 		if m := cfg.Auth.Method(); m != "none" {
 			how = "authenticating with " + authSetting(cfg.Auth)
 		}
-		return fmt.Errorf("NATS refused the credentials: %s at %s; %s", strings.TrimPrefix(err.Error(), "nats: "), urls, how)
+		return fmt.Errorf("NATS refused the credentials: %s at %s; %s", strings.ToLower(strings.TrimPrefix(err.Error(), "nats: ")), urls, how)
 	case errors.Is(err, nats.ErrSecureConnWanted):
 		return fmt.Errorf("NATS at %s does not offer TLS, and NATS_TLS_* is set: %w", urls, err)
 	case tlsFailure(err) && !cfg.TLS.Enabled():
@@ -107,7 +107,7 @@ func tlsFailure(err error) bool {
 		opErr     *net.OpError
 		errSecure = errors.Is(err, nats.ErrSecureConnRequired)
 	)
-	if errSecure || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) ||
+	if errSecure || errors.Is(err, nats.ErrTLS) || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) ||
 		errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &alert) {
 		return true
 	}
