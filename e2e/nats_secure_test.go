@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,7 +180,36 @@ func TestNATSSecuredCluster(t *testing.T) {
 		if ev := alice.NextMessage(t, 10*time.Second); ev.ID != ack.ID {
 			t.Fatalf("alice got %s, want the publisher's %s", ev.ID, ack.ID)
 		}
-		t.Logf("delivered over the secured cluster: ingest's %s and the publisher's %s", id, ack.ID)
+		// Resume on the other edge reads history (the leader's and direct
+		// gets) with the edge's read-only user.
+		resumed := MustSSE(t, sseURL(top.Edges[1].URL, Token(t, "alice")), http.Header{"Last-Event-ID": {id}})
+		if ev := resumed.NextMessage(t, 10*time.Second); ev.ID != ack.ID {
+			t.Fatalf("resume after %s got %s, want %s", id, ev.ID, ack.ID)
+		}
+		// Presence: ingest asks, the edges answer.
+		var users []string
+		check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+			Do(t, "GET", top.Ingest.URL+"/v1/users", "", nil).JSON(t, &users)
+			if !slices.Contains(users, "alice") {
+				return fmt.Errorf("GET /v1/users: %v, want alice", users)
+			}
+			return nil
+		})
+		resumed.Close()
+		t.Logf("delivered over the secured cluster: ingest's %s and the publisher's %s; resumed; presence %v", id, ack.ID, users)
+		// Nothing the binaries do needs more than their role allows: the
+		// only refusals NATS logged are the edges' attempts to create or
+		// update the stream and the buckets, which they then use as found.
+		expected := regexp.MustCompile(`^\$JS\.API\.STREAM\.(UPDATE|CREATE)\.(RIG_HISTORY|KV_RIG_BLACKLIST|KV_RIG_APIS)$`)
+		violation := regexp.MustCompile(`nkey:(U[A-Z0-9]+)" - (Publish|Subscription) Violation - Subject "([^"]+)"`)
+		for _, n := range nodes {
+			for _, m := range violation.FindAllStringSubmatch(n.Logs(), -1) {
+				if m[1] == sec.NKeys["NATS_EDGE_NKEY"] && m[2] == "Publish" && expected.MatchString(m[3]) {
+					continue
+				}
+				t.Errorf("%s: unexpected %s violation of %s on %s", n.Name, m[2], m[1], m[3])
+			}
+		}
 	})
 
 	t.Run("publisher may not read or write anything else", func(t *testing.T) {
