@@ -513,3 +513,35 @@ func operatorSetup(t testing.TB) (conf, credsFile string) {
 		ojwt, syspub, syspub, sysjwt, apub, ajwt)
 	return conf, credsFile
 }
+
+// TestNATSSecuredConfigs: nats-server accepts nats/secured/cluster.conf
+// with the environment it documents (what `task certs` writes), and
+// refuses it, naming the variable, without a role's key or the CA.
+func TestNATSSecuredConfigs(t *testing.T) {
+	sec := GenSecure(t)
+	conf, _ := filepath.Abs("../nats/secured/cluster.conf")
+	env := map[string]string{"NATS_SERVER_NAME": "nats-1", "NATS_LISTEN": "127.0.0.1:4222", "NATS_MONITOR_LISTEN": "127.0.0.1:8222",
+		"NATS_CLUSTER_LISTEN": "127.0.0.1:6222", "NATS_ROUTES": "[nats://127.0.0.1:6222, nats://127.0.0.1:6223]",
+		"NATS_STORE_DIR": strconv.Quote(t.TempDir())}
+	for k, v := range sec.ServerEnv() {
+		env[k] = v
+	}
+	run := func(without string) (string, error) {
+		cmd := exec.Command(bin.natsServer, "-c", conf, "-t")
+		for k, v := range env {
+			if k != without {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(""); err != nil || !strings.Contains(out, "is valid") {
+		t.Fatalf("nats-server -t -c nats/secured/cluster.conf: %v\n%s", err, out)
+	}
+	for _, missing := range []string{"NATS_EDGE_NKEY", "NATS_PUBLISHER_NKEY", "NATS_TLS_CA"} {
+		if out, err := run(missing); err == nil || !strings.Contains(out, missing) {
+			t.Errorf("nats-server -t without %s: %v\n%s", missing, err, out)
+		}
+	}
+}
