@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -307,10 +308,20 @@ func TestNATSSecuredCluster(t *testing.T) {
 // listen address and JetStream store are added), and returns its URL.
 func natsConf(t testing.TB, conf string) string {
 	t.Helper()
+	url, _ := natsConfProc(t, conf)
+	return url
+}
+
+// natsConfProc is natsConf that also returns a function rewriting the
+// configuration (the listen address and store kept) and having the server
+// reload it.
+func natsConfProc(t testing.TB, conf string) (string, func(conf string)) {
+	t.Helper()
 	port := FreePort(t)
+	store := t.TempDir()
+	head := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n", port, store)
 	path := filepath.Join(t.TempDir(), "nats.conf")
-	conf = fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n", port, t.TempDir()) + conf
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(head+conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n := StartProc(t, "nats-server", bin.natsServer, []string{"-c", path}, nil)
@@ -323,7 +334,14 @@ func natsConf(t testing.TB, conf string) string {
 		}
 		return nil
 	})
-	return fmt.Sprintf("nats://127.0.0.1:%d", port)
+	reload := func(conf string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(head+conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.Signal(syscall.SIGHUP)
+	}
+	return fmt.Sprintf("nats://127.0.0.1:%d", port), reload
 }
 
 // wantStartFailure starts binary with env and wants it to exit within 20s,
@@ -383,6 +401,27 @@ func TestNATSSecureStartup(t *testing.T) {
 		// TLS asked for, and the server has none.
 		wantStartFailure(t, bin.edge, with(EdgeEnv(FreePort(t), url), "NATS_USER", "rig", "NATS_PASSWORD", "right-password-123",
 			"NATS_TLS_CA_FILE", GenSecure(t).Path("ca.pem")), "does not offer TLS")
+	})
+
+	t.Run("password changed while running", func(t *testing.T) {
+		url, reload := natsConfProc(t, `authorization { users: [{user: rig, password: "first-password-123"}] }`)
+		edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), "NATS_USER", "rig", "NATS_PASSWORD", "first-password-123"))
+		// The server drops the connection of a user whose password
+		// changed; the edge's reconnects are refused.
+		reload(`authorization { users: [{user: rig, password: "second-password-456"}] }`)
+		if !edge.Wait(30 * time.Second) {
+			t.Fatalf("the edge still runs 30s after NATS stopped taking its password:\n%s", edge.Logs())
+		}
+		if code := edge.ExitCode(); code == 0 {
+			t.Fatal("the edge exited 0")
+		}
+		logs := edge.Logs()
+		if !strings.Contains(logs, "NATS connection closed for good: NATS refused the credentials: authorization violation") {
+			t.Fatalf("no line saying why:\n%s", logs)
+		}
+		if strings.Contains(logs, "first-password-123") {
+			t.Fatal("the password is in the log")
+		}
 	})
 
 	t.Run("token", func(t *testing.T) {
