@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rig-go/rig/internal/config"
@@ -137,4 +140,35 @@ func TestEnsureDenied(t *testing.T) {
 	if e, err := rkv.Get(ctx, "k"); err != nil || string(e.Value()) != "v" {
 		t.Fatalf("read through the looked-up bucket: %v %v", e, err)
 	}
+}
+
+// FuzzDenied: whatever a server's permissions error says, the watch of a
+// stream's API learns of a denial only for a subject of that API, named in
+// the error.
+func FuzzDenied(f *testing.F) {
+	f.Add(`Permissions Violation for Publish to "$JS.API.STREAM.UPDATE.RIG_HISTORY"`)
+	f.Add(`Permissions Violation for Publish to "$JS.API.STREAM.INFO.RIG_HISTORY"`)
+	f.Add(`Permissions Violation for Subscription to "user.>"`)
+	f.Add(`Permissions Violation for Publish to "$JS.API.STREAM.CREATE.KV_RIG_BLACKLIST" using queue "q"`)
+	f.Add(`publish to ""`)
+	match := func(subject string) bool {
+		return strings.HasPrefix(subject, "$JS.API.STREAM.") && strings.HasSuffix(subject, ".RIG_HISTORY")
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		var d denials
+		ctx, stop := d.watch(context.Background(), match)
+		defer stop()
+		found := d.denied(fmt.Errorf("%w: %s", nats.ErrPermissionViolation, text))
+		cause := deniedCause(ctx)
+		if found != (cause != nil) {
+			t.Fatalf("found %v, cause %v", found, cause)
+		}
+		if cause != nil && (!match(cause.Subject) || !strings.Contains(text, `"`+cause.Subject+`"`)) {
+			t.Fatalf("denied %q from %q", cause.Subject, text)
+		}
+		// Another error, or none, is no denial.
+		if d.denied(errors.New(text)) && !found {
+			t.Fatalf("a plain error %q taken for a denial", text)
+		}
+	})
 }
