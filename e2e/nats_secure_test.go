@@ -238,7 +238,7 @@ func TestNATSSecuredCluster(t *testing.T) {
 
 	t.Run("edge may not publish to users or write the blacklist", func(t *testing.T) {
 		bob := MustSSE(t, sseURL(top.LB.URL, Token(t, "bob")))
-		nc, errs := sec.Connect(t, nodes[0].URL, "edge")
+		nc, errs := sec.Connect(t, nodes[0].URL, "edge", nats.CustomInboxPrefix("_RIG_EDGE_INBOX"))
 		if err := nc.Publish("user.bob", []byte(`{"forged":"by an edge"}`)); err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +256,20 @@ func TestNATSSecuredCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantViolation(t, errs, `Publish to "$JS.API.STREAM.DELETE.RIG_HISTORY"`)
-		// What bob gets next is ingest's message: nothing forged came first.
+		// A push consumer of the history stream delivering alice's stored
+		// messages to bob's live subject: JetStream publishes those, not
+		// the edge's user, so publish permissions do not stop it (the edge
+		// may create consumers to read history). The edges drop them: a
+		// live message without the stream's sequence header is not one
+		// the stream republished.
+		cons := `{"stream_name":"RIG_HISTORY","config":{"deliver_subject":"rig.live.user.bob","filter_subject":"user.alice","deliver_policy":"all","ack_policy":"none"}}`
+		if resp, err := nc.Request("$JS.API.CONSUMER.CREATE.RIG_HISTORY", []byte(cons), 5*time.Second); err == nil {
+			t.Logf("an edge user's push consumer to rig.live.user.bob: %.120s", resp.Data)
+		} else {
+			t.Logf("an edge user's push consumer to rig.live.user.bob: %v", err)
+		}
+		// What bob gets next is ingest's message: nothing forged, nothing
+		// of alice's came first.
 		id := Post(t, top.Ingest.URL, map[string]any{"user": "bob"})
 		if ev := bob.NextMessage(t, 10*time.Second); ev.ID != id {
 			t.Fatalf("bob got %s %s, want ingest's %s", ev.ID, ev.Data, id)
