@@ -70,7 +70,7 @@ func TestHostileLogRedaction(t *testing.T) {
  "version_data": {"default": {"endpoints": [{"id": "e", "path": "/private/{id}", "method": "GET"}]}},
  "proxy": {"target_url": "http://127.0.0.1", "port": %d}}]`, up.Port, up.Port))
 	st := StartStack(t,
-		map[string]string{"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "PROXY_CONFIG_FILE": routes},
+		map[string]string{"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "PROXY_CONFIG_FILE": routes, "PROXY_ALLOW_LOCAL_TARGETS": "true"},
 		map[string]string{"LOG_LEVEL": "debug", "LOG_FORMAT": "json"})
 	edgeAddr := fmt.Sprintf("127.0.0.1:%d", st.Edge.Port)
 	ingestAddr := fmt.Sprintf("127.0.0.1:%d", st.Ingest.Port)

@@ -39,7 +39,7 @@ func TestHostileTokenShapes(t *testing.T) {
  "version_data": {"default": {"endpoints": [{"id": "e", "path": "/private/{id}", "method": "GET"}]}},
  "proxy": {"target_url": "http://127.0.0.1", "port": `+strconv.Itoa(up.Port)+`}}]`)
 	// A short long-poll timeout, so that a poll that is let in answers soon.
-	st := StartStack(t, map[string]string{"PROXY_CONFIG_FILE": routes, "LONGPOLL_TIMEOUT": "300ms"}, nil)
+	st := StartStack(t, map[string]string{"PROXY_CONFIG_FILE": routes, "LONGPOLL_TIMEOUT": "300ms", "PROXY_ALLOW_LOCAL_TARGETS": "true"}, nil)
 	exp := time.Now().Add(time.Hour).Unix()
 
 	weak := []struct {
@@ -92,6 +92,7 @@ func TestHostileTokenShapes(t *testing.T) {
 		env := EdgeEnv(FreePort(t), st.NATSURL)
 		env["JWT_REQUIRE_JTI"] = "false"
 		env["PROXY_CONFIG_FILE"] = routes
+		env["PROXY_ALLOW_LOCAL_TARGETS"] = "true"
 		env["LONGPOLL_TIMEOUT"] = "300ms"
 		lax := StartEdge(t, env)
 		check(t, lax.URL, "no jti", weak[3].token, 200)

@@ -60,9 +60,11 @@ func TestGateway(t *testing.T) {
 	up := StartUpstream(t)
 	downPort := FreePort(t) // nothing listens there
 	st := StartStack(t, map[string]string{
-		"PROXY_CONFIG_FILE":  WriteRoutes(t, gatewayRoutes(up, downPort)),
-		"PROXY_RECV_TIMEOUT": "500",
-		"PRIVATE_HOST":       "http://127.0.0.1",
+		"PROXY_CONFIG_FILE":         WriteRoutes(t, gatewayRoutes(up, downPort)),
+		"PROXY_RECV_TIMEOUT":        "500",
+		"PROXY_ALLOW_LOCAL_TARGETS": "true", // the upstream is on loopback
+		"PROXY_USE_ENV_ALLOWLIST":   "PRIVATE_HOST",
+		"PRIVATE_HOST":              "http://127.0.0.1",
 	}, nil)
 	edge := st.Edge.URL
 
@@ -245,8 +247,10 @@ func TestGateway(t *testing.T) {
 func TestGatewayStreams(t *testing.T) {
 	up := StartUpstream(t)
 	st := StartStack(t, map[string]string{
-		"PROXY_CONFIG_FILE": WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
-		"PRIVATE_HOST":      "127.0.0.1",
+		"PROXY_CONFIG_FILE":         WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
+		"PROXY_ALLOW_LOCAL_TARGETS": "true", // the upstream is on loopback
+		"PROXY_USE_ENV_ALLOWLIST":   "PRIVATE_HOST",
+		"PRIVATE_HOST":              "127.0.0.1",
 	}, nil)
 	resp, err := http.Get(st.Edge.URL + "/stream")
 	if err != nil {
@@ -301,6 +305,8 @@ func TestGatewayRateLimit(t *testing.T) {
 	up := StartUpstream(t)
 	st := StartStack(t, map[string]string{
 		"PROXY_CONFIG_FILE":            WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
+		"PROXY_ALLOW_LOCAL_TARGETS":    "true", // the upstream is on loopback
+		"PROXY_USE_ENV_ALLOWLIST":      "PRIVATE_HOST",
 		"PRIVATE_HOST":                 "127.0.0.1",
 		"RATE_LIMIT_ENABLED":           "true",
 		"RATE_LIMIT_PER_IP":            "true",
@@ -338,17 +344,24 @@ func TestGatewayRateLimit(t *testing.T) {
 
 // TestGatewayRoutesFromCluster: routes added, changed and removed through
 // ingest's /v1/apis reach both edges within a second, without a restart;
-// a cluster route replaces a route file's of the same id until deleted.
+// a cluster route replaces a route file's of the same id until deleted
+// (PROXY_ALLOW_FILE_ROUTE_OVERRIDE).
 func TestGatewayRoutesFromCluster(t *testing.T) {
 	up := StartUpstream(t)
 	nats := StartNATS(t)
 	fileRoutes := fmt.Sprintf(`[{"id": "filed",
 	  "version_data": {"default": {"endpoints": [{"id": "e", "path": "/filed/{x}", "method": "GET"}]}},
 	  "proxy": {"target_url": "127.0.0.1", "port": %d}}]`, up.Port)
-	envA := EdgeEnv(FreePort(t), nats.URL)
+	// The upstream is on loopback; and here a cluster route may replace
+	// a file route (TestRouteGuardFileRoutes has the default).
+	local := map[string]string{"PROXY_ALLOW_LOCAL_TARGETS": "true", "PROXY_ALLOW_FILE_ROUTE_OVERRIDE": "true"}
+	envA, envB, envI := EdgeEnv(FreePort(t), nats.URL), EdgeEnv(FreePort(t), nats.URL), IngestEnv(FreePort(t), nats.URL)
+	for k, v := range local {
+		envA[k], envB[k], envI[k] = v, v, v
+	}
 	envA["PROXY_CONFIG_FILE"] = WriteRoutes(t, fileRoutes)
-	edges := []*Server{StartEdge(t, envA), StartEdge(t, EdgeEnv(FreePort(t), nats.URL))}
-	ingest := StartIngest(t, IngestEnv(FreePort(t), nats.URL))
+	edges := []*Server{StartEdge(t, envA), StartEdge(t, envB)}
+	ingest := StartIngest(t, envI)
 	apis := ingest.URL + "/v1/apis"
 
 	def := func(id, path string) []byte {
@@ -528,6 +541,7 @@ func TestGatewayBadRouteFile(t *testing.T) {
 	for _, c := range cases {
 		env := EdgeEnv(FreePort(t), "nats://127.0.0.1:1")
 		env["PROXY_CONFIG_FILE"] = c.value
+		env["PROXY_USE_ENV_ALLOWLIST"] = "NOT_SET_ANYWHERE"
 		cmd := exec.Command(bin.edge)
 		for k, v := range env {
 			cmd.Env = append(cmd.Env, k+"="+v)
@@ -553,8 +567,10 @@ func TestGatewayBadRouteFile(t *testing.T) {
 func TestGatewayRefusesBlacklistedSession(t *testing.T) {
 	up := StartUpstream(t)
 	st := StartStack(t, map[string]string{
-		"PROXY_CONFIG_FILE": WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
-		"PRIVATE_HOST":      "http://127.0.0.1",
+		"PROXY_CONFIG_FILE":         WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
+		"PROXY_ALLOW_LOCAL_TARGETS": "true", // the upstream is on loopback
+		"PROXY_USE_ENV_ALLOWLIST":   "PRIVATE_HOST",
+		"PRIVATE_HOST":              "http://127.0.0.1",
 	}, nil)
 	tok := Token(t, "alice", TokenOpts{JTI: "gateway-session"})
 	other := Token(t, "alice", TokenOpts{JTI: "gateway-other"})

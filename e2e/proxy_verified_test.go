@@ -19,9 +19,11 @@ import (
 func TestGatewayForwardsOnlyWhatItVerified(t *testing.T) {
 	up := StartUpstream(t)
 	st := StartStack(t, map[string]string{
-		"PROXY_CONFIG_FILE": WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
-		"PRIVATE_HOST":      "http://127.0.0.1",
-		"TRUSTED_PROXIES":   "none",
+		"PROXY_CONFIG_FILE":         WriteRoutes(t, gatewayRoutes(up, FreePort(t))),
+		"PROXY_ALLOW_LOCAL_TARGETS": "true", // the upstream is on loopback
+		"PROXY_USE_ENV_ALLOWLIST":   "PRIVATE_HOST",
+		"PRIVATE_HOST":              "http://127.0.0.1",
+		"TRUSTED_PROXIES":           "none",
 	}, nil)
 	edge := st.Edge.URL
 	edgeHost := "127.0.0.1:" + strconv.Itoa(st.Edge.Port)

@@ -43,12 +43,16 @@ func Edge(ctx context.Context, env Env) error {
 	}
 	srv := edge.New(cfg, log, b, ln)
 	public := port(srv.Addr())
+	scheme, ws := "http", "ws"
+	if cfg.TLS.Pair != nil {
+		scheme, ws = "https", "wss"
+	}
 	if ops := srv.OpsAddr(); ops != nil {
 		log.Info("operations port listening", "health", fmt.Sprintf("http://localhost:%d/health", port(ops)))
 	}
-	log.Info("edge started; its public port opens once it is ready", "url", fmt.Sprintf("http://localhost:%d", public),
-		"sse", fmt.Sprintf("http://localhost:%d/socket/sse", public),
-		"websocket", fmt.Sprintf("ws://localhost:%d/socket/websocket", public), "nats", b.NC.ConnectedUrlRedacted())
+	log.Info("edge started; its public port opens once it is ready", "url", fmt.Sprintf("%s://localhost:%d", scheme, public),
+		"sse", fmt.Sprintf("%s://localhost:%d/socket/sse", scheme, public),
+		"websocket", fmt.Sprintf("%s://localhost:%d/socket/websocket", ws, public), "nats", b.NC.ConnectedUrlRedacted())
 	env.started(Addrs{Public: srv.Addr(), Ops: srv.OpsAddr(), NATS: b.EmbeddedURL()})
 	// The edge drains its clients while NATS is still there.
 	if err := run.Ordered(ctx, srv.Run, b.Run); err != nil {

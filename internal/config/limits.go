@@ -27,7 +27,7 @@ func (s *Set) limits(l *Limits) {
 	s.Int(&l.PerUser, "MAX_CONNECTIONS_PER_USER", 100, 0, 10_000_000, "Most open streams (SSE, WebSocket, Phoenix) and waiting long-polls of one user (the token's) at once; past it 429. 0: no limit.")
 	s.Int(&l.PerSession, "MAX_CONNECTIONS_PER_SESSION", 20, 0, 10_000_000, "Most open streams and waiting long-polls of one session (the token's jti) at once; past it 429. 0: no limit.")
 	s.Prefixes(&l.TrustedProxies, &l.TrustedProxiesSet, "TRUSTED_PROXIES", "loopback,private", "Peers whose X-Forwarded-For names the client (load balancers): comma-separated IP addresses and CIDR prefixes, loopback (127.0.0.0/8, ::1), private (10/8, 172.16/12, 192.168/16, fc00::/7, and link-local 169.254/16, fe80::/10), or none. A trusted peer is not limited per address itself.")
-	s.Duration(&l.HeaderTimeout, "HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond, "How long a connection may take to send a complete request head (from connecting, or from the first byte of a later request); then it is closed.")
+	s.Duration(&l.HeaderTimeout, "HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond, "How long a connection may take to send a complete request head (from connecting, or from the first byte of a later request), and, with TLS_CERT_FILE, before that to finish its TLS handshake; then it is closed.")
 }
 
 // Named groups of addresses TRUSTED_PROXIES accepts.

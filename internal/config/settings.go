@@ -113,6 +113,8 @@ type Edge struct {
 	Proxy  Proxy  // the API gateway
 	Limits Limits // of the public port
 
+	TLS PublicTLS // of the public port; off unless both files are set
+
 	InboundPort       int           // INBOUND_PORT
 	MetricsPort       int           // METRICS_PORT; 0: off
 	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL
@@ -149,10 +151,11 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.limits(&c.Limits)
+	s.publicTLS(&c.TLS)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(requireSecret(&c.JWT))
-	s.proxy(&c.Proxy, getenv)
+	s.proxy(&c.Proxy, getenv, &c.InboundPort, &c.MetricsPort)
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err
 	}
@@ -191,6 +194,9 @@ type Ingest struct {
 	// /health/ready and /metrics need a token too; off by default because
 	// load balancers' and Prometheus' probes seldom send one.
 	APITokensProtectOps bool
+	// Routes are the API gateway's rules for /v1/apis, and the edges'
+	// route file, whose routes are read-only there.
+	Routes Routes
 }
 
 // minAPITokenLen keeps guessable API tokens out.
@@ -217,6 +223,7 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	s.Duration(&c.PresenceTimeout, "PRESENCE_TIMEOUT", 2*time.Second, 10*time.Millisecond, "Longest a presence query (GET /v1/users...) waits for the edges' answers.")
 	s.nats(&c.NATS, "rig-ingest")
 	s.log(&c.Log)
+	s.routes(&c.Routes, getenv, false, &c.APIPort)
 	s.Check(func() error {
 		if c.MessageUserField == "" {
 			return &Error{Setting: "MESSAGE_USER_FIELD", Value: "", Expected: "a field name"}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 
 	"github.com/gofiber/fiber/v2"
@@ -34,28 +35,47 @@ func (s *Server) trustedPeer(c *fiber.Ctx) bool {
 	return s.limits.trusted.Contains(clientaddr.Addr(c.Context().RemoteAddr()))
 }
 
-// setRoutes builds the gateway's table: the route file's APIs (the boot
-// set), each replaced by the cluster's API of the same id, plus the
-// cluster's others.
+// setRoutes builds the gateway's table from the route file's APIs (the
+// boot set) and the cluster's. With PROXY_ALLOW_FILE_ROUTE_OVERRIDE, a
+// cluster API replaces the file's API of the same id and all compete by
+// specificity. Without it (the default) the file's routes are the
+// operator's and read-only: a cluster API with a file API's id is left
+// out, and the file's table is looked up first, so that whoever reaches
+// ingest can neither turn a secured file route into an open one nor
+// shadow its paths with a more specific route of another id.
 func (s *Server) setRoutes(cluster map[string]*route.API) {
-	apis := make([]*route.API, 0, len(s.cfg.Proxy.APIs)+len(cluster))
+	override := s.cfg.Proxy.AllowFileOverride
+	var file, rest []*route.API
 	for _, a := range s.cfg.Proxy.APIs {
-		if _, replaced := cluster[a.ID]; !replaced {
-			apis = append(apis, a)
+		if _, replaced := cluster[a.ID]; !replaced || !override {
+			file = append(file, a)
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(cluster)) {
 		a := cluster[id]
+		if !override && s.cfg.Proxy.FileRoute(id) {
+			continue // applyAPI said so, once
+		}
 		if _, err := a.Proxy.Base(s.cfg.Proxy.Getenv); err != nil {
 			s.log.Warn("route has no upstream on this edge; its requests get 502", "api", a.ID, "err", err)
 		}
-		apis = append(apis, a)
+		rest = append(rest, a)
 	}
+	var t *route.Table
+	if override {
+		t = s.table(append(file, rest...))
+	} else {
+		t = s.table(file).Over(s.table(rest))
+	}
+	s.gateway.SetRoutes(t)
+}
+
+func (s *Server) table(apis []*route.API) *route.Table {
 	t, errs := route.NewTable(apis, s.cfg.Proxy.Getenv)
 	for _, err := range errs {
 		s.log.Warn("route left out", "err", err)
 	}
-	s.gateway.SetRoutes(t)
+	return t
 }
 
 // watchAPIs follows the cluster's routes bucket (ingest's /v1/apis): first
@@ -132,6 +152,19 @@ func (s *Server) applyAPI(cluster map[string]*route.API, e jetstream.KeyValueEnt
 	if err == nil && a.ID != id {
 		err = fmt.Errorf("holds API %q", a.ID)
 	}
+	if err == nil {
+		// Ingest checked it too, but the bucket may have been written
+		// around ingest, or by one with other rules. Host names are left
+		// to the dial check: it sees what they resolve to then.
+		guard := *s.gateway.Guard()
+		guard.Resolve = nil
+		err = guard.Check(a, s.cfg.Proxy.Getenv)
+	}
+	if err == nil && !s.cfg.Proxy.AllowFileOverride && s.cfg.Proxy.FileRoute(id) {
+		s.log.Warn("route from the cluster ignored: the route file defines this id and its routes are read-only (PROXY_ALLOW_FILE_ROUTE_OVERRIDE=false)", "api", id, "revision", e.Revision())
+		cluster[id] = a // kept, so that a later delete is reported; setRoutes skips it
+		return id, "ignored"
+	}
 	if err != nil {
 		// Written around ingest's checks; serve nothing rather than guess.
 		s.log.Warn("invalid route in the cluster ignored", "api", id, "revision", e.Revision(), "err", err)
@@ -140,6 +173,17 @@ func (s *Server) applyAPI(cluster map[string]*route.API, e jetstream.KeyValueEnt
 	}
 	cluster[id] = a
 	return id, "put"
+}
+
+// listenerPort is a TCP listener's port; 0 for none.
+func listenerPort(l net.Listener) int {
+	if l == nil {
+		return 0
+	}
+	if a, ok := l.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
 }
 
 // revocations adapts the edge's blacklist copy to the gateway. Until the

@@ -100,6 +100,8 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 	s.limits = newLimits(cfg.Limits, s.metrics)
 	s.gateway = proxy.New(cfg.Proxy, s.verifier, log)
 	s.gateway.SetTrustedPeer(s.trustedPeer)
+	// Its own ports, as opened (a test's may differ from the settings).
+	s.gateway.RefusePorts(listenerPort(ln.Public), listenerPort(ln.Ops))
 	s.gateway.SetClientIP(func(c *fiber.Ctx) string {
 		addr, _, _ := s.limits.client(c)
 		return remoteString(addr)
@@ -146,6 +148,9 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Se
 		log.Warn("MAX_CONNECTIONS leaves less than the reserve of the open-file limit: a flood can exhaust file descriptors (the edge then pauses accepting)",
 			"max_connections", maxConns, "open_file_limit", nofile, "reserve", fileReserve(nofile))
 	}
+	if cfg.TLS.Pair != nil {
+		s.logTLS()
+	}
 	s.gate = newGate(":"+strconv.Itoa(cfg.InboundPort), ln.Public, log, s.metrics, maxConns, s.limits.perIP, s.limits.trusted)
 	s.metrics.TCP(s.gate.Conns, maxConns)
 	return s
@@ -190,6 +195,9 @@ func (s *Server) background(ctx context.Context) error {
 	if s.presence != nil {
 		parts = append(parts, s.presence.Run)
 	}
+	if s.cfg.TLS.Pair != nil {
+		parts = append(parts, s.watchTLS)
+	}
 	defer s.gateway.Close()
 	return run.All(ctx, parts...)
 }
@@ -206,8 +214,12 @@ func until(loop func(context.Context)) run.Func {
 // ctx ends, then drains. The port is open only while the edge is ready
 // (see gate).
 func (s *Server) serveClients(ctx context.Context) error {
+	var ln net.Listener = s.gate
+	if s.cfg.TLS.Pair != nil {
+		ln = newTLSListener(s.gate, s.cfg.TLS.Pair, s.cfg.Limits.HeaderTimeout, s.log)
+	}
 	served := make(chan error, 1)
-	go func() { served <- s.app.Listener(s.gate) }()
+	go func() { served <- s.app.Listener(ln) }()
 	select {
 	case err := <-served:
 		return stopped("public port", err)

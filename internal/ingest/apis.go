@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -22,7 +24,40 @@ import (
 // The API gateway's routes at runtime (RIG's /v1/apis): stored in the
 // routes bucket, which every edge watches and applies within moments.
 // These are the cluster's routes; an edge's route file is its own and is
-// not listed here (a route here replaces the file's route of the same id).
+// not listed here. The file's routes are read-only: a POST, PUT or DELETE
+// of one of their ids gets 409 (ingest knows them from its own
+// PROXY_CONFIG_FILE, the edges' file), unless
+// PROXY_ALLOW_FILE_ROUTE_OVERRIDE lets a route here replace the file's.
+// Every route's target passes the guard (route.Guard): 400 naming the
+// field otherwise.
+
+// routeGuard is the guard of posted routes: the settings' rules, ingest's
+// own port refused as it is open, host names looked up.
+func routeGuard(g route.Guard, ln net.Listener) route.Guard {
+	g.Ports = slices.Clone(g.Ports)
+	if ln != nil {
+		if a, ok := ln.Addr().(*net.TCPAddr); ok {
+			g.Ports = append(g.Ports, a.Port)
+		}
+	}
+	return g
+}
+
+// fileRoute refuses a change to one of the route file's APIs (409).
+func (s *Server) fileRoute(id string) error {
+	if s.cfg.Routes.AllowFileOverride || !s.cfg.Routes.FileRoute(id) {
+		return nil
+	}
+	return api.NewError(fiber.StatusConflict, "API "+strconv.Quote(id)+" is defined by the route file (PROXY_CONFIG_FILE) and is read-only at runtime; change the file, or set PROXY_ALLOW_FILE_ROUTE_OVERRIDE=true to let a runtime route replace it")
+}
+
+// checkTarget applies the guard to a definition about to be stored.
+func (s *Server) checkTarget(a *route.API) error {
+	if err := s.guard.Check(a, nil); err != nil {
+		return api.NewError(fiber.StatusBadRequest, err.Error())
+	}
+	return nil
+}
 
 // apisBucket returns the routes bucket, or a 503 when JetStream is unavailable.
 // Creating it is retried while ctx lasts: on a fresh cluster, one of the
@@ -116,6 +151,12 @@ func (s *Server) handleCreateAPI(c *fiber.Ctx) error {
 	if err != nil {
 		return api.NewError(fiber.StatusBadRequest, err.Error())
 	}
+	if err := s.fileRoute(a.ID); err != nil {
+		return err
+	}
+	if err := s.checkTarget(a); err != nil {
+		return err
+	}
 	data, err := json.Marshal(a)
 	if err != nil {
 		return err
@@ -183,6 +224,9 @@ func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 	if !isJSON(c.Get(fiber.HeaderContentType)) {
 		return api.NewError(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
+	if err := s.fileRoute(id); err != nil {
+		return err
+	}
 	if err := route.CheckUpdate(c.Body(), id); err != nil {
 		return api.NewError(fiber.StatusBadRequest, err.Error())
 	}
@@ -199,6 +243,9 @@ func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 	a, err := route.ParseUpdate(e.Value(), c.Body(), id)
 	if err != nil {
 		return api.NewError(fiber.StatusBadRequest, err.Error())
+	}
+	if err := s.checkTarget(a); err != nil {
+		return err
 	}
 	data, err := json.Marshal(a)
 	if err != nil {
@@ -218,6 +265,9 @@ func (s *Server) handleUpdateAPI(c *fiber.Ctx) error {
 // it (an edge whose route file has the id serves the file's again).
 func (s *Server) handleDeleteAPI(c *fiber.Ctx) error {
 	id := s.apiParam(c)
+	if err := s.fileRoute(id); err != nil {
+		return err
+	}
 	ctx, cancel := s.apiContext()
 	defer cancel()
 	kv, err := s.apisBucket(ctx)

@@ -25,6 +25,7 @@ import (
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
+	"github.com/rig-go/rig/internal/route"
 	"github.com/rig-go/rig/internal/run"
 )
 
@@ -52,6 +53,7 @@ type Server struct {
 	quorum   *quorum        // whether JetStream can store (readiness)
 	ln       net.Listener   // API_PORT; nil: tests drive App
 	tokens   *apiTokens     // API_TOKENS; nil: none, the API is open
+	guard    route.Guard    // what a posted route's target may be
 }
 
 // New builds the ingest API on an open broker, to serve on ln (nil: none;
@@ -76,6 +78,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 		bucket: blacklist.NewBucket(b, log), ln: ln}
 	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
 	s.apis = broker.NewAPIs(b)
+	s.guard = routeGuard(cfg.Routes.Guard, ln)
 	s.quorum = newQuorum(b, log)
 	if len(cfg.APITokens) > 0 {
 		s.tokens = newAPITokens(cfg.APITokens)

@@ -227,3 +227,14 @@ func boolFloat(fn func() bool) func() float64 {
 		return 0
 	}
 }
+
+// TLS registers the public port's certificate metrics (TLS_CERT_FILE):
+// notAfter reads the expiry of the certificate served now; the counters
+// returned count the reloads of new certificate files, and the changes
+// refused (the previous certificate kept).
+func (m *Edge) TLS(notAfter func() time.Time) (reloaded, refused prometheus.Counter) {
+	f := factory{m.Registry}
+	f.gaugeFunc("rig_edge_tls_certificate_expiry_timestamp_seconds", "When the public port's TLS certificate served now expires (Unix time).", func() float64 { return float64(notAfter().Unix()) })
+	reloads := f.counterVec("rig_edge_tls_reloads_total", "Changes of TLS_CERT_FILE / TLS_KEY_FILE: reloaded (new connections get the new certificate), refused (not a valid pair; the previous one kept).", "result")
+	return reloads.WithLabelValues("reloaded"), reloads.WithLabelValues("refused")
+}

@@ -20,8 +20,10 @@ import (
 // newClient is the upstream client. Its timeout is an idle timeout (see
 // idleConn) rather than fasthttp's ReadTimeout, which would also bound the
 // whole of a streamed answer.
-func newClient(timeout time.Duration) *fasthttp.Client {
-	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+// Every connection passes guard's DialCheck on the address it resolved
+// to, so a route's host name that resolves to a refused address now
+// (rebound since the route was checked) is never connected to.
+func newClient(timeout time.Duration, guard *route.Guard) *fasthttp.Client {
 	return &fasthttp.Client{
 		// Pass the answer on as it arrives instead of reading it whole.
 		StreamResponseBody:       true,
@@ -41,6 +43,7 @@ func newClient(timeout time.Duration) *fasthttp.Client {
 			return false, errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed)
 		},
 		Dial: func(addr string) (net.Conn, error) {
+			dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: guard.Control(addr)}
 			c, err := dialer.Dial("tcp", addr)
 			if err != nil {
 				return nil, err
@@ -194,6 +197,11 @@ func (g *Gateway) forward(c *fiber.Ctx, m *route.Match, v *verified) error {
 	}
 	// The Host header becomes the upstream's, as in RIG.
 	req.SetRequestURI(target)
+	// fasthttp takes the URI of a request that came over TLS (TLS_CERT_FILE)
+	// for https, whatever it says: the upstream's scheme is the target's.
+	if scheme, _, ok := strings.Cut(m.Base, "://"); ok {
+		req.URI().SetScheme(scheme)
+	}
 	start := time.Now()
 	if err := g.client.Do(req, resp); err != nil {
 		status, msg := fiber.StatusBadGateway, msgBadGateway
@@ -201,7 +209,7 @@ func (g *Gateway) forward(c *fiber.Ctx, m *route.Match, v *verified) error {
 			status, msg = fiber.StatusGatewayTimeout, msgUpstreamSlow
 		}
 		g.log.Warn("upstream request failed", "api", m.API.ID, "endpoint", m.Endpoint.ID, "method", c.Method(),
-			"upstream", m.Base, "path", m.Path, "status", status, "after", time.Since(start).Round(time.Millisecond).String(), "err", err)
+			"upstream", upstream(m), "path", m.Path, "status", status, "after", time.Since(start).Round(time.Millisecond).String(), "err", redact(m, err))
 		resp.Reset()
 		if clientClose {
 			resp.SetConnectionClose()
@@ -212,7 +220,7 @@ func (g *Gateway) forward(c *fiber.Ctx, m *route.Match, v *verified) error {
 	if clientClose {
 		resp.SetConnectionClose()
 	}
-	g.log.Debug("proxied", "api", m.API.ID, "endpoint", m.Endpoint.ID, "method", c.Method(), "upstream", m.Base,
+	g.log.Debug("proxied", "api", m.API.ID, "endpoint", m.Endpoint.ID, "method", c.Method(), "upstream", upstream(m),
 		"path", m.Path, "status", resp.StatusCode(), "headers_after", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
@@ -277,4 +285,29 @@ func timeout(err error) bool {
 	return errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
 		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// upstream names a match's upstream for the log: its URL, or for use_env
+// the variable's name, never its value.
+func upstream(m *route.Match) string {
+	if m.API.Proxy.UseEnv {
+		return "$" + m.API.Proxy.TargetURL
+	}
+	return m.Base
+}
+
+// redact is err for the log. For a use_env route only its kind is told:
+// the error of a dial quotes the host and address, which are the value of
+// the variable.
+func redact(m *route.Match, err error) string {
+	if !m.API.Proxy.UseEnv {
+		return err.Error()
+	}
+	switch {
+	case errors.Is(err, route.ErrRefused):
+		return "the target (from $" + m.API.Proxy.TargetURL + ") is refused by the route rules: a local address or a stack port"
+	case timeout(err):
+		return "timeout"
+	}
+	return "connection to the target (from $" + m.API.Proxy.TargetURL + ") failed"
 }

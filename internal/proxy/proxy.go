@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -56,16 +57,21 @@ type Gateway struct {
 	// trustedPeer says whether the request's peer is a trusted proxy,
 	// whose X-Forwarded-* and Forwarded are kept (see SetTrustedPeer).
 	trustedPeer func(*fiber.Ctx) bool
-	table       atomic.Pointer[route.Table]
-	revoked     atomic.Pointer[Revocations]
+	// guard is the rule for targets; the client's dialer applies it.
+	guard   *route.Guard
+	table   atomic.Pointer[route.Table]
+	revoked atomic.Pointer[Revocations]
 }
 
 // New returns a gateway with an empty route table (see SetRoutes).
 func New(cfg config.Proxy, verifier *auth.Verifier, log *slog.Logger) *Gateway {
+	guard := cfg.Guard
+	guard.Ports = slices.Clone(guard.Ports)
 	g := &Gateway{
 		log:      log.With("component", "proxy"),
 		verifier: verifier,
-		client:   newClient(cfg.RecvTimeout),
+		guard:    &guard,
+		client:   newClient(cfg.RecvTimeout, &guard),
 		clientIP: (*fiber.Ctx).IP,
 		// Until told otherwise no peer is trusted: what a client says about
 		// where it came from is not passed on as the edge's word.
@@ -90,6 +96,20 @@ func (g *Gateway) SetClientIP(fn func(*fiber.Ctx) string) { g.clientIP = fn }
 // X-Forwarded-* and Forwarded reach the upstream; a client's are replaced.
 // Call it before serving.
 func (g *Gateway) SetTrustedPeer(fn func(*fiber.Ctx) bool) { g.trustedPeer = fn }
+
+// RefusePorts adds ports (those the edge listens on) to the ports targets
+// may not be on. Call it before serving.
+func (g *Gateway) RefusePorts(ports ...int) {
+	for _, p := range ports {
+		if p != 0 && !slices.Contains(g.guard.Ports, p) {
+			g.guard.Ports = append(g.guard.Ports, p)
+		}
+	}
+}
+
+// Guard returns the rules targets follow, for checking routes before
+// they are served. It does not change after serving begins.
+func (g *Gateway) Guard() *route.Guard { return g.guard }
 
 // SetRoutes swaps in a new route table; requests in flight keep the old one.
 func (g *Gateway) SetRoutes(t *route.Table) { g.table.Store(t) }

@@ -42,7 +42,17 @@ func (r *revokedSet) add(jti string) {
 
 // gateway serves routes (a route file whose target is upstream) on a real
 // listener and returns its base URL.
+// Its upstreams are on loopback, so local targets are allowed; see
+// guardedGateway for the guard's own tests.
 func gateway(t *testing.T, routes string, cfg config.Proxy) (*Gateway, string) {
+	t.Helper()
+	cfg.Guard.AllowLocal = true
+	return guardedGateway(t, routes, cfg, func(string) string { return "" })
+}
+
+// guardedGateway is gateway with cfg's guard as it is, and getenv for
+// use_env targets.
+func guardedGateway(t *testing.T, routes string, cfg config.Proxy, getenv func(string) string) (*Gateway, string) {
 	t.Helper()
 	if cfg.RecvTimeout == 0 {
 		cfg.RecvTimeout = 2 * time.Second
@@ -52,11 +62,17 @@ func gateway(t *testing.T, routes string, cfg config.Proxy) (*Gateway, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, errs := route.NewTable(apis, func(string) string { return "" })
+	tb, errs := route.NewTable(apis, getenv)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	g.SetRoutes(tb)
+	return g, serve(t, g)
+}
+
+// serve serves g on a real listener and returns its base URL.
+func serve(t *testing.T, g *Gateway) string {
+	t.Helper()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Use(g.Handle)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -65,7 +81,7 @@ func gateway(t *testing.T, routes string, cfg config.Proxy) (*Gateway, string) {
 	}
 	go app.Listener(ln)
 	t.Cleanup(func() { _ = app.Shutdown(); g.Close() })
-	return g, "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String()
 }
 
 func routesTo(upstream string) string {

@@ -408,6 +408,9 @@ func (d *decoder) target(raw json.RawMessage) (Target, error) {
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
+// EnvName reports whether s may name an environment variable in use_env.
+func EnvName(s string) bool { return envName.MatchString(s) }
+
 // ValidID reports whether s may be an API or endpoint id: 1 to 128 letters,
 // digits or . _ - : ~.
 func ValidID(s string) bool {

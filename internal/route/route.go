@@ -96,7 +96,8 @@ func (t Target) Base(getenv func(string) string) (string, error) {
 	}
 	base, err := baseURL(raw, t.Port)
 	if err != nil && t.UseEnv {
-		return "", fmt.Errorf("environment variable %s (use_env) = %q: %w", t.TargetURL, raw, err)
+		// Not the value: a variable named by mistake may hold a secret.
+		return "", fmt.Errorf("environment variable %s (use_env) does not hold a URL such as http://host:port (its value is not shown)", t.TargetURL)
 	}
 	return base, err
 }

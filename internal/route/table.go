@@ -15,6 +15,8 @@ type Table struct {
 	patterns  []*entry            // {name} paths and regular expressions, by precedence
 	apis      []*API
 	endpoints int
+	// under is looked up only when no endpoint here matches (see Over).
+	under *Table
 }
 
 type entry struct {
@@ -134,6 +136,21 @@ func (e *entry) compile() error {
 	return nil
 }
 
+// Over returns a table that looks a request up in t first, and in under
+// only when no endpoint of t matches it, whatever the specificity of
+// under's endpoints. The edge puts its route file's table over the
+// cluster's, so that a runtime route cannot take over requests a file
+// route serves (and the tokens they carry), not even with a more specific
+// path.
+func (t *Table) Over(under *Table) *Table {
+	c := *t
+	c.under = under
+	c.apis = append(slices.Clone(t.apis), under.APIs()...)
+	SortByID(c.apis)
+	c.endpoints += under.Len()
+	return &c
+}
+
 // APIs returns the table's APIs, by id.
 func (t *Table) APIs() []*API { return t.apis }
 
@@ -144,6 +161,20 @@ func (t *Table) Len() int { return t.endpoints }
 // path. Without one, it returns the methods the path has endpoints for
 // (405 when there are some, 404 when none).
 func (t *Table) Lookup(method, path string) (*Match, []string) {
+	m, allow := t.lookup(method, path)
+	if m != nil || t.under == nil {
+		return m, allow
+	}
+	m, more := t.under.Lookup(method, path)
+	if m != nil {
+		return m, nil
+	}
+	allow = append(allow, more...)
+	slices.Sort(allow)
+	return nil, slices.Compact(allow)
+}
+
+func (t *Table) lookup(method, path string) (*Match, []string) {
 	var allow []string
 	for _, e := range t.exact[path] {
 		if e.ep.Method == method {

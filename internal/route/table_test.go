@@ -210,3 +210,42 @@ func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestOver: a table over another answers every request one of its own
+// endpoints matches, however specific the other's are; the other serves
+// the rest, and 405's Allow lists the methods of both.
+func TestOver(t *testing.T) {
+	file := table(t, `[{"id":"z-file","auth_type":"jwt","version_data":{"default":{"endpoints":[
+	  {"id":"get","path":"/private/{id}","method":"GET"}]}},"proxy":{"target_url":"http://users","port":1}}]`)
+	cluster := table(t, `[{"id":"a-shadow","version_data":{"default":{"endpoints":[
+	  {"id":"get","path":"/private/1","method":"GET","secured":false},
+	  {"id":"post","path":"/private/1","method":"POST"},
+	  {"id":"other","path":"/other","method":"GET"}]}},"proxy":{"target_url":"http://evil","port":1}}]`)
+	for _, c := range []struct {
+		name   string
+		tb     *Table
+		method string
+		path   string
+		api    string
+		allow  []string
+	}{
+		{"alone, the literal path wins", table(t, `[]`).Over(cluster), "GET", "/private/1", "a-shadow", nil},
+		{"over it, the file's pattern wins", file.Over(cluster), "GET", "/private/1", "z-file", nil},
+		{"a method the file has not", file.Over(cluster), "POST", "/private/1", "a-shadow", nil},
+		{"a path the file has not", file.Over(cluster), "GET", "/other", "a-shadow", nil},
+		{"405 from both", file.Over(cluster), "PUT", "/private/1", "", []string{"GET", "POST"}},
+		{"404", file.Over(cluster), "GET", "/nowhere", "", nil},
+	} {
+		m, allow := c.tb.Lookup(c.method, c.path)
+		switch {
+		case c.api == "" && (m != nil || !reflect.DeepEqual(allow, c.allow)):
+			t.Errorf("%s: %v %v, want no match and allow %v", c.name, m, allow, c.allow)
+		case c.api != "" && (m == nil || m.API.ID != c.api):
+			t.Errorf("%s: %+v, want %s", c.name, m, c.api)
+		}
+	}
+	both := file.Over(cluster)
+	if both.Len() != 4 || len(both.APIs()) != 2 || both.APIs()[0].ID != "a-shadow" {
+		t.Fatalf("Len %d, APIs %v", both.Len(), both.APIs())
+	}
+}
