@@ -194,13 +194,15 @@ func (n *ClusterNode) ClientNames(t testing.TB) []string {
 }
 
 // Topology is what `task run:cluster` runs, on free loopback ports: three
-// NATS nodes, edge-1 on nats-1, edge-2 on nats-2, ingest on nats-3 (so
-// messages cross the cluster), and nginx in front of the edges.
+// NATS nodes with nats/secured/cluster.conf (TLS, a user per role), edge-1
+// on nats-1, edge-2 on nats-2, ingest on nats-3 (so messages cross the
+// cluster), and nginx in front of the edges.
 type Topology struct {
 	NATS   []*ClusterNode
 	Edges  []*Server
 	Ingest *Server
 	LB     *Nginx
+	Secure *Secure // the certificates and NKeys the nodes and processes use
 }
 
 // StartTopology starts the topology; extraEdge and extraIngest are added
@@ -209,7 +211,18 @@ type Topology struct {
 func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topology {
 	t.Helper()
 	nginx := NginxPath(t)
-	return startTopology(t, nginx, StartNATSCluster(t, 3), extraEdge, extraIngest)
+	sec := GenSecure(t)
+	nodes := StartNATSClusterWith(t, 3, "../nats/secured/cluster.conf", sec.ServerEnv())
+	edgeEnv, ingestEnv := sec.ClientEnv("edge"), sec.ClientEnv("ingest")
+	for k, v := range extraEdge {
+		edgeEnv[k] = v
+	}
+	for k, v := range extraIngest {
+		ingestEnv[k] = v
+	}
+	top := startTopology(t, nginx, nodes, edgeEnv, ingestEnv)
+	top.Secure = sec
+	return top
 }
 
 // startTopology starts the edges, ingest and nginx of a topology on nodes.

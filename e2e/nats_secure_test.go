@@ -149,10 +149,8 @@ func wantViolation(t testing.TB, errs <-chan error, what string) {
 // own least-privilege users, nginx in front. A message and a blacklisting
 // go through end to end; each role is refused what it may not do.
 func TestNATSSecuredCluster(t *testing.T) {
-	sec := GenSecure(t)
-	nginx := NginxPath(t)
-	nodes := StartNATSClusterWith(t, 3, "../nats/secured/cluster.conf", sec.ServerEnv())
-	top := startTopology(t, nginx, nodes, sec.ClientEnv("edge"), sec.ClientEnv("ingest"))
+	top := StartTopology(t, nil, nil)
+	sec, nodes := top.Secure, top.NATS
 	for _, e := range top.Edges {
 		// The edge may not create the stream or the buckets: it found them.
 		if !strings.Contains(e.Logs(), "using the history stream as it is") {
