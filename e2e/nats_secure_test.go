@@ -274,6 +274,18 @@ func TestNATSSecuredCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("ingest may not read users' messages", func(t *testing.T) {
+		nc, errs := sec.Connect(t, nodes[2].URL, "ingest")
+		for _, subject := range []string{"user.>", "rig.live.>", "_RIG_EDGE_INBOX.>"} {
+			sub, err := nc.SubscribeSync(subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantViolation(t, errs, fmt.Sprintf("Subscription to %q", subject))
+			_ = sub.Unsubscribe()
+		}
+	})
+
 	t.Run("no client certificate, or no credentials", func(t *testing.T) {
 		seed, _ := nats.NkeyOptionFromSeed(sec.Path("publisher.nk"))
 		_, err := nats.Connect(nodes[0].URL, seed, nats.RootCAs(sec.Path("ca.pem")))
