@@ -429,6 +429,15 @@ func TestDeployDockerfile(t *testing.T) {
 	if goVersion == nil || !strings.Contains(text, "ARG GO_VERSION="+string(goVersion[1])+"\n") {
 		t.Errorf("Dockerfile's GO_VERSION is not go.mod's go %s", goVersion[1])
 	}
+	// The images carry the binaries: built by the toolchain the Taskfile
+	// builds and scans with, not by the image's older Go.
+	taskfile, _ := os.ReadFile("../Taskfile.yml")
+	toolchain := regexp.MustCompile(`(?m)^  GOTOOLCHAIN: *(\S+)$`).FindSubmatch(taskfile)
+	if toolchain == nil {
+		t.Error("Taskfile.yml's env names no GOTOOLCHAIN")
+	} else if !strings.Contains(text, "ENV GOTOOLCHAIN="+string(toolchain[1])+"\n") {
+		t.Errorf("Dockerfile does not build with the Taskfile's GOTOOLCHAIN %s", toolchain[1])
+	}
 	if !strings.Contains(text, "ENV CGO_ENABLED=0") {
 		t.Error("Dockerfile does not build static binaries (CGO_ENABLED=0)")
 	}

@@ -158,6 +158,17 @@ func TestWebSocketOrigins(t *testing.T) {
 	if _, r := DialSSE(t, sseURL(st.Edge.URL, ""), origin("https://app.example.com")); r.Status != 400 || r.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
 		t.Fatalf("refusal for an allowed origin: %d %v", r.Status, r.Header)
 	}
+	// And so can a page's plain GET of the WebSocket path, how a client
+	// learns why an upgrade was refused.
+	for _, c := range []struct {
+		tok  string
+		want int
+	}{{"", 400}, {wrongKeyToken(t, "alice"), 401}, {tok, 426}} {
+		r := Do(t, "GET", st.Edge.URL+"/socket/websocket?"+plainQuery(c.tok).Encode(), "", nil, origin("https://app.example.com"))
+		if r.Status != c.want || r.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+			t.Fatalf("WebSocket path without upgrade, token %q, allowed origin: %d %v, want %d with CORS", c.tok, r.Status, r.Header, c.want)
+		}
+	}
 
 	pre := http.Header{"Origin": {"https://app.example.com"}, "Access-Control-Request-Method": {"GET"}, "Access-Control-Request-Headers": {"authorization,last-event-id"}}
 	r = Do(t, "OPTIONS", st.Edge.URL+"/socket/sse", "", nil, pre)

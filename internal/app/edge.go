@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/edge"
@@ -22,6 +23,12 @@ func Edge(ctx context.Context, env Env) error {
 	}
 	log := cfg.Log.Logger(env.Stderr).With("edge", cfg.EdgeID)
 	env.setDefault(log)
+	// Before the ports: an identity provider's key set that cannot be
+	// fetched stops the edge here, with one line.
+	verifier, err := auth.New(ctx, cfg.JWT, log)
+	if err != nil {
+		return err
+	}
 	// The public port opens when the edge is ready; fail now if it is taken.
 	var ln edge.Listeners
 	if ln.Public, err = env.listen("INBOUND_PORT", cfg.InboundPort); err != nil {
@@ -41,7 +48,7 @@ func Edge(ctx context.Context, env Env) error {
 		}
 		return err
 	}
-	srv := edge.New(cfg, log, b, ln)
+	srv := edge.New(cfg, log, b, ln, verifier)
 	public := port(srv.Addr())
 	scheme, ws := "http", "ws"
 	if cfg.TLS.Pair != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/ingest"
@@ -22,6 +23,10 @@ func Ingest(ctx context.Context, env Env) error {
 	}
 	log := cfg.Log.Logger(env.Stderr).With("component", "ingest")
 	env.setDefault(log)
+	verifier, err := auth.New(ctx, cfg.JWT, log)
+	if err != nil {
+		return err
+	}
 	ln, err := env.listenOn("API_PORT", cfg.APIHost, cfg.APIPort)
 	if err != nil {
 		return fmt.Errorf("API_HOST=%s API_PORT=%d: %w", cfg.APIHost, cfg.APIPort, err)
@@ -40,7 +45,7 @@ func Ingest(ctx context.Context, env Env) error {
 		ln.Close()
 		return err
 	}
-	srv, err := ingest.New(cfg, log, b, ln)
+	srv, err := ingest.New(cfg, log, b, ln, verifier)
 	if err != nil {
 		ln.Close()
 		b.Close()

@@ -1,10 +1,13 @@
-// Package auth verifies the JWTs that say who a connection belongs to, and
-// mints them for development (RIG's encode_jwt).
+// Package auth verifies the JWTs that say who a connection belongs to, with
+// shared secrets, PEM public keys or an identity provider's JWKS, and mints
+// them for development (RIG's encode_jwt).
 package auth
 
 import (
+	"crypto"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,19 +18,33 @@ import (
 // ErrInvalidToken is wrapped by every verification failure.
 var ErrInvalidToken = errors.New("invalid token")
 
-// Algorithms are the only signing methods accepted: HMAC with the shared
-// secret. Pinning them means a token cannot pick "none" or an RSA/EC method
-// (with the secret misread as a public key).
+// Algorithms are the HMAC signing methods, the only ones a shared secret
+// verifies.
 var Algorithms = []string{"HS256", "HS384", "HS512"}
 
-// Verifier checks tokens and turns their claims into sessions.
+// Verifier checks tokens and turns their claims into sessions. Each key it
+// holds verifies only the algorithms of its type (see fits), so a token
+// cannot choose "none", nor have an RSA public key read as an HMAC secret.
 type Verifier struct {
-	key        []byte
+	secrets    []hmacSecret  // current first
+	public     []any         // PEM public keys
+	jwks       *jwks         // nil: no JWT_JWKS_URL
+	issuers    []string      // none: not checked
+	audiences  []string      // none: not checked
+	leeway     time.Duration // added to exp, also for how long a session lasts
 	userField  string
 	rolesField string
 	privileged map[string]bool
 	requireJTI bool
+	algs       []string // what the keys can verify, see algorithms
 	parser     *jwt.Parser
+}
+
+// hmacSecret is an HMAC key, accepted until until (zero: for as long as it is
+// configured).
+type hmacSecret struct {
+	key   []byte
+	until time.Time
 }
 
 // An Option changes what a Verifier accepts.
@@ -38,65 +55,168 @@ type Option func(*Verifier)
 // stay usable until it expires.
 func RequireJTI(require bool) Option { return func(v *Verifier) { v.requireJTI = require } }
 
-// NewVerifier returns a Verifier for tokens signed with secret.
-// userField names the user claim ("sub" is the fallback when the token has
-// no such claim), rolesField the roles claim, and privileged the roles that
-// may subscribe to anyone.
+// NewVerifier returns a Verifier for HMAC tokens signed with secret (none
+// when it is empty). userField names the user claim ("sub" is the fallback
+// when the token has no such claim), rolesField the roles claim, and
+// privileged the roles that may subscribe to anyone. New adds the other
+// key sources and claim rules of the configuration.
 func NewVerifier(secret, userField, rolesField string, privileged []string, opts ...Option) *Verifier {
-	v := &Verifier{
-		key:        []byte(secret),
-		userField:  userField,
-		rolesField: rolesField,
-		privileged: make(map[string]bool, len(privileged)),
-		requireJTI: true,
-		parser: jwt.NewParser(
-			jwt.WithValidMethods(Algorithms),
-			jwt.WithExpirationRequired(),
-			jwt.WithLeeway(0),
-		),
-	}
-	for _, r := range privileged {
-		v.privileged[r] = true
+	v := newVerifier(userField, rolesField, privileged)
+	if secret != "" {
+		v.addSecret([]byte(secret), time.Time{})
 	}
 	for _, o := range opts {
 		o(v)
 	}
+	v.parser = v.newParser()
 	return v
+}
+
+func newVerifier(userField, rolesField string, privileged []string) *Verifier {
+	v := &Verifier{
+		userField:  userField,
+		rolesField: rolesField,
+		privileged: make(map[string]bool, len(privileged)),
+		requireJTI: true,
+	}
+	for _, r := range privileged {
+		v.privileged[r] = true
+	}
+	return v
+}
+
+func (v *Verifier) addSecret(key []byte, until time.Time) {
+	v.secrets = append(v.secrets, hmacSecret{key: key, until: until})
+}
+
+// algorithms are the signing methods some configured key can verify; the
+// parser refuses any other before a key is looked at.
+func (v *Verifier) algorithms() []string {
+	var algs []string
+	if len(v.secrets) > 0 {
+		algs = append(algs, Algorithms...)
+	}
+	for _, alg := range asymmetric {
+		ok := v.jwks != nil
+		for _, k := range v.public {
+			ok = ok || fits(alg, k)
+		}
+		if ok {
+			algs = append(algs, alg)
+		}
+	}
+	return algs
+}
+
+func (v *Verifier) newParser() *jwt.Parser {
+	v.algs = v.algorithms()
+	return jwt.NewParser(
+		jwt.WithValidMethods(v.algs),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(v.leeway),
+	)
 }
 
 // errCrit refuses a token with a crit header: it names extensions the
 // token says must be understood (RFC 7515 §4.1.11), and none is.
 var errCrit = errors.New(`"crit" header: no JWS extension is supported`)
 
-// keyFor is the parser's key function: the one HMAC key, for a token that
-// asks for no extension.
-func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
-	if _, ok := t.Header["crit"]; ok {
-		return nil, errCrit
+// Verify checks the token's signature, algorithm, expiry, issuer and
+// audience, and returns its session. Errors wrap ErrInvalidToken and say
+// why, without the token.
+func (v *Verifier) Verify(token string) (*rig.Session, error) {
+	claims, expires, err := v.check(token)
+	if err != nil {
+		return nil, err
 	}
-	return v.key, nil
+	s, err := v.session(claims)
+	if err != nil {
+		return nil, err
+	}
+	s.Expires = expires
+	return s, nil
 }
 
-// Verify checks the token's signature, algorithm and expiry and returns its
-// session. Errors wrap ErrInvalidToken and say why, without the token.
-func (v *Verifier) Verify(token string) (*rig.Session, error) {
+// check verifies token and returns its claims and until when it is
+// accepted: exp plus the leeway, or sooner when the secret that signed it
+// is retired before (JWT_SECRET_KEY_PREVIOUS_UNTIL).
+func (v *Verifier) check(token string) (jwt.MapClaims, time.Time, error) {
 	if token == "" {
-		return nil, fmt.Errorf("%w: empty", ErrInvalidToken)
+		return nil, time.Time{}, fmt.Errorf("%w: empty", ErrInvalidToken)
 	}
 	var claims jwt.MapClaims
-	_, err := v.parser.ParseWithClaims(token, &claims, v.keyFor)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
+	var until time.Time
+	t, err := v.parser.ParseWithClaims(token, &claims, v.keyFor(0))
+	// A token the current secret does not verify may be one the previous
+	// secret signed before the rotation. Only a signature error tries it:
+	// an expired token stays expired.
+	for i := 1; i < len(v.secrets) && err != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) && isHMAC(t); i++ {
+		if u := v.secrets[i].until; !u.IsZero() && !time.Now().Before(u) {
+			continue
+		}
+		claims = nil
+		t, err = v.parser.ParseWithClaims(token, &claims, v.keyFor(i))
+		until = v.secrets[i].until
 	}
-	return v.session(claims)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: %s", ErrInvalidToken, v.reason(t, err))
+	}
+	if err := v.checkIssuer(claims); err != nil {
+		return nil, time.Time{}, err
+	}
+	if err := v.checkAudience(claims); err != nil {
+		return nil, time.Time{}, err
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return nil, time.Time{}, fmt.Errorf("%w: no exp claim", ErrInvalidToken)
+	}
+	expires := exp.Add(v.leeway)
+	if !until.IsZero() && until.Before(expires) {
+		expires = until
+	}
+	return claims, expires, nil
 }
 
-func reason(err error) string {
+func isHMAC(t *jwt.Token) bool {
+	if t == nil {
+		return false
+	}
+	_, ok := t.Method.(*jwt.SigningMethodHMAC)
+	return ok
+}
+
+// keyFor is the parser's key function: for an HMAC token the secret
+// secrets[i], for another the public keys that fit its algorithm. A token
+// asking for an extension gets none.
+func (v *Verifier) keyFor(i int) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errCrit
+		}
+		if isHMAC(t) {
+			return v.secrets[i].key, nil
+		}
+		return v.publicKeys(t)
+	}
+}
+
+// keyError is a key lookup's refusal, said as it is to the client.
+type keyError struct{ msg string }
+
+func (e *keyError) Error() string { return e.msg }
+
+func (v *Verifier) reason(t *jwt.Token, err error) string {
+	var ke *keyError
 	switch {
 	case errors.Is(err, errCrit):
 		return errCrit.Error()
+	case errors.As(err, &ke):
+		return ke.msg
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "malformed"
+	case t != nil && t.Method != nil && !slices.Contains(v.algs, t.Method.Alg()):
+		return fmt.Sprintf("algorithm %s is not accepted (accepted: %s)", quoteClaim(t.Method.Alg()), strings.Join(v.algs, ", "))
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return "bad signature or algorithm"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
@@ -162,11 +282,6 @@ func (v *Verifier) session(claims jwt.MapClaims) (*rig.Session, error) {
 	if s.ID == "" && v.requireJTI {
 		return nil, fmt.Errorf("%w: no \"jti\" claim: a session without one could never be blacklisted (JWT_REQUIRE_JTI)", ErrInvalidToken)
 	}
-	exp, err := claims.GetExpirationTime()
-	if err != nil || exp == nil {
-		return nil, fmt.Errorf("%w: no exp claim", ErrInvalidToken)
-	}
-	s.Expires = exp.Time
 	return s, nil
 }
 
@@ -183,17 +298,13 @@ type Claims struct {
 	RolesField string
 	ID         string // jti; empty means none
 	TTL        time.Duration
-	Algorithm  string // HS256 (default), HS384 or HS512
+	Algorithm  string   // HS256 (default), HS384 or HS512; with a private key, see MintWithKey
+	Issuer     string   // iss; empty means none
+	Audience   []string // aud; empty means none
 }
 
 // Mint signs a token for c with secret, as RIG's encode_jwt did.
 func Mint(secret string, c Claims, now time.Time) (string, error) {
-	if c.UserField == "" {
-		c.UserField = "user"
-	}
-	if c.RolesField == "" {
-		c.RolesField = "roles"
-	}
 	if c.Algorithm == "" {
 		c.Algorithm = "HS256"
 	}
@@ -201,8 +312,53 @@ func Mint(secret string, c Claims, now time.Time) (string, error) {
 	if _, ok := method.(*jwt.SigningMethodHMAC); !ok {
 		return "", fmt.Errorf("algorithm %q: expected one of %s", c.Algorithm, strings.Join(Algorithms, ", "))
 	}
-	if err := rig.ValidateUser(c.User); err != nil {
+	claims, err := c.mapClaims(now)
+	if err != nil {
 		return "", err
+	}
+	return jwt.NewWithClaims(method, claims).SignedString([]byte(secret))
+}
+
+// MintWithKey signs a token for c with a private key (*rsa.PrivateKey,
+// *ecdsa.PrivateKey, ed25519.PrivateKey), as an identity provider would;
+// kid, when not empty, names the key in the header. c.Algorithm defaults
+// to the key's: RS256, ES256/384/512 by curve, EdDSA.
+func MintWithKey(key crypto.Signer, kid string, c Claims, now time.Time) (string, error) {
+	if c.Algorithm == "" {
+		c.Algorithm = defaultAlgorithm(key.Public())
+	}
+	if !fits(c.Algorithm, key.Public()) {
+		return "", fmt.Errorf("algorithm %q does not fit a %T", c.Algorithm, key)
+	}
+	claims, err := c.mapClaims(now)
+	if err != nil {
+		return "", err
+	}
+	t := jwt.NewWithClaims(jwt.GetSigningMethod(c.Algorithm), claims)
+	if kid != "" {
+		t.Header["kid"] = kid
+	}
+	return t.SignedString(key)
+}
+
+func defaultAlgorithm(pub crypto.PublicKey) string {
+	for _, alg := range []string{"RS256", "ES256", "ES384", "ES512", "EdDSA"} {
+		if fits(alg, pub) {
+			return alg
+		}
+	}
+	return ""
+}
+
+func (c Claims) mapClaims(now time.Time) (jwt.MapClaims, error) {
+	if c.UserField == "" {
+		c.UserField = "user"
+	}
+	if c.RolesField == "" {
+		c.RolesField = "roles"
+	}
+	if err := rig.ValidateUser(c.User); err != nil {
+		return nil, err
 	}
 	claims := jwt.MapClaims{
 		c.UserField: c.User,
@@ -218,5 +374,11 @@ func Mint(secret string, c Claims, now time.Time) (string, error) {
 	if c.ID != "" {
 		claims["jti"] = c.ID
 	}
-	return jwt.NewWithClaims(method, claims).SignedString([]byte(secret))
+	if c.Issuer != "" {
+		claims["iss"] = c.Issuer
+	}
+	if len(c.Audience) > 0 {
+		claims["aud"] = c.Audience
+	}
+	return claims, nil
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,11 +12,18 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/rig-go/rig/internal/config"
 )
 
 const secret = "test-secret-0123456789"
 
-func verifier() *Verifier { return NewVerifier(secret, "user", "roles", []string{"support"}) }
+// hmacConfig is JWT_SECRET_KEY=secret with the default claims settings.
+func hmacConfig() config.JWT {
+	return config.JWT{SecretKey: secret, UserField: "user", RolesField: "roles", PrivilegedRoles: []string{"support"}, RequireJTI: true}
+}
+
+func verifier(t testing.TB) *Verifier { return newFrom(t, hmacConfig()) }
 
 func sign(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 	t.Helper()
@@ -29,7 +37,7 @@ func sign(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) stri
 func future() int64 { return time.Now().Add(time.Hour).Unix() }
 
 func TestVerifyAccepts(t *testing.T) {
-	v := verifier()
+	v := verifier(t)
 	for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS256, jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
 		tok := sign(t, m, []byte(secret), jwt.MapClaims{"user": "alice", "exp": future(), "jti": "s1", "roles": []string{"support", "x"}})
 		s, err := v.Verify(tok)
@@ -48,12 +56,16 @@ func TestVerifyAccepts(t *testing.T) {
 		t.Fatal("non-privileged session may subscribe to others")
 	}
 	// JWT_REQUIRE_JTI=false lets tokens without a session id in.
-	lax := NewVerifier(secret, "user", "roles", nil, RequireJTI(false))
+	c := hmacConfig()
+	c.RequireJTI = false
+	lax := newFrom(t, c)
 	if s, err := lax.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"user": "alice", "exp": future()})); err != nil || s.User != "alice" || s.ID != "" {
 		t.Fatalf("no jti, not required: %+v %v", s, err)
 	}
 	// JWT_USER_FIELD=sub: the fallback is the claim itself.
-	subOnly := NewVerifier(secret, "sub", "roles", nil)
+	c = hmacConfig()
+	c.UserField = "sub"
+	subOnly := newFrom(t, c)
 	if s, err := subOnly.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "carol", "exp": future(), "jti": "s3"})); err != nil || s.User != "carol" {
 		t.Fatalf("user field sub: %+v %v", s, err)
 	}
@@ -78,7 +90,7 @@ func signWithHeader(t *testing.T, header map[string]any, claims jwt.MapClaims) s
 // verifier ignored. Each is refused, with a reason, by Verify (and the
 // crit one by Expiry, which ingest uses).
 func TestWeakTokenShapes(t *testing.T) {
-	v := verifier()
+	v := verifier(t)
 	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, []byte(secret), c) }
 	for _, c := range []struct {
 		name, token, reason string
@@ -106,7 +118,7 @@ func TestWeakTokenShapes(t *testing.T) {
 }
 
 func TestVerifyRejects(t *testing.T) {
-	v := verifier()
+	v := verifier(t)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	good := jwt.MapClaims{"user": "alice", "exp": future(), "jti": "j"}
@@ -143,7 +155,7 @@ func TestMintRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := verifier().Verify(tok)
+	s, err := verifier(t).Verify(tok)
 	if err != nil || s.User != "alice@example.com" || !s.Privileged || s.ID != "j1" {
 		t.Fatalf("%+v %v", s, err)
 	}
@@ -152,24 +164,44 @@ func TestMintRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzVerify feeds arbitrary strings to the verifier: it must never panic
-// and never accept a token it did not sign.
+// FuzzVerify feeds arbitrary strings to a verifier that holds an HMAC
+// secret and RSA, EC and Ed25519 public keys at once: it must never panic
+// and never accept a token none of those keys signed.
 func FuzzVerify(f *testing.F) {
-	tok, _ := Mint(secret, Claims{User: "alice", ID: "j1", TTL: time.Hour}, time.Now())
-	if _, err := verifier().Verify(tok); err != nil {
-		f.Fatalf("the seed token is refused: %v", err)
+	genKeys(f)
+	c := jwtConfig(f, pemOf(f, rsaA.Public(), ec256.Public(), edKey.Public()))
+	c.SecretKey = secret
+	v, err := New(f.Context(), c, discard())
+	if err != nil {
+		f.Fatal(err)
 	}
-	f.Add(tok)
+	tok, _ := Mint(secret, Claims{User: "alice", ID: "j1", TTL: time.Hour}, time.Now())
+	seeds := []string{tok}
+	for _, k := range []crypto.Signer{rsaA, ec256, edKey} {
+		s, err := MintWithKey(k, "", Claims{User: "alice", ID: "j1", TTL: time.Hour}, time.Now())
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, s)
+	}
+	for _, s := range seeds {
+		if _, err := v.Verify(s); err != nil {
+			f.Fatalf("the seed token %s is refused: %v", s, err)
+		}
+		f.Add(s)
+	}
+	pemText := pemOf(f, rsaA.Public())
+	forged, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"user": "mallory", "exp": future(), "jti": "j"}).SignedString([]byte(pemText))
+	f.Add(forged)
 	f.Add("eyJhbGciOiJub25lIn0.eyJ1c2VyIjoiYSJ9.")
 	f.Add("a.b.c")
 	f.Add("")
-	v := verifier()
 	f.Fuzz(func(t *testing.T, s string) {
 		sess, err := v.Verify(s)
-		if err == nil && s != tok {
-			// Only a byte-identical token or a re-encoding of the same
-			// signed content can pass; anything else must carry a valid
-			// HMAC, which the fuzzer cannot forge.
+		if err == nil {
+			// Only the seeds, or re-encodings of their signed content,
+			// can pass; anything else must carry a valid signature,
+			// which the fuzzer cannot forge.
 			if sess.User != "alice" {
 				t.Fatalf("accepted forged token %q as %+v", s, sess)
 			}

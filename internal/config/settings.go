@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -73,37 +72,6 @@ func (s *Set) log(l *Log) {
 	s.Enum(&l.Format, "LOG_FORMAT", "text", []string{"text", "json"}, "Log line format.")
 }
 
-// JWT is how tokens are verified.
-type JWT struct {
-	SecretKey       string   // JWT_SECRET_KEY
-	UserField       string   // JWT_USER_FIELD
-	RolesField      string   // JWT_ROLES_FIELD
-	PrivilegedRoles []string // PRIVILEGED_ROLES
-	RequireJTI      bool     // JWT_REQUIRE_JTI
-}
-
-func (s *Set) jwt(j *JWT) {
-	s.Secret(&j.SecretKey, "JWT_SECRET_KEY", "Shared secret for HS256/HS384/HS512 JWTs (required).")
-	s.String(&j.UserField, "JWT_USER_FIELD", "user", `JWT claim holding the user id; "sub" is used when it is absent.`)
-	s.String(&j.RolesField, "JWT_ROLES_FIELD", "roles", "JWT claim holding the list of roles.")
-	s.List(&j.PrivilegedRoles, "PRIVILEGED_ROLES", "", "Roles that may subscribe to any user's messages (comma-separated).")
-	s.Bool(&j.RequireJTI, "JWT_REQUIRE_JTI", true, `Refuse (401) tokens without a "jti" claim: their sessions could never be blacklisted.`)
-}
-
-var errNoSecret = errors.New("invalid JWT_SECRET_KEY=\"\": expected a secret of at least 8 bytes (set JWT_SECRET_KEY or --jwt-secret-key)")
-
-func requireSecret(j *JWT) func() error {
-	return func() error {
-		if len(j.SecretKey) == 0 {
-			return errNoSecret
-		}
-		if len(j.SecretKey) < 8 {
-			return &Error{Setting: "JWT_SECRET_KEY", Value: "(hidden)", Expected: "a secret of at least 8 bytes"}
-		}
-		return nil
-	}
-}
-
 // Edge is the edge binary's configuration.
 type Edge struct {
 	NATS NATS
@@ -139,7 +107,8 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Port(&c.InboundPort, "INBOUND_PORT", 4000, "Public port: client connections (SSE, WebSocket, long-polling) and the API gateway. Open only while the edge is ready.")
 	s.OptionalPort(&c.MetricsPort, "METRICS_PORT", 4001, "Operations port: /health (liveness), /health/ready (readiness) and /metrics (Prometheus); 0 turns it off.")
 	s.Bool(&c.Pprof, "PPROF", false, "Serve Go's profiler at /debug/pprof/ on the operations port (METRICS_PORT).")
-	s.jwt(&c.JWT)
+	s.jwtKeys(&c.JWT, true)
+	s.jwtClaims(&c.JWT)
 	s.Duration(&c.HeartbeatInterval, "HEARTBEAT_INTERVAL", 10*time.Second, 100*time.Millisecond, "How often idle connections get a heartbeat.")
 	s.Int(&c.QueueSize, "CLIENT_QUEUE_SIZE", 1024, 8, 1_000_000, "Events queued per connection; a client that falls this far behind is disconnected.")
 	s.Duration(&c.WriteTimeout, "CLIENT_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long one write to a client may block before the client is disconnected.")
@@ -154,7 +123,6 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.publicTLS(&c.TLS)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
-	s.Check(requireSecret(&c.JWT))
 	s.proxy(&c.Proxy, getenv, &c.InboundPort, &c.MetricsPort)
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err
@@ -176,10 +144,11 @@ type Ingest struct {
 	BatchMaxCount    int           // MESSAGE_BATCH_MAX_COUNT
 	Pprof            bool          // PPROF: /debug/pprof/ on the API port
 
-	// JWTSecretKey (JWT_SECRET_KEY, optional here) verifies the token sent
-	// with RIG 1.x's DELETE /v1/users/<user>/sessions/<jti>, whose exp then
-	// sets how long the session stays blacklisted.
-	JWTSecretKey string
+	// JWT (JWT_SECRET_KEY, JWT_PUBLIC_KEY, JWT_JWKS_URL..., all optional
+	// here) verifies the token sent with RIG 1.x's DELETE
+	// /v1/users/<user>/sessions/<jti>, whose exp then sets how long the
+	// session stays blacklisted; the edge's settings, so both agree.
+	JWT JWT
 	// BlacklistDefaultExpiry (JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS) is that
 	// duration when no verified token tells.
 	BlacklistDefaultExpiry time.Duration
@@ -217,7 +186,7 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	s.Int(&c.BatchMaxCount, "MESSAGE_BATCH_MAX_COUNT", 1000, 1, 100_000, "Most messages in one batch (POST /v1/messages with a JSON array); more get 413.")
 	s.Bool(&c.Pprof, "PPROF", false, "Serve Go's profiler at /debug/pprof/ on the API port.")
 	s.Duration(&c.PublishTimeout, "PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, "How long to wait for JetStream to store a message before answering 503.")
-	s.Secret(&c.JWTSecretKey, "JWT_SECRET_KEY", "Optional here: verifies the Authorization token of DELETE /v1/users/<user>/sessions/<jti>, whose exp then sets how long the session stays blacklisted.")
+	s.jwtKeys(&c.JWT, false)
 	var expiryHours int
 	s.Int(&expiryHours, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS", 1, 1, 87600, "Hours a session stays blacklisted by DELETE /v1/users/<user>/sessions/<jti> when no verified token with that jti gives its exp.")
 	s.Duration(&c.PresenceTimeout, "PRESENCE_TIMEOUT", 2*time.Second, 10*time.Millisecond, "Longest a presence query (GET /v1/users...) waits for the edges' answers.")
@@ -231,9 +200,6 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 		return nil
 	})
 	s.Check(func() error {
-		if c.JWTSecretKey != "" && len(c.JWTSecretKey) < 8 {
-			return &Error{Setting: "JWT_SECRET_KEY", Value: "(hidden)", Expected: "a secret of at least 8 bytes, or none"}
-		}
 		c.BlacklistDefaultExpiry = time.Duration(expiryHours) * time.Hour
 		return nil
 	})

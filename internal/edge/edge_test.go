@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/broker/brokertest"
 	"github.com/rig-go/rig/internal/check"
@@ -45,7 +46,11 @@ func newTestEdgeWith(t *testing.T, adjust func(*config.Edge)) (*Server, *broker.
 		t.Fatal(err)
 	}
 	brokertest.Run(t, b, true)
-	s := New(cfg, log, b, Listeners{})
+	v, err := auth.New(t.Context(), cfg.JWT, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, log, b, Listeners{}, v)
 	brokertest.Go(t, s.Run)
 	// Ready: Run has started everything it runs.
 	deadline := time.Now().Add(10 * time.Second)

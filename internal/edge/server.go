@@ -70,13 +70,14 @@ type Listeners struct {
 	Ops net.Listener
 }
 
-// New builds an edge on an open broker; Run serves it.
-func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners) *Server {
+// New builds an edge on an open broker; Run serves it. v verifies every
+// token the edge sees: connections' and the API gateway's (see auth.New).
+func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners, v *auth.Verifier) *Server {
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
 		broker:   b,
-		verifier: auth.NewVerifier(cfg.JWT.SecretKey, cfg.JWT.UserField, cfg.JWT.RolesField, cfg.JWT.PrivilegedRoles, auth.RequireJTI(cfg.JWT.RequireJTI)),
+		verifier: v,
 		history:  history.NewReader(b.JS, cfg.HistoryReadConcurrency),
 		opsLn:    ln.Ops,
 	}

@@ -36,6 +36,10 @@ func (s *Server) handleWebSocket(c *fiber.Ctx) error {
 	if err := s.checkOrigin(c); err != nil {
 		return err
 	}
+	// A browser never shows a page why an upgrade failed; a client (such as
+	// clients/js) asks again without the upgrade to read the status, which
+	// from another origin it can only with CORS.
+	s.setCORS(c)
 	v, err := socketProtocol(c)
 	if err != nil {
 		return err

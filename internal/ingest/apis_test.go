@@ -29,7 +29,7 @@ func routesServer(t *testing.T, routes config.Routes) *Server {
 	}
 	brokertest.Run(t, b, true)
 	s, err := New(&config.Ingest{NATS: nc, MessageUserField: "user", MaxMessageSize: 64 << 10, BatchMaxSize: 1 << 20,
-		BatchMaxCount: 100, PublishTimeout: 5 * time.Second, PresenceTimeout: time.Second, Routes: routes}, log, b, nil)
+		BatchMaxCount: 100, PublishTimeout: 5 * time.Second, PresenceTimeout: time.Second, Routes: routes}, log, b, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

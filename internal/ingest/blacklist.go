@@ -84,7 +84,8 @@ func (s *Server) handleBlacklistStatus(c *fiber.Ctx) error {
 // handleKillSession is RIG 1.x's DELETE /v1/users/<user>/sessions/<jti>:
 // blacklist the session for as long as its token is valid. That is the exp
 // of the token in the Authorization header when it verifies with
-// JWT_SECRET_KEY and carries this jti; else JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS.
+// the JWT settings (the edge's verifier) and carries this jti; else
+// JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS.
 func (s *Server) handleKillSession(c *fiber.Ctx) error {
 	user, err := pathParam(c, "user")
 	if err != nil {
@@ -116,7 +117,7 @@ func (s *Server) killValidity(authorization, jti string) (time.Duration, string)
 	}
 	if s.verifier == nil {
 		// An unverified exp could end the blacklisting early: not trusted.
-		return def, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS (no JWT_SECRET_KEY to verify the token)"
+		return def, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS (no JWT key setting to verify the token)"
 	}
 	token, ok := auth.BearerToken(authorization)
 	if !ok {

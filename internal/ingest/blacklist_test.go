@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,11 @@ func FuzzParseBlacklistRequest(f *testing.F) {
 
 func TestKillValidity(t *testing.T) {
 	const secret = "ingest-test-secret"
-	s := &Server{cfg: &config.Ingest{BlacklistDefaultExpiry: time.Hour}, verifier: auth.NewVerifier(secret, "user", "roles", nil)}
+	v, err := auth.New(t.Context(), config.JWT{SecretKey: secret}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: &config.Ingest{BlacklistDefaultExpiry: time.Hour}, verifier: v}
 	mint := func(secret, jti string, ttl time.Duration) string {
 		tok, err := auth.Mint(secret, auth.Claims{User: "alice", ID: jti, TTL: ttl}, time.Now())
 		if err != nil {

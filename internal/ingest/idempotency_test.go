@@ -34,7 +34,7 @@ func testServer(t *testing.T, maxPerUser int) (*Server, jetstream.Stream) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := New(&config.Ingest{NATS: nc, MessageUserField: "user", MaxMessageSize: 64 << 10, BatchMaxSize: 1 << 20,
-		BatchMaxCount: 100, PublishTimeout: 2 * time.Second, PresenceTimeout: time.Second}, log, b, nil)
+		BatchMaxCount: 100, PublishTimeout: 2 * time.Second, PresenceTimeout: time.Second}, log, b, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ type Server struct {
 
 	bucket   *blacklist.Bucket
 	presence *presence.Gatherer
-	verifier *auth.Verifier // nil without JWT_SECRET_KEY
+	verifier *auth.Verifier // nil without any JWT key setting
 	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
 	quorum   *quorum        // whether JetStream can store (readiness)
 	ln       net.Listener   // API_PORT; nil: tests drive App
@@ -57,8 +57,9 @@ type Server struct {
 }
 
 // New builds the ingest API on an open broker, to serve on ln (nil: none;
-// tests drive App). Run runs it.
-func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener) (*Server, error) {
+// tests drive App). Run runs it. v, nil without any JWT key setting,
+// verifies the token that may come with DELETE /v1/users/<user>/sessions/<jti>.
+func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener, v *auth.Verifier) (*Server, error) {
 	js, err := jetstream.New(b.NC,
 		jetstream.WithPublishAsyncMaxPending(maxInFlight),
 		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
@@ -83,9 +84,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 	if len(cfg.APITokens) > 0 {
 		s.tokens = newAPITokens(cfg.APITokens)
 	}
-	if cfg.JWTSecretKey != "" {
-		s.verifier = auth.NewVerifier(cfg.JWTSecretKey, "user", "roles", nil)
-	}
+	s.verifier = v
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		// Batches may be larger than one message; every other body is

@@ -57,7 +57,11 @@ func guardedGateway(t *testing.T, routes string, cfg config.Proxy, getenv func(s
 	if cfg.RecvTimeout == 0 {
 		cfg.RecvTimeout = 2 * time.Second
 	}
-	g := New(cfg, auth.NewVerifier(secret, "user", "roles", nil), slog.New(slog.DiscardHandler))
+	v, err := auth.New(t.Context(), config.JWT{SecretKey: secret, UserField: "user", RolesField: "roles", RequireJTI: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(cfg, v, slog.New(slog.DiscardHandler))
 	apis, err := route.ParseList([]byte(routes))
 	if err != nil {
 		t.Fatal(err)

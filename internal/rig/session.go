@@ -12,7 +12,8 @@ type Session struct {
 	Roles []string
 	// ID is the token's jti, the handle for blacklisting; may be empty.
 	ID string
-	// Expires is the token's exp.
+	// Expires is when the token stops being accepted: its exp plus the
+	// verifier's leeway, or sooner when its key is retired before.
 	Expires time.Time
 	// Privileged is set when Roles intersect the configured privileged roles.
 	Privileged bool
