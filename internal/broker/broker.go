@@ -119,7 +119,9 @@ func (b *Broker) slowConsumer(sub *nats.Subscription) {
 
 // Open starts the embedded server when configured and connects; Run
 // ensures the history stream. Connecting does not wait for NATS: a binary
-// starts, reports not ready, and becomes ready when NATS is.
+// starts, reports not ready, and becomes ready when NATS is. It fails only
+// for what waiting cannot fix: NATS refusing the credentials or the TLS
+// (see connectError), at the first attempt.
 func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, error) {
 	b := &Broker{cfg: cfg, log: log, stream: ready.New("connecting to NATS"), lost: make(chan struct{})}
 	urls := strings.Join(cfg.URLs, ",")

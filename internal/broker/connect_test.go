@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -171,4 +172,46 @@ func FuzzDenied(f *testing.F) {
 			t.Fatalf("a plain error %q taken for a denial", text)
 		}
 	})
+}
+
+// TestOpenBeforeNATS: NATS not there at start is no refusal: Open returns,
+// the broker is unready, and it becomes ready once NATS listens, with Run
+// still running.
+func TestOpenBeforeNATS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	b, err := Open(userCfg(url, "admin", "admin-password"), discard())
+	if err != nil {
+		t.Fatalf("Open without NATS: %v", err)
+	}
+	ran := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); <-ran }()
+	go func() { ran <- b.Run(ctx) }()
+	if b.Ready() == nil {
+		t.Fatal("ready without NATS")
+	}
+	opts := &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*server.User{{Username: "admin", Password: "admin-password"}}}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	defer ns.Shutdown()
+	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer wcancel()
+	if err := b.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned while NATS is up: %v", err)
+	default:
+	}
 }
