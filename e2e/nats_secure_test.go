@@ -336,6 +336,40 @@ func TestNATSSecuredCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("phoenix long-poll relayed between edges", func(t *testing.T) {
+		a, b, jwt := top.Edges[0].URL, top.Edges[1].URL, Token(t, "dave")
+		hs := lpDo(t, a, "GET", jwt, "", "", nil)
+		if hs.Status != 410 {
+			t.Fatalf("handshake on edge-1: %+v", hs)
+		}
+		// The join lands on edge-2, which relays it over NATS to the
+		// session's home, edge-1.
+		if p := lpDo(t, b, "POST", jwt, hs.Token, "application/json", []byte(`["1","1","user:dave","phx_join",{}]`)); p.Status != 200 {
+			t.Fatalf("POST join on edge-2: %+v", p)
+		}
+		// Polled on edge-1 (a poll may end empty: poll again with the
+		// token it gave).
+		tok := hs.Token
+		var got []string
+		check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
+			r := lpDo(t, a, "GET", jwt, tok, "", nil)
+			if r.Status != 200 && r.Status != 204 {
+				t.Fatalf("poll on edge-1: %+v", r)
+			}
+			if r.Token != "" {
+				tok = r.Token
+			}
+			got = append(got, r.Messages...)
+			if len(got) == 0 {
+				return fmt.Errorf("no reply to the join yet")
+			}
+			return nil
+		})
+		if len(got) != 1 || !strings.Contains(got[0], `"status":"ok"`) {
+			t.Fatalf("poll on edge-1 after the join on edge-2: %v", got)
+		}
+	})
+
 	t.Run("blacklist", func(t *testing.T) {
 		Blacklist(t, top.Ingest.URL, "alice-1", 60)
 		alice.WaitKilled(t, time.Now().Add(10*time.Second))
