@@ -91,10 +91,15 @@ func clientsThroughLB(t testing.TB, top *Topology, users []string) map[string]*E
 	for _, u := range users {
 		clients[u] = OpenEventSource(t, sseURL(top.LB.URL, Token(t, u)))
 	}
+	// A stream counts on its edge once it is set up (its user subscribed,
+	// its start read from history): poll, not one look.
 	for _, e := range top.Edges {
-		if c, _ := edgeHealth(t, e.URL); c == 0 {
-			t.Fatalf("nginx sent no client of %d to %s: the test would not cover both edges", len(users), e.Name)
-		}
+		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if c, _ := edgeHealth(t, e.URL); c == 0 {
+				return fmt.Errorf("nginx sent no client of %d to %s: the test would not cover both edges", len(users), e.Name)
+			}
+			return nil
+		})
 	}
 	return clients
 }
