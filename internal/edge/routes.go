@@ -9,6 +9,7 @@ func (s *Server) routes() {
 	s.app.Get("/socket/websocket", s.handleWebSocket)
 	s.app.Get("/socket/longpoll", s.handleLongPoll)
 	s.app.Options("/socket/longpoll", s.handlePreflight)
+	s.demoRoutes() // only with DEMO_ENABLED
 	// Everything else: the API gateway (RIG's forward "/").
 	s.app.Use(s.handleProxy)
 }
