@@ -413,8 +413,16 @@ func TestTaskRunDemo(t *testing.T) {
 		}
 		return nil
 	})
-	edge := &Server{Port: edgePort, URL: fmt.Sprintf("http://127.0.0.1:%d", edgePort), OpsURL: fmt.Sprintf("http://127.0.0.1:%d", opsPort)}
-	waitReady(t, edge, 2*time.Minute)
+	edge := &Server{Port: edgePort, URL: fmt.Sprintf("http://127.0.0.1:%d", edgePort)}
+	check.For(t, 2*time.Minute, 50*time.Millisecond, func() error {
+		if !p.running() {
+			t.Fatalf("go tool task run exited:\n%s", p.out.String())
+		}
+		if code := statusWithin(edge.URL+"/health/ready", 3*time.Second); code != 200 {
+			return fmt.Errorf("the edge of task run is not ready: %d", code)
+		}
+		return nil
+	})
 	tokens := map[string]string{}
 	for _, l := range links {
 		if l[3] != strconv.Itoa(edgePort) {
@@ -434,7 +442,10 @@ func TestTaskRunDemo(t *testing.T) {
 		if tokens[user] == "" {
 			t.Fatalf("no token for %s in:\n%s", user, p.out.String())
 		}
-		s := MustSSE(t, sseURL(edge.URL, tokens[user]))
+		s, r := DialSSE(t, sseURL(edge.URL, tokens[user]), nil)
+		if s == nil {
+			t.Fatalf("%s's printed token: %d %s", user, r.Status, r.Body)
+		}
 		if ev := s.Next(t, 5*time.Second); ev.Event != "connected" || !strings.Contains(ev.Data, `"`+user+`"`) {
 			t.Errorf("%s's printed token: first event %+v", user, ev)
 		}
