@@ -227,6 +227,49 @@ func TestDemoPage(t *testing.T) {
 		len(got), len(sent)-3, st.Text, cfg.Width, cfg.Height, len(shot), path)
 }
 
+// TestDemoPageHostile: what a back-end (or another user, through the form)
+// sends is shown as text, never run as HTML, in a page whose own CSP would
+// refuse inline script anyway; and the token in the link's fragment never
+// reaches the edge, so no log holds it.
+func TestDemoPageHostile(t *testing.T) {
+	ctx := newBrowser(t)
+	n := StartNATS(t)
+	ingest := StartIngest(t, IngestEnv(FreePort(t), n.URL))
+	edge := demoEdge(t, n.URL, ingest.URL, nil)
+	tok := Token(t, "alice", TokenOpts{TTL: 10 * time.Minute})
+	if err := chromedp.Do(ctx, chromedp.Navigate(edge.URL+"/demo/#token="+tok)); err != nil {
+		t.Fatalf("open the demo page in chromium: %v", err)
+	}
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if st := evaluate[demoStatus](t, ctx, demoStatusJS); st.State != "connected" {
+			return fmt.Errorf("the page did not connect: %+v", st)
+		}
+		return nil
+	})
+	html := `<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>`
+	ids := []string{
+		Post(t, ingest.URL, map[string]any{"user": "alice", "from": html, "text": html}),
+		Post(t, ingest.URL, map[string]any{"user": "alice", "note": html}),
+		demoSend(t, ctx, "alice", html),
+	}
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if got := evaluate[[]string](t, ctx, demoEventsJS); !slices.Equal(got, ids) {
+			return fmt.Errorf("the page lists %v, want %v", got, ids)
+		}
+		return nil
+	})
+	if pwned := evaluate[bool](t, ctx, `window.pwned !== undefined || document.querySelector("#events img, #events script") !== null`); pwned {
+		t.Error("a message's HTML became part of the page")
+	}
+	text := evaluate[string](t, ctx, `document.getElementById("events").innerText`)
+	if strings.Count(text, `<img src=x onerror="window.pwned=1">`) < 3 {
+		t.Errorf("the messages' text is not shown as sent:\n%s", text)
+	}
+	if strings.Contains(edge.Logs(), tok) || strings.Contains(ingest.Logs(), tok) {
+		t.Error("the token of the page's link reached a log")
+	}
+}
+
 // TestDemoSendRefusals: POST /demo/messages refuses what it should, with a
 // JSON error naming why, and nothing reaches alice's stream; a good one
 // does. Against an ingest with API_TOKENS, the edge's DEMO_INGEST_TOKEN
@@ -317,6 +360,30 @@ func TestDemoSendRefusals(t *testing.T) {
 	if r := post(down, js, `{"to":"alice","text":"x"}`, bearer(alice)); r.Status != 502 || !strings.Contains(r.ErrorMessage(t), gone) {
 		t.Errorf("ingest down: %d %s, want 502 naming %s", r.Status, r.Body, gone)
 	}
+	// A blacklisted session may not send either.
+	revoked := Token(t, "alice", TokenOpts{JTI: "demo-revoked"})
+	if r := Do(t, http.MethodPost, ingest.URL+"/v1/session-blacklist", js, []byte(`{"sessionId":"demo-revoked","validityInSeconds":60}`),
+		http.Header{"Authorization": {"Bearer " + apiToken}}); r.Status != 201 {
+		t.Fatalf("blacklist: %d %s", r.Status, r.Body)
+	}
+	// Once the edge knows (its streams refuse the session), so does the demo.
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if code, _ := SSEStatus(t, sseURL(edge.URL, revoked)); code != 401 {
+			return fmt.Errorf("the edge does not refuse the blacklisted session yet: %d", code)
+		}
+		return nil
+	})
+	if r := post(edge, js, `{"to":"alice","text":"x"}`, bearer(revoked)); r.Status != 401 || !strings.Contains(r.ErrorMessage(t), "blacklisted") {
+		t.Errorf("a blacklisted session's message: %d %s, want 401", r.Status, r.Body)
+	}
+	// A cross-origin page cannot send: its preflight (Authorization, JSON)
+	// gets no CORS answer, so the browser never sends the POST.
+	pre := Do(t, http.MethodOptions, edge.URL+"/demo/messages", "", nil, http.Header{
+		"Origin": {"https://evil.example"}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"authorization,content-type"}})
+	if pre.Header.Get("Access-Control-Allow-Origin") != "" || pre.Header.Get("Access-Control-Allow-Headers") != "" {
+		t.Errorf("preflight from another origin: %d %v, want no CORS headers", pre.Status, pre.Header)
+	}
+
 	// Nothing of those reached alice: the next message is the last good one.
 	r = post(edge, js, `{"to":"alice","text":"the last one"}`, bearer(alice))
 	r.JSON(t, &ok)
