@@ -229,13 +229,15 @@ func TestDemoPage(t *testing.T) {
 
 // TestDemoPageHostile: what a back-end (or another user, through the form)
 // sends is shown as text, never run as HTML, in a page whose own CSP would
-// refuse inline script anyway; and the token in the link's fragment never
-// reaches the edge, so no log holds it.
+// refuse inline script anyway; the page's WebSocket and long-polling links
+// work under that CSP; and the token in the link's fragment never reaches
+// the edge, so no log holds it.
 func TestDemoPageHostile(t *testing.T) {
 	ctx := newBrowser(t)
 	n := StartNATS(t)
 	ingest := StartIngest(t, IngestEnv(FreePort(t), n.URL))
-	edge := demoEdge(t, n.URL, ingest.URL, nil)
+	// A long-poll that starts without a cursor answers after the timeout.
+	edge := demoEdge(t, n.URL, ingest.URL, map[string]string{"LONGPOLL_TIMEOUT": "1s"})
 	tok := Token(t, "alice", TokenOpts{TTL: 10 * time.Minute})
 	if err := chromedp.Do(ctx, chromedp.Navigate(edge.URL+"/demo/#token="+tok)); err != nil {
 		t.Fatalf("open the demo page in chromium: %v", err)
@@ -264,6 +266,26 @@ func TestDemoPageHostile(t *testing.T) {
 	text := evaluate[string](t, ctx, `document.getElementById("events").innerText`)
 	if strings.Count(text, `<img src=x onerror="window.pwned=1">`) < 3 {
 		t.Errorf("the messages' text is not shown as sent:\n%s", text)
+	}
+	// The page's transport links: each transport connects under the
+	// page's CSP (WebSocket included) and gets the history it resumes.
+	for _, tr := range []string{"websocket", "longpoll"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(edge.URL+"/demo/?transport="+tr+"#token="+tok)); err != nil {
+			t.Fatalf("open the demo page on %s: %v", tr, err)
+		}
+		check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if st := evaluate[demoStatus](t, ctx, demoStatusJS); st.State != "connected" || st.Transport != tr {
+				return fmt.Errorf("the page on %s: %+v", tr, st)
+			}
+			return nil
+		})
+		sent := demoSend(t, ctx, "alice", "over "+tr)
+		check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if got := evaluate[[]string](t, ctx, demoEventsJS); !slices.Equal(got, []string{sent}) {
+				return fmt.Errorf("the page on %s lists %v, want [%s]", tr, got, sent)
+			}
+			return nil
+		})
 	}
 	if strings.Contains(edge.Logs(), tok) || strings.Contains(ingest.Logs(), tok) {
 		t.Error("the token of the page's link reached a log")
