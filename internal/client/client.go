@@ -48,7 +48,7 @@ type Counters struct {
 // Client is one connection of a session, subscribed to some users' messages.
 type Client struct {
 	Session   *rig.Session
-	Transport string    // "sse", "websocket", "phoenix", "longpoll"
+	Transport string    // "sse", "websocket", "phoenix", "longpoll", "phoenix-longpoll"
 	Since     time.Time // when it connected
 	// Counters, if set before Attach, is added to.
 	Counters *Counters

@@ -59,6 +59,8 @@ func TestBadValues(t *testing.T) {
 		{nil, []string{"--client-queue-size=0"}, `invalid --client-queue-size="0": expected an integer from 8 to 1000000`},
 		{map[string]string{"JWT_SECRET_KEY": ""}, nil, `invalid JWT_SECRET_KEY=""`},
 		{map[string]string{"JWT_SECRET_KEY": "short"}, nil, `invalid JWT_SECRET_KEY="(hidden)": expected a secret of at least 8 bytes`},
+		{map[string]string{"PHOENIX_LONGPOLL_SECRET": "short"}, nil, `invalid PHOENIX_LONGPOLL_SECRET="(hidden)": expected a secret of at least 16 bytes`},
+		{map[string]string{"PHOENIX_LONGPOLL_TIMEOUT": "1ms"}, nil, `invalid PHOENIX_LONGPOLL_TIMEOUT="1ms"`},
 		{nil, []string{"--no-such-flag"}, `flag provided but not defined`},
 		{nil, []string{"stray"}, `unexpected argument "stray"`},
 	}

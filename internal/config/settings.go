@@ -93,9 +93,22 @@ type Edge struct {
 	LongPollTimeout   time.Duration // LONGPOLL_TIMEOUT
 	Pprof             bool          // PPROF: /debug/pprof/ on the operations port
 
+	// PhoenixLongPoll is phoenix.js's LongPoll transport (vsn= on
+	// /socket/longpoll).
+	PhoenixLongPoll PhoenixLongPoll
+
 	// HistoryReadConcurrency (HISTORY_READ_CONCURRENCY) bounds the reads of
 	// history (resumes, long-polls) that run at once; the others queue.
 	HistoryReadConcurrency int
+}
+
+// PhoenixLongPoll configures phoenix.js's LongPoll transport.
+type PhoenixLongPoll struct {
+	Timeout     time.Duration // PHOENIX_LONGPOLL_TIMEOUT: a poll's wait
+	MaxSessions int           // PHOENIX_LONGPOLL_MAX_SESSIONS, per edge
+	// Secret (PHOENIX_LONGPOLL_SECRET) signs session tokens; empty: the
+	// key is derived from JWT_SECRET_KEY.
+	Secret string
 }
 
 // ParseEdge reads the edge's configuration.
@@ -115,6 +128,9 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.List(&c.AllowedOrigins, "ALLOWED_ORIGINS", "*", `Origins (scheme://host[:port]) whose pages may open WebSockets and SSE streams; others get 403, allowed ones CORS headers. "*" allows any page, as RIG did; unsafe in production.`)
 	s.Check(checkOrigins(&c.AllowedOrigins))
 	s.Duration(&c.LongPollTimeout, "LONGPOLL_TIMEOUT", 25*time.Second, 100*time.Millisecond, "How long a long-poll request waits for an event before answering with none.")
+	s.Duration(&c.PhoenixLongPoll.Timeout, "PHOENIX_LONGPOLL_TIMEOUT", 10*time.Second, 100*time.Millisecond, "How long a Phoenix long-poll (phoenix.js LongPoll, /socket/longpoll?vsn=) waits for a message before answering 204; keep it below the client's longpollerTimeout (20s by default). An idle session ends after 3 times this.")
+	s.Int(&c.PhoenixLongPoll.MaxSessions, "PHOENIX_LONGPOLL_MAX_SESSIONS", 10_000, 1, 10_000_000, "Most Phoenix long-poll sessions one edge serves at once; past it a new one is refused (status 500: phoenix.js retries with backoff).")
+	s.Secret(&c.PhoenixLongPoll.Secret, "PHOENIX_LONGPOLL_SECRET", "Key that signs Phoenix long-poll session tokens; the same on every edge, so that a poll can land on any. Empty: derived from JWT_SECRET_KEY; without that either, each edge makes its own, and a poll that lands on another edge starts a new session.")
 	s.Int(&c.HistoryReadConcurrency, "HISTORY_READ_CONCURRENCY", 16, 1, 10_000, "History reads (resumes, long-polls) that run at once; more wait their turn, each until its 10s deadline, then fail so that the client retries with the same cursor.")
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.limits(&c.Limits)
@@ -122,6 +138,12 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.demo(&c.Demo)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
+	s.Check(func() error {
+		if s := c.PhoenixLongPoll.Secret; s != "" && len(s) < 16 {
+			return &Error{Setting: "PHOENIX_LONGPOLL_SECRET", Value: "(hidden)", Expected: "a secret of at least 16 bytes"}
+		}
+		return nil
+	})
 	s.proxy(&c.Proxy, getenv, &c.InboundPort, &c.MetricsPort)
 	if err := s.Parse(args, getenv, out); err != nil {
 		return nil, err

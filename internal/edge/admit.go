@@ -41,13 +41,19 @@ type admission struct {
 // or the Authorization header, a valid signature and expiry, valid user ids,
 // and no one else's messages without a privileged role.
 func (s *Server) admit(c *fiber.Ctx) (*admission, error) {
+	return s.admitWith(c, requestToken)
+}
+
+// admitWith is admit with the JWT read by tokenOf: phoenix.js's long-poll
+// sends another token= beside it (see admitPoll).
+func (s *Server) admitWith(c *fiber.Ctx, tokenOf func(*fiber.Ctx) (string, error)) (*admission, error) {
 	// Refuse a client over its rate before anything costs: a reconnect
 	// storm, or a script guessing tokens.
 	addr, limited, proxied := s.limits.client(c)
 	if err := s.limits.checkRate(addr, limited); err != nil {
 		return nil, err
 	}
-	token, err := requestToken(c)
+	token, err := tokenOf(c)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,20 @@ import (
 // last_event_id is an exact position; the next poll, on any edge, sends it
 // back, so successive polls get every message once, in order. Nothing is
 // kept between polls.
+//
+// With vsn= in the query it is phoenix.js's LongPoll transport instead
+// (see phoenix_longpoll.go).
 func (s *Server) handleLongPoll(c *fiber.Ctx) error {
+	if c.Context().QueryArgs().Has("vsn") {
+		v, err := socketProtocol(c)
+		if err != nil {
+			return s.pollRefused(c, err)
+		}
+		if err := s.checkOrigin(c); err != nil {
+			return s.pollRefused(c, err)
+		}
+		return s.handlePhoenixLongPoll(c, v)
+	}
 	if err := s.checkOrigin(c); err != nil {
 		return err
 	}

@@ -61,8 +61,10 @@ func (s *Server) handlePreflight(c *fiber.Ctx) error {
 	}
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" {
 		s.setCORS(c)
-		c.Set(fiber.HeaderAccessControlAllowMethods, "GET, OPTIONS")
-		c.Set(fiber.HeaderAccessControlAllowHeaders, "Authorization, Last-Event-ID, Cache-Control")
+		// POST and Content-Type: phoenix.js's LongPoll sends its messages
+		// as application/x-ndjson.
+		c.Set(fiber.HeaderAccessControlAllowMethods, "GET, POST, OPTIONS")
+		c.Set(fiber.HeaderAccessControlAllowHeaders, "Authorization, Last-Event-ID, Cache-Control, Content-Type, X-Phoenix-AuthToken")
 		c.Set(fiber.HeaderAccessControlMaxAge, "600")
 	}
 	return c.SendStatus(fiber.StatusNoContent)

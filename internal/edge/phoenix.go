@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 
 	"github.com/fasthttp/websocket"
@@ -45,10 +46,32 @@ const (
 type phoenixSocket struct {
 	s      *Server
 	cn     *conn
-	wc     *ws.Conn // set before the socket is read or written
+	wc     *ws.Conn    // the WebSocket it reads; nil for a long-poll session
+	w      phoenixWire // where replies go; set before the socket is read
 	v      phoenix.Version
 	joinsL *rate.Limiter
+	// room, if set, says whether one more topic fits: a long-poll
+	// session's topics ride in its token.
+	room func(user string) bool
 }
+
+// phoenixWire is where a socket's replies go: the WebSocket, or a
+// long-poll session's outbox, which must know which replies start and end
+// a channel, because its token lists the channels the client has.
+type phoenixWire interface {
+	WriteText(frame []byte) error
+	// Joined writes the ok reply of a join of user's topic, whose client
+	// has every message up to position upTo and then what follows it.
+	Joined(frame []byte, user string, upTo uint64) error
+	// Left writes the reply of a leave.
+	Left(frame []byte, user string) error
+}
+
+// wsReplies is a WebSocket as a phoenixWire: every reply is a frame.
+type wsReplies struct{ *ws.Conn }
+
+func (w wsReplies) Joined(f []byte, _ string, _ uint64) error { return w.WriteText(f) }
+func (w wsReplies) Left(f []byte, _ string) error             { return w.WriteText(f) }
 
 func (s *Server) newPhoenixSocket(cn *conn, v phoenix.Version) *phoenixSocket {
 	return &phoenixSocket{s: s, cn: cn, v: v, joinsL: rate.NewLimiter(joinRate, joinBurst)}
@@ -105,7 +128,7 @@ func (p *phoenixSocket) joined(user string) bool { return slices.Contains(p.cn.U
 func (p *phoenixSocket) handle(f phoenix.Frame) error {
 	switch {
 	case f.Topic == phoenix.TopicPhoenix && f.Event == phoenix.EventHeartbeat:
-		return p.wc.WriteText(phoenix.Reply(p.v, f, "ok", nil))
+		return p.w.WriteText(phoenix.Reply(p.v, f, "ok", nil))
 	case f.Event == phoenix.EventJoin:
 		return p.join(f)
 	case f.Event == phoenix.EventLeave:
@@ -121,7 +144,7 @@ func (p *phoenixSocket) handle(f phoenix.Frame) error {
 func (p *phoenixSocket) refuse(f phoenix.Frame, reason string) error {
 	p.s.log.Debug("phoenix frame refused", "user", p.cn.Session.User, "session", p.cn.Session.ID,
 		"topic", f.Topic, "event", f.Event, "reason", reason)
-	return p.wc.WriteText(phoenix.ErrorReply(p.v, f, reason))
+	return p.w.WriteText(phoenix.ErrorReply(p.v, f, reason))
 }
 
 // join applies the rules of users[] to a user:<id> topic.
@@ -133,7 +156,7 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	sess := p.cn.Session
 	if !sess.MaySubscribe(user) {
 		p.s.log.Info("phoenix join refused", "user", sess.User, "session", sess.ID, "topic", f.Topic, "reason", reasonUnauthorized)
-		return p.wc.WriteText(phoenix.ErrorReply(p.v, f, reasonUnauthorized))
+		return p.w.WriteText(phoenix.ErrorReply(p.v, f, reasonUnauthorized))
 	}
 	lastEventID, ok := joinParams(f.Payload)
 	if !ok {
@@ -142,9 +165,9 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 	if p.joined(user) {
 		// phoenix.js leaves a duplicate channel before joining again; a
 		// client that does not still gets one subscription.
-		return p.wc.WriteText(phoenix.Reply(p.v, f, "ok", nil))
+		return p.w.WriteText(phoenix.Reply(p.v, f, "ok", nil))
 	}
-	if len(p.cn.Users()) >= MaxUsersPerConnection {
+	if len(p.cn.Users()) >= MaxUsersPerConnection || p.room != nil && !p.room(user) {
 		return p.refuse(f, reasonTooManyTopics)
 	}
 	if !p.joinsL.Allow() {
@@ -163,14 +186,34 @@ func (p *phoenixSocket) join(f phoenix.Frame) error {
 		p.s.hub.RemoveUser(p.cn.Client, user)
 		p.cn.ReleaseUser(user, 0) // what was held is for a topic not joined: dropped
 		p.s.log.Warn("phoenix join failed", "user", sess.User, "topic", f.Topic, "last_event_id", lastEventID, "err", err)
-		return p.wc.WriteText(reply)
+		return p.w.WriteText(reply)
 	}
 	p.s.log.Debug("phoenix join", "user", sess.User, "session", sess.ID, "topic", f.Topic, "last_event_id", lastEventID)
 	// The reply goes first: the client sees it before the channel's first
 	// message, which waits until ReleaseUser.
-	werr := p.wc.WriteText(reply)
+	werr := p.w.Joined(reply, user, upTo)
 	p.cn.ReleaseUser(user, upTo, first...)
 	return werr
+}
+
+// rejoin joins user's topic again, without a reply, for a long-poll
+// session taken over from another edge (or rebuilt here): as a join with
+// last_event_id seq:<pos>, the position of the last message of it the
+// client was answered with. The rules of a join hold again: the token was
+// issued for this session's JWT, but the rules may have changed since.
+func (p *phoenixSocket) rejoin(user string, pos uint64) error {
+	if rig.ValidateUser(user) != nil || !p.cn.Session.MaySubscribe(user) {
+		return errors.New("topic user:" + user + " not allowed for user " + quote(p.cn.Session.User))
+	}
+	p.cn.HoldUser(user)
+	first, upTo, _, err := p.begin(phoenix.Frame{Topic: phoenix.Topic(user)}, user, rig.SeqID(pos))
+	if err != nil {
+		p.s.hub.RemoveUser(p.cn.Client, user)
+		p.cn.ReleaseUser(user, 0)
+		return err
+	}
+	p.cn.ReleaseUser(user, upTo, first...)
+	return nil
 }
 
 // begin subscribes the socket to user and reads where the channel starts:
@@ -222,5 +265,5 @@ func (p *phoenixSocket) leave(f phoenix.Frame) error {
 	}
 	p.s.hub.RemoveUser(p.cn.Client, user)
 	p.s.log.Debug("phoenix leave", "user", p.cn.Session.User, "session", p.cn.Session.ID, "topic", f.Topic)
-	return p.wc.WriteText(phoenix.Reply(p.v, f, "ok", nil))
+	return p.w.Left(phoenix.Reply(p.v, f, "ok", nil), user)
 }

@@ -75,7 +75,7 @@ func newPhoenixPair(t *testing.T, s *Server, v phoenix.Version) (*phoenixSocket,
 	t.Cleanup(func() { s.hub.Unregister(cl) })
 	p := s.newPhoenixSocket(&conn{Client: cl}, v)
 	wc, peer := wsPair(t, p.frames)
-	p.wc = wc
+	p.wc, p.w = wc, wsReplies{wc}
 	return p, peer
 }
 

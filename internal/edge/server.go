@@ -5,6 +5,7 @@ package edge
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,8 @@ type Server struct {
 	opsLn    net.Listener // the operations port; nil: none
 	limits   *limits      // per client address, user and session
 	draining atomic.Bool
+
+	lp *lpSessions // phoenix.js long-poll sessions served here
 }
 
 // Listeners are the ports an edge serves, opened by its caller so that a
@@ -80,6 +83,7 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners, v *
 		verifier: v,
 		history:  history.NewReader(b.JS, cfg.HistoryReadConcurrency),
 		opsLn:    ln.Ops,
+		lp:       newLPSessions(longPollSecret(cfg, log)),
 	}
 	s.metrics = metrics.NewEdge(b.Connected, metrics.ClientCounters{
 		Delivered:  s.counters.Delivered.Load,
@@ -155,6 +159,24 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners, v *
 	s.gate = newGate(":"+strconv.Itoa(cfg.InboundPort), ln.Public, log, s.metrics, maxConns, s.limits.perIP, s.limits.trusted)
 	s.metrics.TCP(s.gate.Conns, maxConns)
 	return s
+}
+
+// longPollSecret is what the long-poll tokens' key is derived from:
+// PHOENIX_LONGPOLL_SECRET, else JWT_SECRET_KEY (every edge has the same).
+// An edge with neither (its tokens verified by public keys only) makes
+// its own: its sessions cannot move to another edge, whose 410 makes
+// phoenix.js open a new session and join again with its params.
+func longPollSecret(cfg *config.Edge, log *slog.Logger) []byte {
+	if cfg.PhoenixLongPoll.Secret != "" {
+		return []byte(cfg.PhoenixLongPoll.Secret)
+	}
+	if cfg.JWT.SecretKey != "" {
+		return []byte(cfg.JWT.SecretKey)
+	}
+	log.Warn("neither PHOENIX_LONGPOLL_SECRET nor JWT_SECRET_KEY is set: Phoenix long-poll sessions stay on the edge they start on (set PHOENIX_LONGPOLL_SECRET, the same on every edge)")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return key
 }
 
 // Addr returns the public port's address, open or not.

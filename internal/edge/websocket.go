@@ -143,7 +143,7 @@ func (s *Server) serveWebSocket(nc net.Conn, key string, a *admission, v phoenix
 	}
 	p := s.newPhoenixSocket(cn, v)
 	wc := ws.New(c, p.frames, s.cfg.WriteTimeout, 2*s.cfg.HeartbeatInterval, s.cfg.WSMaxFrameSize)
-	p.wc = wc
+	p.wc, p.w = wc, wsReplies{wc}
 	cn.Attach(wc)
 	cn.Release(nil, 0) // channels hold and release their user on each join
 	go s.readWebSocket(cn, wc, p.serve)

@@ -14,7 +14,7 @@ import (
 )
 
 // Transports are the edge's connection kinds, as labelled.
-var Transports = []string{"sse", "websocket", "phoenix", "longpoll"}
+var Transports = []string{"sse", "websocket", "phoenix", "longpoll", "phoenix-longpoll"}
 
 func newRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()

@@ -40,7 +40,7 @@ type Session struct {
 	User string `json:"user"`
 	// Users are the users whose messages the connection receives.
 	Users []string `json:"users"`
-	// Transport is sse, websocket, phoenix or longpoll.
+	// Transport is sse, websocket, phoenix, longpoll or phoenix-longpoll.
 	Transport string `json:"transport"`
 	// Edge is the EDGE_ID of the edge holding the connection.
 	Edge string `json:"edge"`

@@ -1,0 +1,233 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rig-go/rig/internal/check"
+	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/phoenix"
+	"github.com/rig-go/rig/internal/rig"
+)
+
+// newPollSession opens a long-poll session of alice on an edge whose polls
+// wait timeout.
+func newPollSession(t *testing.T, timeout time.Duration, adjust func(*config.Edge)) (*Server, *lpSession) {
+	t.Helper()
+	s, _ := newTestEdgeWith(t, func(c *config.Edge) {
+		c.PhoenixLongPoll = config.PhoenixLongPoll{Timeout: timeout, MaxSessions: 10}
+		c.WSMaxFrameSize = 64 << 10
+		if adjust != nil {
+			adjust(c)
+		}
+	})
+	a := &admission{session: &rig.Session{User: "alice", ID: "jti-1", Expires: time.Now().Add(time.Hour)}}
+	ls, err := s.openPollSession(a, &phoenix.PollToken{ID: newSessionID(), Auth: phoenix.AuthOf("jwt"), Vsn: phoenix.V2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ls
+}
+
+// pollOnce polls and decodes the answer.
+func pollOnce(t *testing.T, s *Server, ls *lpSession, gen uint64) (status int, frames []string, tok *phoenix.PollToken) {
+	t.Helper()
+	body, ok := ls.poll(context.Background(), gen)
+	if !ok {
+		t.Fatalf("poll with gen %d: the session says it was passed by", gen)
+	}
+	return decodeAnswer(t, s, body)
+}
+
+func decodeAnswer(t *testing.T, s *Server, body []byte) (int, []string, *phoenix.PollToken) {
+	t.Helper()
+	var a struct {
+		Status   int      `json:"status"`
+		Token    string   `json:"token"`
+		Messages []string `json:"messages"`
+	}
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("answer %s: %v", body, err)
+	}
+	tok, err := phoenix.DecodeToken(s.lp.key, a.Token)
+	if err != nil {
+		t.Fatalf("answer's token: %v", err)
+	}
+	return a.Status, a.Messages, tok
+}
+
+func message(user string, seq uint64) *rig.Event {
+	return &rig.Event{Kind: rig.KindMessage, ID: fmt.Sprintf("m%d", seq), User: user, Seq: seq, Data: []byte(`{}`)}
+}
+
+// TestLongPollSessionToken: each answer's token lists the joined topics
+// with the position of the last message answered, and an older token is
+// refused by the session (another edge may have answered it).
+func TestLongPollSessionToken(t *testing.T) {
+	s, ls := newPollSession(t, 2*time.Second, nil)
+	if status, body := ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`), []byte(`["2","2","user:bob","phx_join",{}]`)}, ""); status != 200 || !strings.Contains(string(body), `"status":200`) {
+		t.Fatalf("post: %d %s", status, body)
+	}
+	status, frames, tok := pollOnce(t, s, ls, 0)
+	if status != 200 || len(frames) != 2 || !strings.Contains(frames[0], `"ok"`) || !strings.Contains(frames[1], "unauthorized") {
+		t.Fatalf("replies: %d %v", status, frames)
+	}
+	if len(tok.Topics) != 1 || tok.Topics[0].User != "alice" {
+		t.Fatalf("token after the joins: %+v", tok)
+	}
+	old := tok.Gen
+	s.hub.Publish("alice", message("alice", 5))
+	s.hub.Publish("alice", message("alice", 7))
+	var got []string
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		_, frames, tok = pollOnce(t, s, ls, tok.Gen)
+		got = append(got, frames...)
+		if len(got) < 2 {
+			return fmt.Errorf("got %v", got)
+		}
+		return nil
+	})
+	if !strings.Contains(got[0], `"m5"`) || !strings.Contains(got[1], `"m7"`) {
+		t.Fatalf("messages %v", got)
+	}
+	if tok.Topics[0].Pos != 7 || tok.Gen == old {
+		t.Fatalf("token after the messages: %+v (gen before %d)", tok, old)
+	}
+	if _, ok := ls.poll(context.Background(), old); ok {
+		t.Fatal("an older token was served")
+	}
+	// A leave drops the topic from the next token.
+	ls.post([][]byte{[]byte(`["1","3","user:alice","phx_leave",{}]`)}, "")
+	_, _, tok = pollOnce(t, s, ls, tok.Gen)
+	if len(tok.Topics) != 0 {
+		t.Fatalf("token after the leave: %+v", tok)
+	}
+}
+
+// TestLongPollSessionNewerPollTakesOver: a second poll of the session
+// answers the first at once, with nothing; the second gets what comes.
+func TestLongPollSessionNewerPollTakesOver(t *testing.T) {
+	s, ls := newPollSession(t, 5*time.Second, nil)
+	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)}, "")
+	_, _, tok := pollOnce(t, s, ls, 0)
+	first := make(chan []byte, 1)
+	go func() {
+		body, _ := ls.poll(context.Background(), tok.Gen)
+		first <- body
+	}()
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if ls.waiter == nil {
+			return fmt.Errorf("the first poll does not wait yet")
+		}
+		return nil
+	})
+	second := make(chan []byte, 1)
+	go func() {
+		body, _ := ls.poll(context.Background(), tok.Gen)
+		second <- body
+	}()
+	select {
+	case body := <-first:
+		if status, frames, _ := decodeAnswer(t, s, body); status != 204 || len(frames) != 0 {
+			t.Fatalf("the first poll: %d %v", status, frames)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the first poll still waits")
+	}
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if ls.waiter == nil {
+			return fmt.Errorf("the second poll does not wait yet")
+		}
+		return nil
+	})
+	s.hub.Publish("alice", message("alice", 3))
+	if status, frames, _ := decodeAnswer(t, s, <-second); status != 200 || len(frames) != 1 {
+		t.Fatalf("the second poll: %d %v", status, frames)
+	}
+}
+
+// TestLongPollSessionBounded: a client that stops polling is a slow
+// client (its outbox holds CLIENT_QUEUE_SIZE frames), and a session no
+// request comes for ends after 3 poll timeouts; either leaves nothing
+// behind.
+func TestLongPollSessionBounded(t *testing.T) {
+	s, ls := newPollSession(t, time.Minute, func(c *config.Edge) { c.QueueSize = 8 })
+	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)}, "")
+	for i := range 50 {
+		s.hub.Publish("alice", message("alice", uint64(i+1)))
+	}
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		if s.hub.Len() != 0 {
+			return fmt.Errorf("%d clients in the hub", s.hub.Len())
+		}
+		return nil
+	})
+	// What the outbox held is still answered, then the session is gone.
+	status, frames, _ := pollOnce(t, s, ls, 0)
+	if status != 200 || len(frames) > 8 {
+		t.Fatalf("after the overflow: %d, %d frames", status, len(frames))
+	}
+	if _, ok := ls.poll(context.Background(), 0); ok || s.lp.len() != 0 {
+		t.Fatalf("the session lives on: %d sessions", s.lp.len())
+	}
+
+	s2, _ := newPollSession(t, 20*time.Millisecond, nil)
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		if s2.lp.len() != 0 || s2.hub.Len() != 0 {
+			return fmt.Errorf("%d sessions, %d clients", s2.lp.len(), s2.hub.Len())
+		}
+		return nil
+	})
+}
+
+// TestLongPollSessionConcurrent: polls, POSTs and messages at once, under
+// the race detector; every message is answered once, in order.
+func TestLongPollSessionConcurrent(t *testing.T) {
+	s, ls := newPollSession(t, 50*time.Millisecond, func(c *config.Edge) { c.QueueSize = 1024 })
+	ls.post([][]byte{[]byte(`["1","1","user:alice","phx_join",{}]`)}, "")
+	const n = 300
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range n {
+			s.hub.Publish("alice", message("alice", uint64(i+1)))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := range 50 {
+			ls.post([][]byte{[]byte(fmt.Sprintf(`[null,"%d","phoenix","heartbeat",{}]`, i+10))}, "")
+		}
+	}()
+	var msgs []string
+	gen := uint64(0)
+	check.For(t, 10*time.Second, time.Millisecond, func() error {
+		_, frames, tok := pollOnce(t, s, ls, gen)
+		gen = tok.Gen
+		for _, f := range frames {
+			if strings.Contains(f, `"message"`) {
+				msgs = append(msgs, f)
+			}
+		}
+		if len(msgs) < n {
+			return fmt.Errorf("%d of %d", len(msgs), n)
+		}
+		return nil
+	})
+	wg.Wait()
+	for i, f := range msgs {
+		if !strings.Contains(f, fmt.Sprintf(`"m%d"`, i+1)) {
+			t.Fatalf("message %d is %s", i+1, f)
+		}
+	}
+}
