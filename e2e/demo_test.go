@@ -292,6 +292,54 @@ func TestDemoPageHostile(t *testing.T) {
 	}
 }
 
+// TestDemoPageGap: when the edge's history no longer holds what the page
+// missed (here 5 messages while the edge was away, with history kept to 3
+// per user), the page says so: a gap line in its list, and gaps 1 on the
+// status line, then the 3 messages history still had.
+func TestDemoPageGap(t *testing.T) {
+	ctx := newBrowser(t)
+	n := StartNATS(t)
+	ie := IngestEnv(FreePort(t), n.URL)
+	ie["HISTORY_MAX_PER_USER"] = "3"
+	ingest := StartIngest(t, ie)
+	edge := demoEdge(t, n.URL, ingest.URL, map[string]string{"HISTORY_MAX_PER_USER": "3"})
+	tok := Token(t, "alice", TokenOpts{TTL: 10 * time.Minute})
+	if err := chromedp.Do(ctx, chromedp.Navigate(edge.URL+"/demo/#token="+tok)); err != nil {
+		t.Fatalf("open the demo page in chromium: %v", err)
+	}
+	first := Post(t, ingest.URL, map[string]any{"user": "alice", "text": "before"})
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if got := evaluate[[]string](t, ctx, demoEventsJS); !slices.Equal(got, []string{first}) {
+			return fmt.Errorf("the page lists %v, want [%s]", got, first)
+		}
+		return nil
+	})
+	edge.Signal(syscall.SIGTERM)
+	if !edge.Wait(15 * time.Second) {
+		t.Fatal("edge did not stop within 15s of SIGTERM")
+	}
+	var missed []string
+	for i := range 5 {
+		missed = append(missed, Post(t, ingest.URL, map[string]any{"user": "alice", "text": fmt.Sprintf("missed %d", i)}))
+	}
+	edge.Restart()
+	edge.WaitReady(t)
+	want := append([]string{first}, missed[2:]...)
+	var st demoStatus
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		st = evaluate[demoStatus](t, ctx, demoStatusJS)
+		if got := evaluate[[]string](t, ctx, demoEventsJS); !slices.Equal(got, want) || st.Gaps != "1" {
+			return fmt.Errorf("the page lists %v with %s gaps, want %v and 1 gap", got, st.Gaps, want)
+		}
+		return nil
+	})
+	gap := evaluate[string](t, ctx, `document.querySelector("#events li.gap")?.textContent ?? ""`)
+	if !strings.Contains(gap, "gap: the edge's history no longer holds everything after "+first) {
+		t.Errorf("the page's gap line: %q", gap)
+	}
+	t.Logf("after missing 5 messages with 3 kept: the page shows %q and the 3 kept; status %q", gap, st.Text)
+}
+
 // TestDemoSendRefusals: POST /demo/messages refuses what it should, with a
 // JSON error naming why, and nothing reaches alice's stream; a good one
 // does. Against an ingest with API_TOKENS, the edge's DEMO_INGEST_TOKEN
