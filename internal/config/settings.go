@@ -27,6 +27,9 @@ type NATS struct {
 	// It is part of the stream's configuration, which edge and ingest
 	// both ensure, so it sits here for both to agree on.
 	IdempotencyWindow time.Duration
+
+	Auth NATSAuth // how the connection authenticates; the zero value: anonymously
+	TLS  NATSTLS  // the zero value: no TLS unless a URL says tls://
 }
 
 // defaultIdempotencyWindow is IDEMPOTENCY_WINDOW's default, when
@@ -49,6 +52,7 @@ func (s *Set) nats(n *NATS, name string) {
 	s.Int(&n.MaxPerUser, "HISTORY_MAX_PER_USER", 1000, 1, 1_000_000, "How many messages per user stay in history for resume.")
 	s.String(&n.Name, "NATS_CLIENT_NAME", name, "Connection name shown by NATS monitoring.")
 	s.Duration(&n.IdempotencyWindow, "IDEMPOTENCY_WINDOW", defaultIdempotencyWindow, 100*time.Millisecond, "How long the history stream remembers a message's id (Nats-Msg-Id, or ingest's Idempotency-Key) to drop a second message with it; at most HISTORY_MAX_AGE (the default follows a shorter HISTORY_MAX_AGE). Set the same on edges and ingest.")
+	s.natsSecurity(n)
 	s.Check(func() error {
 		switch {
 		case n.IdempotencyWindow <= n.MaxAge:
