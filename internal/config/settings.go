@@ -83,6 +83,8 @@ type Edge struct {
 
 	TLS PublicTLS // of the public port; off unless both files are set
 
+	Demo Demo // the demo page; off unless the local stack turns it on
+
 	InboundPort       int           // INBOUND_PORT
 	MetricsPort       int           // METRICS_PORT; 0: off
 	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL
@@ -137,6 +139,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.limits(&c.Limits)
 	s.publicTLS(&c.TLS)
+	s.demo(&c.Demo)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(func() error {
