@@ -21,19 +21,16 @@ import (
 // clients connect through nginx, as browsers do.
 
 // clusterJS connects to every node of the cluster for the test's own
-// look-ups (stream and bucket state).
+// look-ups (stream and bucket state), as ingest's user, which may read
+// them.
 func clusterJS(t testing.TB, top *Topology) jetstream.JetStream {
 	t.Helper()
 	var urls []string
 	for _, n := range top.NATS {
 		urls = append(urls, n.URL)
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.Name("e2e"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, _ := top.Secure.Connect(t, strings.Join(urls, ","), "ingest", nats.Name("e2e"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.CustomInboxPrefix("_RIG_INGEST_INBOX"))
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +91,15 @@ func clientsThroughLB(t testing.TB, top *Topology, users []string) map[string]*E
 	for _, u := range users {
 		clients[u] = OpenEventSource(t, sseURL(top.LB.URL, Token(t, u)))
 	}
+	// A stream counts on its edge once it is set up (its user subscribed,
+	// its start read from history): poll, not one look.
 	for _, e := range top.Edges {
-		if c, _ := edgeHealth(t, e.URL); c == 0 {
-			t.Fatalf("nginx sent no client of %d to %s: the test would not cover both edges", len(users), e.Name)
-		}
+		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if c, _ := edgeHealth(t, e.URL); c == 0 {
+				return fmt.Errorf("nginx sent no client of %d to %s: the test would not cover both edges", len(users), e.Name)
+			}
+			return nil
+		})
 	}
 	return clients
 }

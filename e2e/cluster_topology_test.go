@@ -29,8 +29,15 @@ type ClusterNode struct {
 // and so the routes between them.
 func StartNATSCluster(t testing.TB, n int) []*ClusterNode {
 	t.Helper()
+	return StartNATSClusterWith(t, n, "../nats/cluster.conf", nil)
+}
+
+// StartNATSClusterWith is StartNATSCluster with another configuration
+// file (nats/secured/cluster.conf) and extra environment for every node.
+func StartNATSClusterWith(t testing.TB, n int, confFile string, extra map[string]string) []*ClusterNode {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		nodes := startNATSCluster(t, n)
+		nodes := startNATSCluster(t, n, confFile, extra)
 		taken := false
 		check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
 			up := true
@@ -68,9 +75,9 @@ func portTaken(p *Proc) bool {
 	return !p.Running() && strings.Contains(strings.ToLower(p.Logs()), "address already in use")
 }
 
-func startNATSCluster(t testing.TB, n int) []*ClusterNode {
+func startNATSCluster(t testing.TB, n int, confFile string, extra map[string]string) []*ClusterNode {
 	t.Helper()
-	conf, err := filepath.Abs("../nats/cluster.conf")
+	conf, err := filepath.Abs(confFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +104,9 @@ func startNATSCluster(t testing.TB, n int) []*ClusterNode {
 			"NATS_ROUTES":         "[" + strings.Join(routes, ", ") + "]",
 			// Quoted: nats-server reads the value as configuration text.
 			"NATS_STORE_DIR": strconv.Quote(t.TempDir()),
+		}
+		for k, v := range extra {
+			env[k] = v
 		}
 		nd.Proc = StartProc(t, nd.Name, bin.natsServer, []string{"-c", conf}, env)
 		nodes[i] = nd
@@ -184,13 +194,15 @@ func (n *ClusterNode) ClientNames(t testing.TB) []string {
 }
 
 // Topology is what `task run:cluster` runs, on free loopback ports: three
-// NATS nodes, edge-1 on nats-1, edge-2 on nats-2, ingest on nats-3 (so
-// messages cross the cluster), and nginx in front of the edges.
+// NATS nodes with nats/secured/cluster.conf (TLS, a user per role), edge-1
+// on nats-1, edge-2 on nats-2, ingest on nats-3 (so messages cross the
+// cluster), and nginx in front of the edges.
 type Topology struct {
 	NATS   []*ClusterNode
 	Edges  []*Server
 	Ingest *Server
 	LB     *Nginx
+	Secure *Secure // the certificates and NKeys the nodes and processes use
 }
 
 // StartTopology starts the topology; extraEdge and extraIngest are added
@@ -199,8 +211,32 @@ type Topology struct {
 func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topology {
 	t.Helper()
 	nginx := NginxPath(t)
-	nodes := StartNATSCluster(t, 3)
+	sec := GenSecure(t)
+	nodes := StartNATSClusterWith(t, 3, "../nats/secured/cluster.conf", sec.ServerEnv())
+	edgeEnv, ingestEnv := sec.ClientEnv("edge"), sec.ClientEnv("ingest")
+	for k, v := range extraEdge {
+		edgeEnv[k] = v
+	}
+	for k, v := range extraIngest {
+		ingestEnv[k] = v
+	}
+	top := startTopology(t, nginx, nodes, edgeEnv, ingestEnv)
+	top.Secure = sec
+	return top
+}
+
+// startTopology starts the edges, ingest and nginx of a topology on nodes.
+func startTopology(t testing.TB, nginx string, nodes []*ClusterNode, extraEdge, extraIngest map[string]string) *Topology {
+	t.Helper()
 	top := &Topology{NATS: nodes}
+	// Ingest first: on a secured cluster (nats/secured) only ingest may
+	// create the stream and the buckets the edges wait for.
+	env := IngestEnv(FreePort(t), nodes[2].URL)
+	env["NATS_CLIENT_NAME"] = "ingest"
+	for k, v := range extraIngest {
+		env[k] = v
+	}
+	top.Ingest = startServer(t, "ingest", bin.ingest, env, "API_PORT")
 	for i := range 2 {
 		env := EdgeEnv(FreePort(t), nodes[i].URL)
 		env["EDGE_ID"] = fmt.Sprintf("edge-%d", i+1)
@@ -210,12 +246,6 @@ func StartTopology(t testing.TB, extraEdge, extraIngest map[string]string) *Topo
 		}
 		top.Edges = append(top.Edges, startServer(t, env["EDGE_ID"], bin.edge, env, "INBOUND_PORT"))
 	}
-	env := IngestEnv(FreePort(t), nodes[2].URL)
-	env["NATS_CLIENT_NAME"] = "ingest"
-	for k, v := range extraIngest {
-		env[k] = v
-	}
-	top.Ingest = startServer(t, "ingest", bin.ingest, env, "API_PORT")
 	// On a fresh cluster the three processes race to create the stream and
 	// the buckets, which takes a few attempts: wait longer than WaitReady.
 	for _, s := range append(append([]*Server{}, top.Edges...), top.Ingest) {

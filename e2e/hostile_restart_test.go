@@ -51,6 +51,7 @@ func StartTaskRunStack(t testing.TB) *Stack {
 	natsURL := "nats://" + natsAddr
 	edgeEnv := EdgeEnv(FreePort(t), natsURL)
 	ingestEnv := IngestEnv(FreePort(t), natsURL)
+	ingestURL := "http://127.0.0.1:" + ingestEnv["API_PORT"]
 	for env, task := range map[*map[string]string]string{&edgeEnv: "run:edge", &ingestEnv: "run:ingest"} {
 		for k, v := range taskEnv(t, task) {
 			switch k {
@@ -60,6 +61,8 @@ func StartTaskRunStack(t testing.TB) *Stack {
 				v = t.TempDir()
 			case "NATS_URL", "NATS_LISTEN":
 				v = strings.ReplaceAll(v, "127.0.0.1:4222", natsAddr)
+			case "DEMO_INGEST_URL":
+				v = ingestURL // the Taskfile's names its INGEST_PORT
 			}
 			(*env)[k] = v
 		}

@@ -272,7 +272,7 @@ func TestJWKSGatewaySecured(t *testing.T) {
  "proxy": {"target_url": "http://127.0.0.1", "port": %d}}]`, up.Port)
 	st := StartStack(t, map[string]string{"PROXY_CONFIG_FILE": WriteRoutes(t, routes),
 		"PROXY_ALLOW_LOCAL_TARGETS": "true", // the upstream is on loopback
-		"JWT_JWKS_URL": idp.URL(), "JWT_ISSUER": idpIssuer, "JWT_AUDIENCE": idpAudience}, nil)
+		"JWT_JWKS_URL":              idp.URL(), "JWT_ISSUER": idpIssuer, "JWT_AUDIENCE": idpAudience}, nil)
 	tok := idpToken{key: key, kid: "gw", jti: "gw-session"}.mint(t, "alice")
 	h := http.Header(Get(t, st.Edge.URL+"/private/secured", http.Header{"Authorization": {"Bearer " + tok}}).Echo(t).Header)
 	for k, want := range map[string]string{"X-Rig-User": "alice", "X-Rig-Session": "gw-session", "Authorization": "Bearer " + tok} {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/config"
@@ -38,7 +40,7 @@ func Edge(ctx context.Context, env Env) error {
 			return fmt.Errorf("METRICS_PORT=%d: %w", cfg.MetricsPort, err)
 		}
 	}
-	b, err := broker.Open(cfg.NATS, log)
+	b, err := broker.Open(cfg.NATS, log, nats.CustomInboxPrefix(broker.EdgeInbox))
 	if err != nil {
 		ln.Public.Close()
 		if ln.Ops != nil {

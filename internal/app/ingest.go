@@ -40,7 +40,7 @@ func Ingest(ctx context.Context, env Env) error {
 	}
 	// No reconnect buffer: a publish while NATS is away must fail (503)
 	// rather than wait in a buffer and go out after the client was told no.
-	b, err := broker.Open(cfg.NATS, log, nats.ReconnectBufSize(-1))
+	b, err := broker.Open(cfg.NATS, log, nats.ReconnectBufSize(-1), nats.CustomInboxPrefix(broker.IngestInbox))
 	if err != nil {
 		ln.Close()
 		return err

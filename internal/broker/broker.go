@@ -63,6 +63,20 @@ type Broker struct {
 	stream   *ready.State // the history stream: ensured, or why not
 	replicas atomic.Int32 // replicas the stream was ensured with
 	closing  sync.Once
+	closed   atomic.Bool // Close was called: the connection's end is no news
+
+	// lost is closed when nats.go closed the connection by itself (it
+	// gave up on credentials NATS refused twice), lostErr saying why.
+	lost     chan struct{}
+	lostOnce sync.Once
+	lostErr  error
+	refusal  atomic.Value // the last refusal logged, to log each once
+	// everConnected: the connection was up once; before, a refusal ends
+	// the process (refused says why).
+	everConnected atomic.Bool
+	refused       atomic.Pointer[error]
+	denials       denials
+	urls          string
 
 	hooksMu     sync.Mutex
 	onReconnect []func()
@@ -105,9 +119,11 @@ func (b *Broker) slowConsumer(sub *nats.Subscription) {
 
 // Open starts the embedded server when configured and connects; Run
 // ensures the history stream. Connecting does not wait for NATS: a binary
-// starts, reports not ready, and becomes ready when NATS is.
+// starts, reports not ready, and becomes ready when NATS is. It fails only
+// for what waiting cannot fix: NATS refusing the credentials or the TLS
+// (see connectError), at the first attempt.
 func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, error) {
-	b := &Broker{cfg: cfg, log: log, stream: ready.New("connecting to NATS")}
+	b := &Broker{cfg: cfg, log: log, stream: ready.New("connecting to NATS"), lost: make(chan struct{})}
 	urls := strings.Join(cfg.URLs, ",")
 	if cfg.Embedded {
 		ns, err := StartEmbedded(cfg, log)
@@ -117,10 +133,15 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 		b.embedded = ns
 		urls = ns.ClientURL()
 	}
+	b.urls = urls
+	security, err := securityOptions(cfg)
+	if err != nil {
+		b.shutdownEmbedded()
+		return nil, err
+	}
 	base := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.PingInterval(5 * time.Second),
@@ -131,8 +152,37 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.everConnected.Store(true)
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 			b.reconnected()
+		}),
+		// Credentials or TLS that stop working while the process runs
+		// (a rotated password, an expired certificate): said once per
+		// change of reason, not at every attempt. nats.go gives up after
+		// the same refusal twice from a server, which ends Run.
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			e := connectError(cfg, urls, err)
+			if e == nil {
+				return
+			}
+			if !b.everConnected.Load() {
+				// Still starting (the first attempt failed otherwise,
+				// say the server closed the connection before its TLS
+				// alert arrived): as good as a refusal at the first.
+				b.refused.Store(&e)
+				go nc.Close()
+				return
+			}
+			if b.refusal.Swap(e.Error()) != e.Error() {
+				log.Error("NATS refuses this connection", "err", e)
+			}
+		}),
+		nats.ConnectHandler(func(*nats.Conn) { b.everConnected.Store(true) }),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			b.lostOnce.Do(func() {
+				b.lostErr = nc.LastError()
+				close(b.lost)
+			})
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
@@ -144,10 +194,27 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 				b.slowConsumer(sub)
 				return
 			}
+			if b.denials.denied(err) {
+				return // the caller waiting for it says what it means
+			}
 			log.Error("NATS error", "err", err, "subject", subject)
 		}),
 	}
+	base = append(base, security...)
+	// The first attempt does not retry: NATS refusing the credentials or
+	// the TLS at start is one line and an exit, not a process that stays
+	// unready. NATS not being there yet is retried in the background.
 	nc, err := nats.Connect(urls, append(base, opts...)...)
+	if err == nil {
+		b.everConnected.Store(true)
+	} else {
+		if e := connectError(cfg, urls, err); e != nil {
+			b.shutdownEmbedded()
+			return nil, e
+		}
+		log.Warn("NATS not reachable yet, retrying", "url", urls, "err", err)
+		nc, err = nats.Connect(urls, append(append(base, nats.RetryOnFailedConnect(true)), opts...)...)
+	}
 	if err != nil {
 		b.shutdownEmbedded()
 		return nil, fmt.Errorf("connect to NATS at %s: %w", urls, err)
@@ -167,6 +234,15 @@ func Open(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*Broker, erro
 // broker is the last part of a process to stop.
 func (b *Broker) Run(ctx context.Context) error {
 	defer b.Close()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-b.lost:
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	err := retry.Do(ctx, b.EnsureStream, func(err error) {
 		if b.stream.Fail(fmt.Errorf("history stream not ready: %w", err)) {
 			b.log.Warn("history stream not ready, retrying", "err", err)
@@ -178,7 +254,30 @@ func (b *Broker) Run(ctx context.Context) error {
 			"max_age", b.cfg.MaxAge.String(), "max_per_user", b.cfg.MaxPerUser)
 	}
 	<-ctx.Done()
+	select {
+	case <-b.lost:
+		if !b.closed.Load() {
+			return fmt.Errorf("NATS connection closed for good: %w", b.lostCause())
+		}
+	default:
+	}
 	return nil
+}
+
+// lostCause says why nats.go closed the connection: as connectError puts
+// it when it is a refusal.
+func (b *Broker) lostCause() error {
+	if e := b.refused.Load(); e != nil {
+		return *e
+	}
+	err := b.lostErr
+	if err == nil {
+		return errors.New("closed by the client library")
+	}
+	if e := connectError(b.cfg, b.urls, err); e != nil {
+		return e
+	}
+	return err
 }
 
 // Ready returns nil when NATS is connected and the history stream exists,
@@ -218,6 +317,7 @@ func (b *Broker) WaitReady(ctx context.Context) error {
 // server. Run does it when it ends; a broker that never ran is closed so.
 func (b *Broker) Close() {
 	b.closing.Do(func() {
+		b.closed.Store(true)
 		b.NC.Close()
 		b.shutdownEmbedded()
 	})
@@ -281,15 +381,38 @@ func (b *Broker) EnsureStream(ctx context.Context) error {
 	}
 	actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 	defer cancel()
+	actx, unwatch := b.denials.watch(actx, b.streamAPI(StreamName))
+	defer unwatch()
 	_, err = b.JS.CreateOrUpdateStream(actx, StreamConfig(b.cfg, r))
 	if err != nil && b.cfg.Replicas == 0 && r > 1 && insufficient(err) {
 		r = 1
 		_, err = b.JS.CreateOrUpdateStream(actx, StreamConfig(b.cfg, r))
 	}
+	if d := deniedCause(actx); d != nil {
+		return b.existingStream(ctx, d)
+	}
 	if err != nil {
 		return fmt.Errorf("create or update stream %s (replicas %d): %w", StreamName, r, err)
 	}
 	b.replicas.Store(int32(r))
+	return nil
+}
+
+// existingStream takes the history stream as it is, for a user NATS does
+// not allow to create or change it (an edge with least privilege: ingest
+// creates it).
+func (b *Broker) existingStream(ctx context.Context, denied *DeniedError) error {
+	actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+	defer cancel()
+	s, err := b.JS.Stream(actx, StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("stream %s does not exist yet, and %w: waiting for ingest (or another user allowed to) to create it", StreamName, denied)
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s (%w): %w", StreamName, denied, err)
+	}
+	b.replicas.Store(int32(max(s.CachedInfo().Config.Replicas, 1)))
+	b.log.Info("using the history stream as it is: this NATS user may not create or update it", "stream", StreamName, "denied", denied.Subject)
 	return nil
 }
 

@@ -35,10 +35,26 @@ func (b *Broker) EnsureKV(ctx context.Context, cfg jetstream.KeyValueConfig) (je
 	cfg.Replicas = r
 	actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 	defer cancel()
+	actx, unwatch := b.denials.watch(actx, b.streamAPI("KV_"+cfg.Bucket))
+	defer unwatch()
 	kv, err := b.JS.CreateOrUpdateKeyValue(actx, cfg)
 	if err != nil && b.cfg.Replicas == 0 && r > 1 && insufficient(err) {
 		cfg.Replicas = 1
 		kv, err = b.JS.CreateOrUpdateKeyValue(actx, cfg)
+	}
+	if d := deniedCause(actx); d != nil {
+		// A user that may only read the bucket (an edge with least
+		// privilege) takes it as ingest made it.
+		lctx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+		defer cancel()
+		kv, err = b.JS.KeyValue(lctx, cfg.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("bucket %s does not exist yet, and %w: waiting for ingest to create it", cfg.Bucket, d)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up bucket %s (%w): %w", cfg.Bucket, d, err)
+		}
+		return kv, nil
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

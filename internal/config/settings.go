@@ -27,6 +27,9 @@ type NATS struct {
 	// It is part of the stream's configuration, which edge and ingest
 	// both ensure, so it sits here for both to agree on.
 	IdempotencyWindow time.Duration
+
+	Auth NATSAuth // how the connection authenticates; the zero value: anonymously
+	TLS  NATSTLS  // the zero value: no TLS unless a URL says tls://
 }
 
 // defaultIdempotencyWindow is IDEMPOTENCY_WINDOW's default, when
@@ -49,6 +52,7 @@ func (s *Set) nats(n *NATS, name string) {
 	s.Int(&n.MaxPerUser, "HISTORY_MAX_PER_USER", 1000, 1, 1_000_000, "How many messages per user stay in history for resume.")
 	s.String(&n.Name, "NATS_CLIENT_NAME", name, "Connection name shown by NATS monitoring.")
 	s.Duration(&n.IdempotencyWindow, "IDEMPOTENCY_WINDOW", defaultIdempotencyWindow, 100*time.Millisecond, "How long the history stream remembers a message's id (Nats-Msg-Id, or ingest's Idempotency-Key) to drop a second message with it; at most HISTORY_MAX_AGE (the default follows a shorter HISTORY_MAX_AGE). Set the same on edges and ingest.")
+	s.natsSecurity(n)
 	s.Check(func() error {
 		switch {
 		case n.IdempotencyWindow <= n.MaxAge:
@@ -78,6 +82,8 @@ type Edge struct {
 	Limits Limits // of the public port
 
 	TLS PublicTLS // of the public port; off unless both files are set
+
+	Demo Demo // the demo page; off unless the local stack turns it on
 
 	InboundPort       int           // INBOUND_PORT
 	MetricsPort       int           // METRICS_PORT; 0: off
@@ -133,6 +139,7 @@ func ParseEdge(args []string, getenv func(string) string, out io.Writer) (*Edge,
 	s.Size(&c.WSMaxFrameSize, "WS_MAX_FRAME_SIZE", 64<<10, 256, 16<<20, "Largest WebSocket message a client may send; a larger one closes the socket (1009).")
 	s.limits(&c.Limits)
 	s.publicTLS(&c.TLS)
+	s.demo(&c.Demo)
 	s.nats(&c.NATS, "rig-edge")
 	s.log(&c.Log)
 	s.Check(func() error {

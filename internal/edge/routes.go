@@ -10,6 +10,7 @@ func (s *Server) routes() {
 	s.app.Get("/socket/longpoll", s.handleLongPoll)
 	s.app.Post("/socket/longpoll", s.handlePhoenixLongPollPost)
 	s.app.Options("/socket/longpoll", s.handlePreflight)
+	s.demoRoutes() // only with DEMO_ENABLED
 	// Everything else: the API gateway (RIG's forward "/").
 	s.app.Use(s.handleProxy)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rig-go/rig/internal/api"
 	"github.com/rig-go/rig/internal/broker"
+	"github.com/rig-go/rig/internal/ready"
 	"github.com/rig-go/rig/internal/retry"
 	"github.com/rig-go/rig/internal/route"
 )
@@ -30,6 +31,23 @@ import (
 // PROXY_ALLOW_FILE_ROUTE_OVERRIDE lets a route here replace the file's.
 // Every route's target passes the guard (route.Guard): 400 naming the
 // field otherwise.
+
+// ensureAPIs creates the routes bucket at start rather than at the first
+// /v1/apis call: edges whose NATS user may not create it (nats/secured)
+// wait for it to exist, and follow it from then on.
+func (s *Server) ensureAPIs(ctx context.Context) error {
+	var state ready.State
+	_ = retry.Do(ctx, func(ctx context.Context) error {
+		_, err := s.apis.KV(ctx)
+		return err
+	}, func(err error) {
+		// While the broker is not ready it logs why itself.
+		if state.Fail(err) && !broker.NotReady(err) {
+			s.log.Warn("routes bucket not ready, retrying", "bucket", broker.APIsBucket, "err", err)
+		}
+	})
+	return nil
+}
 
 // routeGuard is the guard of posted routes: the settings' rules, ingest's
 // own port refused as it is open, host names looked up.

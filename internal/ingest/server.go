@@ -159,7 +159,7 @@ const shutdownTimeout = 10 * time.Second
 func (s *Server) Run(ctx context.Context) error {
 	return run.Ordered(ctx, s.serve, func(ctx context.Context) error {
 		defer s.presence.Close()
-		return run.All(ctx, s.bucket.Run, s.quorum.Run)
+		return run.All(ctx, s.bucket.Run, s.quorum.Run, s.ensureAPIs)
 	})
 }
 
