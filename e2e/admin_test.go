@@ -539,3 +539,51 @@ func TestAdminCluster(t *testing.T) {
 	}
 	t.Logf("ingest admin health with %s stopped:\n%s", victim.Name, out)
 }
+
+// TestAdminSecuredNATS: with the NATS users of nats/secured, ingest's own
+// credential is enough for the admin API: the streams' info and the
+// account's for health, presence for sessions; no permissions violation.
+func TestAdminSecuredNATS(t *testing.T) {
+	sec := GenSecure(t)
+	perms, err := os.ReadFile("../nats/secured/permissions.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, _ := natsConfProc(t, fmt.Sprintf(`%s
+tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
+authorization { users: [
+  {nkey: %s, permissions: $EDGE_PERMISSIONS}
+  {nkey: %s, permissions: $INGEST_PERMISSIONS}
+  {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
+] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
+		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
+	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), append(maps(sec.ClientEnv("ingest")), "API_TOKENS", adminToken)...))
+	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), append(maps(sec.ClientEnv("edge")), "EDGE_ID", "edge-secured")...))
+	MustSSE(t, sseURL(edge.URL, Token(t, "erin", TokenOpts{JTI: "erin-1"})))
+	check.For(t, 20*time.Second, 100*time.Millisecond, func() error {
+		var h struct {
+			Status  string
+			NATS    struct{ JetStream *struct{ Streams int } }
+			Streams []struct {
+				Name  string
+				OK    bool
+				Error string
+			}
+		}
+		if err := json.Unmarshal([]byte(mustAdmin(t, ingest.URL, "health", "--json")), &h); err != nil {
+			return err
+		}
+		if h.Status != "ok" || h.NATS.JetStream == nil || len(h.Streams) != 3 {
+			return fmt.Errorf("health %+v", h)
+		}
+		if out := mustAdmin(t, ingest.URL, "sessions"); !strings.Contains(out, "erin-1") || !strings.Contains(out, "edge-secured") {
+			return fmt.Errorf("sessions:\n%s", out)
+		}
+		return nil
+	})
+	for _, line := range strings.Split(edge.Logs()+ingest.Logs(), "\n") {
+		if strings.Contains(line, "permissions violation") {
+			t.Errorf("a binary was refused: %s", line)
+		}
+	}
+}
