@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -170,18 +171,15 @@ func (s *Server) handleAdminHealth(c *fiber.Ctx) error {
 
 func (s *Server) natsHealth(ctx context.Context) natsHealth {
 	nc := s.broker.NC
-	n := natsHealth{Status: nc.Status().String(), Servers: nc.Servers(), Discovered: nc.DiscoveredServers()}
-	if n.Servers == nil {
-		n.Servers = []string{}
-	}
-	if n.Discovered == nil {
-		n.Discovered = []string{}
-	}
+	n := natsHealth{Status: nc.Status().String(), Servers: withoutUserinfo(nc.Servers()), Discovered: withoutUserinfo(nc.DiscoveredServers())}
 	if !nc.IsConnected() {
 		n.Error = "not connected"
 		return n
 	}
-	n.Connected, n.ServerID, n.ServerName, n.Cluster = nc.ConnectedUrlRedacted(), nc.ConnectedServerId(), nc.ConnectedServerName(), nc.ConnectedClusterName()
+	if u := withoutUserinfo([]string{nc.ConnectedUrl()}); len(u) == 1 {
+		n.Connected = u[0]
+	}
+	n.ServerID, n.ServerName, n.Cluster = nc.ConnectedServerId(), nc.ConnectedServerName(), nc.ConnectedClusterName()
 	if rtt, err := nc.RTT(); err == nil {
 		n.RTT = rtt.Round(time.Microsecond).String()
 	}
@@ -194,6 +192,21 @@ func (s *Server) natsHealth(ctx context.Context) natsHealth {
 	}
 	n.JetStream = &jsHealth{Domain: ai.Domain, Streams: ai.Streams, Consumers: ai.Consumers, Memory: ai.Memory, Storage: ai.Store}
 	return n
+}
+
+// withoutUserinfo returns the server URLs without the user and password
+// that NATS_URL may carry: the answer is for operators' screens.
+func withoutUserinfo(urls []string) []string {
+	out := []string{}
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil {
+			continue // not shown rather than shown with what it may hold
+		}
+		u.User = nil
+		out = append(out, u.String())
+	}
+	return out
 }
 
 func (s *Server) streamHealth(ctx context.Context, name, role string) streamHealth {

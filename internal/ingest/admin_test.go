@@ -175,3 +175,11 @@ func TestAPIsListSource(t *testing.T) {
 		t.Fatalf("override: %v", l)
 	}
 }
+
+// TestWithoutUserinfo: server URLs in health carry no credentials.
+func TestWithoutUserinfo(t *testing.T) {
+	got := withoutUserinfo([]string{"nats://ingest:s3cret@10.0.0.1:4222", "nats://token@n2:4222", "nats://n3:4222", "%zz"})
+	if strings.Join(got, " ") != "nats://10.0.0.1:4222 nats://n2:4222 nats://n3:4222" {
+		t.Fatalf("withoutUserinfo = %q", got)
+	}
+}
