@@ -33,19 +33,35 @@ func (p presenceSource) Sessions(user string) []presence.Session {
 	var out []presence.Session
 	p.s.hub.Each(func(c *client.Client) {
 		if c.Session.User == user {
-			out = append(out, p.session(c))
+			s := p.session(c)
+			s.Users = c.Users()
+			out = append(out, s)
 		}
 	})
 	return out
 }
 
+// Each leaves out Users, which Complete adds to the sessions a listing
+// keeps: copying them for all 100,000 connections took half of a page's time.
 func (p presenceSource) Each(yield func(presence.Session)) {
-	p.s.hub.Each(func(c *client.Client) { yield(p.session(c)) })
+	p.s.hub.Each(func(c *client.Client) {
+		s := p.session(c)
+		s.Ref = c
+		yield(s)
+	})
 }
 
+func (p presenceSource) Complete(s *presence.Session) {
+	if c, ok := s.Ref.(*client.Client); ok {
+		s.Users = c.Users()
+	}
+	s.Ref = nil
+}
+
+// session is c without Users.
 func (p presenceSource) session(c *client.Client) presence.Session {
 	return presence.Session{
-		SessionID: c.Session.ID, User: c.Session.User, Users: c.Users(),
+		SessionID: c.Session.ID, User: c.Session.User,
 		Transport: c.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: c.Since.UTC(),
 		Remote: c.Remote, Expires: c.Session.Expires.UTC(), Conn: c.Conn,
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -68,7 +69,7 @@ func TestPresenceListing100k(t *testing.T) {
 		worst, first = max(worst, el), l
 	}
 	if s0 := first.Sessions[0]; s0.User != "user-0000" || s0.SessionID != "user-0000-tab-000" || s0.Remote != "198.51.100.7" ||
-		!s0.Expires.Equal(expires.UTC()) || s0.Edge != "test-edge" || s0.Transport != "sse" {
+		!s0.Expires.Equal(expires.UTC()) || s0.Edge != "test-edge" || s0.Transport != "sse" || !slices.Equal(s0.Users, []string{"user-0000"}) || s0.Ref != nil {
 		t.Fatalf("first session %+v", s0)
 	}
 	// A page of 1000, and a search paged to its end.

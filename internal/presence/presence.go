@@ -57,6 +57,9 @@ type Session struct {
 	// Conn numbers the connection on its edge, so that listings have a
 	// total order (see Key).
 	Conn uint64 `json:"conn,omitempty"`
+	// Ref is the Source's own handle on the connection, for Complete;
+	// it never leaves the edge.
+	Ref any `json:"-"`
 }
 
 // Reply is one edge's answer, or one part of it: an edge splits an answer

@@ -16,8 +16,16 @@ type Source interface {
 	Users() []string
 	// Sessions returns the connections of user here.
 	Sessions(user string) []Session
-	// Each calls yield with every connection here, for listings.
+	// Each calls yield with every connection here, for listings. It may
+	// leave out Users, the one field that costs a copy: a listing keeps a
+	// page of the sessions and asks Completer for theirs alone.
 	Each(yield func(Session))
+}
+
+// Completer is a Source whose Each leaves out Users: Complete fills them
+// in (from s.Ref).
+type Completer interface {
+	Complete(s *Session)
 }
 
 // Responder answers presence queries for one edge and announces it.
@@ -86,6 +94,11 @@ func (r *Responder) answer(m *nats.Msg) {
 	switch {
 	case q.List != nil:
 		page, total := Page(*q.List, r.src.Each)
+		if c, ok := r.src.(Completer); ok {
+			for i := range page {
+				c.Complete(&page[i])
+			}
+		}
 		parts = splitSessions(r.edge, page, r.limit())
 		for i := range parts {
 			parts[i].Total, parts[i].Listed = total, true
