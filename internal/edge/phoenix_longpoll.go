@@ -54,6 +54,11 @@ const (
 	lpRelayMargin = 5 * time.Second
 )
 
+// lpNoRespondersRetries are the waits before asking a session's home
+// again when no edge answered for it: about 0.4 s in all, far longer than
+// a subscription takes to cross a NATS cluster's routes.
+var lpNoRespondersRetries = []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
+
 // The NATS side: the home of a session subscribes to its subject; a
 // request's Rig-Longpoll header says what it is.
 const (
@@ -716,6 +721,17 @@ func (s *Server) relay(tok *phoenix.PollToken, op string, body []byte, token str
 		msg.Header.Set(lpHeaderToken, token)
 	}
 	resp, err := s.broker.NC.RequestMsg(msg, s.cfg.PhoenixLongPoll.Timeout+lpRelayMargin)
+	// A home's subscription reaches the other NATS servers of a cluster a
+	// moment after the home answered the handshake, and phoenix.js POSTs
+	// its join right then: "no responders" is only final once that moment
+	// has passed, else two edges would each take the session over.
+	for _, wait := range lpNoRespondersRetries {
+		if !errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		time.Sleep(wait)
+		resp, err = s.broker.NC.RequestMsg(msg, s.cfg.PhoenixLongPoll.Timeout+lpRelayMargin)
+	}
 	if err != nil {
 		if !errors.Is(err, nats.ErrNoResponders) {
 			s.log.Warn("long-poll home did not answer: taking the session over", "longpoll_session", tok.ID, "op", op, "err", err)
