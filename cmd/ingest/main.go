@@ -29,5 +29,8 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "admin" {
+		return runAdmin(ctx, args[1:], getenv, stdout, stderr)
+	}
 	return app.Ingest(ctx, app.Env{Args: args, Getenv: getenv, Stdout: stdout, Stderr: stderr, DefaultLogger: true})
 }

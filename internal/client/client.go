@@ -50,6 +50,10 @@ type Client struct {
 	Session   *rig.Session
 	Transport string    // "sse", "websocket", "phoenix", "longpoll", "phoenix-longpoll"
 	Since     time.Time // when it connected
+	// Remote (the client's address) and Conn (a number unique on this
+	// edge), if set before the hub registers it, are what presence shows.
+	Remote string
+	Conn   uint64
 	// Counters, if set before Attach, is added to.
 	Counters *Counters
 

@@ -1,9 +1,15 @@
 package edge
 
 import (
+	"sync/atomic"
+
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/presence"
 )
+
+// connNumbers numbers the edge's connections (client.Client.Conn), which
+// orders presence listings of one jti open several times.
+var connNumbers atomic.Uint64
 
 // presenceSource answers presence queries from the hub. A user is online
 // here when a connection authenticated as that user is open (a privileged
@@ -26,13 +32,44 @@ func (p presenceSource) Users() []string {
 func (p presenceSource) Sessions(user string) []presence.Session {
 	var out []presence.Session
 	p.s.hub.Each(func(c *client.Client) {
-		if c.Session.User != user {
-			return
+		if c.Session.User == user {
+			s := p.session(c)
+			s.Users = c.Users()
+			out = append(out, s)
 		}
-		out = append(out, presence.Session{
-			SessionID: c.Session.ID, User: c.Session.User, Users: c.Users(),
-			Transport: c.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: c.Since.UTC(),
-		})
 	})
 	return out
+}
+
+// Each leaves out Users, which Complete adds to the sessions a listing
+// keeps: copying them for all 100,000 connections took half of a page's time.
+func (p presenceSource) Each(yield func(presence.Session)) {
+	p.s.hub.Each(func(c *client.Client) {
+		s := p.session(c)
+		s.Ref = c
+		yield(s)
+	})
+}
+
+func (p presenceSource) Complete(s *presence.Session) {
+	if c, ok := s.Ref.(*client.Client); ok {
+		s.Users = c.Users()
+	}
+	s.Ref = nil
+}
+
+// session is c without Users.
+func (p presenceSource) session(c *client.Client) presence.Session {
+	return presence.Session{
+		SessionID: c.Session.ID, User: c.Session.User,
+		Transport: c.Transport, Edge: p.s.cfg.EdgeID, ConnectedSince: c.Since.UTC(),
+		Remote: c.Remote, Expires: c.Session.Expires.UTC(), Conn: c.Conn,
+	}
+}
+
+// Status is what the edge's announcements say of it: its readiness, as
+// GET /health/ready answers, for ingest's GET /v1/admin/health.
+func (p presenceSource) Status() presence.Status {
+	h, ready := p.s.health()
+	return presence.Status{Ready: ready, Detail: h.Detail, Connections: h.Connections}
 }

@@ -24,8 +24,8 @@ import (
 
 // The API gateway's routes at runtime (RIG's /v1/apis): stored in the
 // routes bucket, which every edge watches and applies within moments.
-// These are the cluster's routes; an edge's route file is its own and is
-// not listed here. The file's routes are read-only: a POST, PUT or DELETE
+// GET /v1/apis lists them with "source":"runtime", and the route file's
+// routes that ingest knows with "source":"file". The file's routes are read-only: a POST, PUT or DELETE
 // of one of their ids gets 409 (ingest knows them from its own
 // PROXY_CONFIG_FILE, the edges' file), unless
 // PROXY_ALLOW_FILE_ROUTE_OVERRIDE lets a route here replace the file's.
@@ -144,6 +144,22 @@ func (s *Server) handleListAPIs(c *fiber.Ctx) error {
 	}
 	if ctx.Err() != nil {
 		return s.unavailable("list", "", ctx.Err())
+	}
+	// The route file's routes that ingest knows (PROXY_CONFIG_FILE) are
+	// listed too, marked, unless a runtime route of the same id replaces
+	// them on the edges (PROXY_ALLOW_FILE_ROUTE_OVERRIDE).
+	runtime := len(items)
+	for _, a := range s.cfg.Routes.APIs {
+		if !slices.ContainsFunc(items[:runtime], func(it item) bool { return it.id == a.ID }) {
+			data, err := json.Marshal(a)
+			if err != nil {
+				return err
+			}
+			items = append(items, item{a.ID, withSource(data, sourceFile)})
+		}
+	}
+	for i := range runtime {
+		items[i].data = withSource(items[i].data, sourceRuntime)
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].id < items[j].id })
 	var b bytes.Buffer
@@ -304,6 +320,29 @@ func (s *Server) handleDeleteAPI(c *fiber.Ctx) error {
 	}
 	s.log.Info("route deleted", "api", id)
 	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// Where a listed route comes from: its "source" in GET /v1/apis, which
+// only the list carries (a definition posted with it is refused as having
+// an unknown field, so a copy of the list is not mistaken for input).
+const (
+	sourceFile    = `"file"`
+	sourceRuntime = `"runtime"`
+)
+
+// withSource adds "source" to a stored definition, a JSON object that
+// json.Marshal wrote (so it starts with '{' and has no such field).
+func withSource(def []byte, source string) []byte {
+	if len(def) < 2 || def[0] != '{' {
+		return def
+	}
+	out := make([]byte, 0, len(def)+len(source)+12)
+	out = append(out, `{"source":`...)
+	out = append(out, source...)
+	if len(def) > 2 {
+		out = append(out, ',')
+	}
+	return append(out, def[1:]...)
 }
 
 func sendJSON(c *fiber.Ctx, status int, data []byte) error {

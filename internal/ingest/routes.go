@@ -15,5 +15,7 @@ func (s *Server) routes() {
 	s.app.Get("/v1/apis/:id", s.handleGetAPI)
 	s.app.Put("/v1/apis/:id", s.handleUpdateAPI)
 	s.app.Delete("/v1/apis/:id", s.handleDeleteAPI)
+	s.app.Get("/v1/admin/sessions", s.handleAdminSessions)
+	s.app.Get("/v1/admin/health", s.handleAdminHealth)
 	s.app.Use(s.handleNotFound)
 }

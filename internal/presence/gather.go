@@ -32,6 +32,7 @@ type Gatherer struct {
 type edgeState struct {
 	seen     time.Time
 	interval time.Duration
+	status   *Status // from the last announcement
 }
 
 // Result says how complete an answer is.
@@ -71,7 +72,7 @@ func (g *Gatherer) onAnnounce(m *nats.Msg) {
 		delete(g.edges, a.Edge)
 		return
 	}
-	g.edges[a.Edge] = edgeState{seen: time.Now(), interval: time.Duration(max(a.IntervalMS, 1)) * time.Millisecond}
+	g.edges[a.Edge] = edgeState{seen: time.Now(), interval: time.Duration(max(a.IntervalMS, 1)) * time.Millisecond, status: a.Status}
 }
 
 // expected returns the edges alive now, and whether that list can be

@@ -30,6 +30,8 @@ type Query struct {
 	// User, when set, asks for that user's sessions; else for the ids of
 	// every user connected.
 	User string `json:"user,omitempty"`
+	// List, when set, asks for one page of every session (see List).
+	List *ListQuery `json:"list,omitempty"`
 }
 
 // Session is one connection as presence shows it.
@@ -46,6 +48,18 @@ type Session struct {
 	Edge string `json:"edge"`
 	// ConnectedSince is when the connection opened.
 	ConnectedSince time.Time `json:"connectedSince"`
+	// Remote is the client's address (behind a trusted proxy, the one it
+	// forwarded).
+	Remote string `json:"remote,omitempty"`
+	// Expires is when the token stops being accepted, and the edge ends
+	// the connection.
+	Expires time.Time `json:"expires,omitzero"`
+	// Conn numbers the connection on its edge, so that listings have a
+	// total order (see Key).
+	Conn uint64 `json:"conn,omitempty"`
+	// Ref is the Source's own handle on the connection, for Complete;
+	// it never leaves the edge.
+	Ref any `json:"-"`
 }
 
 // Reply is one edge's answer, or one part of it: an edge splits an answer
@@ -56,6 +70,12 @@ type Reply struct {
 	Parts    int       `json:"parts"` // at least 1
 	Users    []string  `json:"users,omitempty"`
 	Sessions []Session `json:"sessions,omitempty"`
+	// Total is, in the answer to a listing, how many of the edge's
+	// sessions match; every part carries it.
+	Total int `json:"total,omitempty"`
+	// Listed marks the answer to a listing: an edge from before listings
+	// answers one with its users instead, which must not pass for none.
+	Listed bool `json:"listed,omitempty"`
 }
 
 // Announcement says an edge exists (or, with Gone, no longer does).
@@ -64,6 +84,8 @@ type Announcement struct {
 	// IntervalMS is how often the edge announces itself, in milliseconds.
 	IntervalMS int64 `json:"intervalMs"`
 	Gone       bool  `json:"gone,omitempty"`
+	// Status is how the edge is, when its Source says (StatusSource).
+	Status *Status `json:"status,omitempty"`
 }
 
 func encode(v any) []byte {

@@ -49,6 +49,13 @@ type fakeEdge struct {
 
 func (f fakeEdge) Users() []string                { return f.users }
 func (f fakeEdge) Sessions(user string) []Session { return f.sessions[user] }
+func (f fakeEdge) Each(yield func(Session)) {
+	for _, ss := range f.sessions {
+		for _, s := range ss {
+			yield(s)
+		}
+	}
+}
 
 func serve(t testing.TB, ns *server.Server, id string, src Source) *Responder {
 	t.Helper()

@@ -16,6 +16,16 @@ type Source interface {
 	Users() []string
 	// Sessions returns the connections of user here.
 	Sessions(user string) []Session
+	// Each calls yield with every connection here, for listings. It may
+	// leave out Users, the one field that costs a copy: a listing keeps a
+	// page of the sessions and asks Completer for theirs alone.
+	Each(yield func(Session))
+}
+
+// Completer is a Source whose Each leaves out Users: Complete fills them
+// in (from s.Ref).
+type Completer interface {
+	Complete(s *Session)
 }
 
 // Responder answers presence queries for one edge and announces it.
@@ -63,7 +73,12 @@ func (r *Responder) Run(ctx context.Context) error {
 func (r *Responder) announce(gone bool) {
 	// Publishing while NATS is away fails or is buffered; the next tick
 	// announces again either way.
-	_ = r.nc.Publish(AnnounceSubject, encode(Announcement{Edge: r.edge, IntervalMS: r.interval.Milliseconds(), Gone: gone}))
+	a := Announcement{Edge: r.edge, IntervalMS: r.interval.Milliseconds(), Gone: gone}
+	if st, ok := r.src.(StatusSource); ok && !gone {
+		s := st.Status()
+		a.Status = &s
+	}
+	_ = r.nc.Publish(AnnounceSubject, encode(a))
 }
 
 func (r *Responder) answer(m *nats.Msg) {
@@ -76,9 +91,21 @@ func (r *Responder) answer(m *nats.Msg) {
 		return
 	}
 	var parts []Reply
-	if q.User == "" {
+	switch {
+	case q.List != nil:
+		page, total := Page(*q.List, r.src.Each)
+		if c, ok := r.src.(Completer); ok {
+			for i := range page {
+				c.Complete(&page[i])
+			}
+		}
+		parts = splitSessions(r.edge, page, r.limit())
+		for i := range parts {
+			parts[i].Total, parts[i].Listed = total, true
+		}
+	case q.User == "":
 		parts = splitUsers(r.edge, r.src.Users(), r.limit())
-	} else {
+	default:
 		parts = splitSessions(r.edge, r.src.Sessions(q.User), r.limit())
 	}
 	for _, p := range parts {
