@@ -792,3 +792,44 @@ func TestPhoenixLongPollHostile(t *testing.T) {
 		t.Fatalf("edge health after the attacks: %v", h)
 	}
 }
+
+// TestPhoenixLongPollKilledBetweenPolls: a session blacklisted while no
+// poll waits still tells its client why. The next poll, with the JWT the
+// edge now refuses, gets the session_killed push its end left behind;
+// the one after gets the refusal.
+func TestPhoenixLongPollKilledBetweenPolls(t *testing.T) {
+	st := StartStack(t, map[string]string{"PHOENIX_LONGPOLL_TIMEOUT": "1s"}, nil)
+	jti := fmt.Sprintf("lp-between-%d", time.Now().UnixNano())
+	base, jwt := st.Edge.URL, Token(t, "alice", TokenOpts{JTI: jti})
+
+	hs := lpDo(t, base, "GET", jwt, "", "", nil)
+	if hs.Status != 410 {
+		t.Fatalf("handshake: %+v", hs)
+	}
+	if p := lpDo(t, base, "POST", jwt, hs.Token, "application/json", []byte(`["1","1","user:alice","phx_join",{}]`)); p.Status != 200 {
+		t.Fatalf("POST join: %+v", p)
+	}
+	joined := lpDo(t, base, "GET", jwt, hs.Token, "", nil)
+	if joined.Status != 200 || len(joined.Messages) != 1 || !strings.Contains(joined.Messages[0], `"status":"ok"`) {
+		t.Fatalf("poll after the join: %+v", joined)
+	}
+
+	// No poll waits now: the session ends at once.
+	Blacklist(t, st.Ingest.URL, jti, 60)
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		for _, line := range strings.Split(st.Edge.Logs(), "\n") {
+			if strings.Contains(line, `msg="connection closed"`) && strings.Contains(line, "transport=phoenix-longpoll") &&
+				strings.Contains(line, "session="+jti) {
+				return nil
+			}
+		}
+		return fmt.Errorf("the edge has not closed the long-poll session yet")
+	})
+	last := lpDo(t, base, "GET", jwt, joined.Token, "", nil)
+	if last.Status != 200 || len(last.Messages) != 1 || !strings.Contains(last.Messages[0], `"user:alice","session_killed"`) {
+		t.Fatalf("first poll after the blacklisting: %+v, want the session_killed push", last)
+	}
+	if after := lpDo(t, base, "GET", jwt, last.Token, "", nil); after.Status != 403 || len(after.Messages) != 0 {
+		t.Fatalf("poll after the last words: %+v, want the refusal", after)
+	}
+}

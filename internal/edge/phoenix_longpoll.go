@@ -152,6 +152,9 @@ func (s *Server) handlePhoenixLongPoll(c *fiber.Ctx, v phoenix.Version) error {
 	s.setCORS(c)
 	a, jwt, pt, err := s.admitPoll(c)
 	if err != nil {
+		if body, ok := s.lastWords(c.Context(), jwt, pt, v); ok {
+			return s.pollAnswer(c, fiber.StatusOK, body)
+		}
 		return s.pollRefused(c, err)
 	}
 	if pt == "" {
@@ -264,7 +267,9 @@ func (s *Server) admitPoll(c *fiber.Ctx) (a *admission, jwt, pollToken string, e
 	}
 	a, err = s.admitWith(c, func(*fiber.Ctx) (string, error) { return jwt, nil })
 	if err != nil {
-		return nil, "", "", err
+		// The tokens too: a session that ended for this JWT still owes
+		// its client the push that says why (lastWords).
+		return nil, strings.Clone(jwt), strings.Clone(pollToken), err
 	}
 	// A Phoenix session subscribes, and resumes, per joined topic.
 	a.users, a.resume = nil, ""
@@ -294,6 +299,35 @@ func (s *Server) pollToken(a *admission, jwt, pt string, v phoenix.Version) (*ph
 		return nil, false
 	}
 	return tok, true
+}
+
+// lastWords answers the poll of a session whose JWT is refused now
+// (blacklisted, expired) with what its end left in the outbox: the
+// session_killed or token_expired pushes. Between two polls the session
+// ends at once, so without this the next poll would get only a 403 and
+// phoenix.js would never say why. Only the client holding the JWT the
+// session was opened with gets them, and only from the session's home.
+func (s *Server) lastWords(ctx context.Context, jwt, pt string, v phoenix.Version) ([]byte, bool) {
+	if jwt == "" || pt == "" {
+		return nil, false
+	}
+	tok, err := phoenix.DecodeToken(s.lp.key, pt)
+	if err != nil || tok.Auth != phoenix.AuthOf(jwt) || tok.Vsn != v || tok.Expired(time.Now(), s.lpIdle()) {
+		return nil, false
+	}
+	ls := s.lp.get(tok.ID)
+	if ls == nil {
+		// Not relayed: a home that has not yet seen the blacklisting or
+		// the expiry would answer with messages for a refused JWT.
+		return nil, false
+	}
+	ls.mu.Lock()
+	owed := ls.ended && len(ls.out) > 0
+	ls.mu.Unlock()
+	if !owed {
+		return nil, false
+	}
+	return ls.poll(ctx, tok.Gen)
 }
 
 // pollRefused answers a refused request as phoenix.js reads it: the status
