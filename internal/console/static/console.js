@@ -92,7 +92,7 @@ function refused(err) {
   stop();
   token = "";
   sessionStorage.removeItem(TOKEN_KEY);
-  $("app").dataset.state = "out";
+  $("app").dataset.state = document.body.dataset.auth = "out";
   $("logout").hidden = true;
   const why = err.status === 401 ? "this ingest wants a token" : "this token is not one of ingest's API_TOKENS";
   say("auth-status", `Refused (${why}): ${err.message}`, "error");
@@ -115,7 +115,7 @@ async function login(t) {
   sessionStorage.setItem(TOKEN_KEY, token);
   $("token").value = "";
   $("logout").hidden = false;
-  $("app").dataset.state = "in";
+  $("app").dataset.state = document.body.dataset.auth = "in";
   say("auth-status", "Logged in. The token is kept in this tab until you log out or close it.", "ok");
   cursors = [""];
   await Promise.allSettled([loadSessions(), loadRoutes(), loadHealth()]);
@@ -128,7 +128,7 @@ function logout() {
   stop();
   token = "";
   sessionStorage.removeItem(TOKEN_KEY);
-  $("app").dataset.state = "out";
+  $("app").dataset.state = document.body.dataset.auth = "out";
   $("logout").hidden = true;
   say("auth-status", "Logged out.", "");
 }
