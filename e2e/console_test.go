@@ -107,6 +107,9 @@ func TestConsole(t *testing.T) {
 	victim := MustSSE(t, sseURL(st.Edge.URL, Token(t, "alice", TokenOpts{JTI: killed, TTL: 30 * time.Minute})))
 	other := MustSSE(t, sseURL(st.Edge.URL, Token(t, "alice", TokenOpts{JTI: kept, TTL: 30 * time.Minute})))
 	MustSSE(t, sseURL(st.Edge.URL, Token(t, "bob", TokenOpts{JTI: "console-bob"})))
+	// A user name is data, never markup, in the table.
+	hostile := `<img id="pwn" src="x">mallory`
+	MustSSE(t, sseURL(st.Edge.URL, Token(t, hostile, TokenOpts{JTI: "console-hostile"})))
 
 	// The browser lives as long as the context of the first Do, which
 	// therefore has no timeout.
@@ -131,7 +134,13 @@ func TestConsole(t *testing.T) {
 	}
 
 	// Online now: a search for alice finds her two sessions, not bob's.
-	consoleWait(t, ctx, "three sessions", `document.querySelectorAll("#sessions tbody tr").length === 3`)
+	consoleWait(t, ctx, "four sessions", `document.querySelectorAll("#sessions tbody tr").length === 4`)
+	if pwn := evaluate[bool](t, ctx, `document.getElementById("pwn") !== null`); pwn {
+		t.Fatal("a user name was rendered as HTML")
+	}
+	if got := evaluate[string](t, ctx, `document.querySelector('#sessions tr[data-jti="console-hostile"] td').textContent`); got != hostile {
+		t.Fatalf("the hostile user shows as %q", got)
+	}
 	consoleDo(t, ctx, "search for alice", chromedp.SendKeys(chromedp.ID("q"), "alice"), chromedp.Click(chromedp.ID("search")))
 	consoleWait(t, ctx, "alice's two sessions only",
 		`[...document.querySelectorAll("#sessions tbody tr")].map((r) => r.dataset.user).join() === "alice,alice"`)
@@ -239,11 +248,40 @@ func TestConsole(t *testing.T) {
 	consoleWait(t, ctx, "the route added", `!!document.querySelector('#route-table tr[data-id="console-route"]')`)
 	evaluate[string](t, ctx, `document.getElementById("q").value = ""`)
 	consoleDo(t, ctx, "clear the search", chromedp.Click(chromedp.ID("search")))
-	consoleWait(t, ctx, "two sessions", `document.querySelectorAll("#sessions tbody tr").length === 2`)
+	consoleWait(t, ctx, "three sessions", `document.querySelectorAll("#sessions tbody tr").length === 3`)
 	wide, wideBytes := consoleShot(t, ctx, 1280, 800, consolePNG)
 	phone, phoneBytes := consoleShot(t, ctx, 390, 844, consolePhonePNG)
 	if over := evaluate[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
 		t.Errorf("at 390 wide the page scrolls sideways by %dpx", over)
 	}
 	t.Logf("console screenshots: %s (%d bytes), %s (%d bytes)", wide, wideBytes, phone, phoneBytes)
+}
+
+// TestConsoleNoBypass: the console's files need no token, and nothing else
+// is reached through its prefix without one: paths that climb out of
+// /admin, encoded or not, or spell it in another case, get no data; the
+// console takes no POST; an API call from the page's origin still needs
+// the token.
+func TestConsoleNoBypass(t *testing.T) {
+	n := StartNATS(t)
+	env := IngestEnv(FreePort(t), n.URL)
+	env["API_TOKENS"] = consoleToken
+	ing := StartIngest(t, env)
+	for _, p := range []string{
+		"/admin/../v1/admin/sessions", "/admin/%2e%2e/v1/admin/sessions", "/admin/..%2fv1/admin/sessions",
+		"/admin//v1/admin/sessions", "/ADMIN/../v1/admin/health", "/admin/..%5cv1/admin/health", "/admin%2f..%2fv1/admin/health",
+		"/admin/../metrics", "/adminx", "/admin/console.js/../../v1/apis",
+	} {
+		r := Do(t, "GET", ing.URL+p, "", nil)
+		if r.Status == 200 || bytes.Contains(r.Body, []byte(`"sessions"`)) || bytes.Contains(r.Body, []byte(`"streams"`)) || bytes.Contains(r.Body, []byte("rig_")) {
+			t.Errorf("GET %s without a token: %d %.200s", p, r.Status, r.Body)
+		}
+		t.Logf("GET %s: %d", p, r.Status)
+	}
+	if r := Do(t, "POST", ing.URL+"/admin/", "application/json", []byte(`{}`)); r.Status != 405 {
+		t.Errorf("POST /admin/: %d %s", r.Status, r.Body)
+	}
+	if r := Do(t, "GET", ing.URL+"/v1/admin/health", "", nil, http.Header{"Origin": {ing.URL}, "Referer": {ing.URL + "/admin"}}); r.Status != 401 {
+		t.Errorf("GET /v1/admin/health from the console's origin without a token: %d", r.Status)
+	}
 }
