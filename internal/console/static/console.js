@@ -69,7 +69,7 @@ function row(cells) {
 function when(t) {
   if (!t || t.startsWith("0001-")) return "-";
   const d = new Date(t);
-  return isNaN(d) ? t : d.toLocaleString();
+  return isNaN(d) ? t : d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 }
 
 function inFrom(t) {
