@@ -88,8 +88,9 @@ func consoleShot(t *testing.T, ctx context.Context, w, h int64, docsPath string)
 func TestConsole(t *testing.T) {
 	ctx := newBrowser(t)
 	up := StartUpstream(t)
-	st := StartStack(t, map[string]string{"EDGE_ID": "edge-console", "PROXY_ALLOW_LOCAL_TARGETS": "true"},
-		map[string]string{"API_TOKENS": consoleToken, "PROXY_ALLOW_LOCAL_TARGETS": "true"})
+	filed := WriteRoutes(t, `[{"id": "filed", "version_data": {"default": {"endpoints": [{"id": "e", "path": "/filed", "method": "GET", "not_secured": true}]}}, "proxy": {"target_url": "users.example", "port": 8080}}]`)
+	st := StartStack(t, map[string]string{"EDGE_ID": "edge-console", "PROXY_ALLOW_LOCAL_TARGETS": "true", "PROXY_CONFIG_FILE": filed},
+		map[string]string{"API_TOKENS": consoleToken, "PROXY_ALLOW_LOCAL_TARGETS": "true", "PROXY_CONFIG_FILE": filed})
 
 	// The page loads without a token, with its strict headers; the data
 	// behind it does not.
@@ -181,6 +182,22 @@ func TestConsole(t *testing.T) {
 	if ev := other.NextMessage(t, 5*time.Second); ev.ID != id || !strings.Contains(ev.Data, `"text":"hello from the console"`) || !strings.Contains(ev.Data, `"user":"alice"`) {
 		t.Fatalf("alice's other session got %+v, want %s", ev, id)
 	}
+
+	// Routes: the file's is marked so; changing it is refused with the
+	// API's line.
+	consoleWait(t, ctx, "the file's route", `!!document.querySelector('#route-table tr[data-id="filed"]')`)
+	fileRow := evaluate[[]string](t, ctx, `[...document.querySelectorAll('#route-table tr[data-id="filed"] td')].map((td) => td.textContent)`)
+	if len(fileRow) != 5 || fileRow[1] != "file" || fileRow[2] != "GET /filed" || fileRow[3] != "users.example:8080" {
+		t.Fatalf("the file's route shows as %q", fileRow)
+	}
+	fileDef := `{"id": "filed", "version_data": {"default": {"endpoints": [{"id": "e", "path": "/filed", "method": "GET", "not_secured": true}]}}, "proxy": {"target_url": "users.example", "port": 9090}}`
+	fileErr := Do(t, "PUT", st.Ingest.URL+"/v1/apis/filed", "application/json", []byte(fileDef), http.Header{"Authorization": {"Bearer " + consoleToken}})
+	if fileErr.Status < 400 || fileErr.Status > 499 {
+		t.Fatalf("PUT of the file's route: %d %s", fileErr.Status, fileErr.Body)
+	}
+	consoleDo(t, ctx, "change the file's route", chromedp.SetValue(chromedp.ID("route-json"), fileDef), chromedp.Click(chromedp.ID("route-save")))
+	consoleWait(t, ctx, "the API's refusal", fmt.Sprintf(`document.getElementById("route-result").textContent === %q`,
+		fmt.Sprintf("PUT /v1/apis/filed: %d %s", fileErr.Status, fileErr.ErrorMessage(t))))
 
 	// Routes: add one to the upstream, call it through the edge.
 	route := func(path string) string {
