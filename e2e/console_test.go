@@ -125,6 +125,11 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("a wrong token listed %d sessions", n)
 	}
 	evaluate[string](t, ctx, `document.getElementById("token").value = ""`)
+	consoleDo(t, ctx, "log in with a token that is not ASCII",
+		chromedp.SendKeys(chromedp.ID("token"), "tök-wrong"), chromedp.Click(chromedp.ID("login")))
+	consoleWait(t, ctx, "the token refused before sending it",
+		`document.getElementById("auth-status").textContent === "An API token is printable ASCII without spaces: check what you typed."`)
+	evaluate[string](t, ctx, `document.getElementById("token").value = ""`)
 	consoleDo(t, ctx, "log in", chromedp.SendKeys(chromedp.ID("token"), consoleToken), chromedp.Click(chromedp.ID("login")))
 	consoleWait(t, ctx, "logged in", `document.getElementById("app").dataset.state === "in"`)
 	if href := evaluate[string](t, ctx, "location.href"); strings.Contains(href, consoleToken) {

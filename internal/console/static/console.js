@@ -381,6 +381,12 @@ $("login-form").addEventListener("submit", (ev) => {
     say("auth-status", "Type one of ingest's API_TOKENS first.", "error");
     return;
   }
+  // fetch refuses a header value beyond Latin-1 with a TypeError that
+  // would read as "cannot reach ingest"; say what is wrong instead.
+  if (!/^[\x21-\x7e]+$/.test(t)) {
+    say("auth-status", "An API token is printable ASCII without spaces: check what you typed.", "error");
+    return;
+  }
   login(t);
 });
 $("logout").addEventListener("click", logout);
