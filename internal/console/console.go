@@ -5,6 +5,8 @@ package console
 
 import (
 	"embed"
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -29,7 +31,6 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 // needs none.
 func Handler() http.Handler {
 	root, _ := fs.Sub(static, "static") // "static" is embedded above
-	files := http.StripPrefix(Prefix, http.FileServerFS(root))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", csp)
@@ -39,17 +40,26 @@ func Handler() http.Handler {
 		h.Set("Cache-Control", "no-store")
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			h.Set("Allow", "GET, HEAD")
-			http.Error(w, "the console is read with GET", http.StatusMethodNotAllowed)
+			refuse(w, http.StatusMethodNotAllowed, fmt.Sprintf("the console is read with GET, not %s", r.Method))
 			return
 		}
-		if r.URL.Path == Prefix || r.URL.Path == Prefix+"/" {
-			http.ServeFileFS(w, r, root, "index.html")
-			return
+		name := "index.html"
+		if p := r.URL.Path; p != Prefix && p != Prefix+"/" {
+			name = strings.TrimPrefix(p, Prefix+"/")
+			if st, err := fs.Stat(root, name); name == p || !fs.ValidPath(name) || err != nil || st.IsDir() {
+				refuse(w, http.StatusNotFound, fmt.Sprintf("the console has no file %q", p))
+				return
+			}
 		}
-		if !strings.HasPrefix(r.URL.Path, Prefix+"/") {
-			http.NotFound(w, r)
-			return
-		}
-		files.ServeHTTP(w, r)
+		// ServeFileFS, not FileServer: only the files themselves, no
+		// directory listing or redirect.
+		http.ServeFileFS(w, r, root, name)
 	})
+}
+
+// refuse answers with ingest's JSON error shape.
+func refuse(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }

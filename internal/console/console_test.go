@@ -47,13 +47,16 @@ func TestHandlerRefuses(t *testing.T) {
 		status       int
 	}{
 		{"GET", "/admin/nothing.js", 404},
+		{"GET", "/admin/index.html/", 404},
+		{"GET", "/admin/static", 404},
+		{"GET", "/admin/./console.js", 404},
 		{"GET", "/adminx", 404},
 		{"GET", "/admin/../console.go", 404},
 		{"GET", "/admin/%2e%2e/console.go", 404},
 		{"POST", "/admin/", 405},
 		{"DELETE", "/admin/console.js", 405},
 	} {
-		if resp, body := get(t, c.method, c.path); resp.StatusCode != c.status {
+		if resp, body := get(t, c.method, c.path); resp.StatusCode != c.status || !strings.HasPrefix(body, `{"error":"the console`) {
 			t.Errorf("%s %s: %d %.100s, want %d", c.method, c.path, resp.StatusCode, body, c.status)
 		}
 	}
