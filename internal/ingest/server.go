@@ -23,6 +23,7 @@ import (
 	"github.com/rig-go/rig/internal/blacklist"
 	"github.com/rig-go/rig/internal/broker"
 	"github.com/rig-go/rig/internal/config"
+	"github.com/rig-go/rig/internal/console"
 	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
 	"github.com/rig-go/rig/internal/route"
@@ -100,6 +101,9 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 	s.app.Server().SecureErrorLogMessage = true
 	// Before everything else: an unauthenticated caller learns nothing,
 	// not even the profiler's or a body limit's answer.
+	// The console's page and files need no token: its data calls are to
+	// /v1/*, with the token the operator types in.
+	s.app.Use(console.Prefix, adaptor.HTTPHandler(console.Handler()))
 	s.app.Use(s.requireToken)
 	if cfg.Pprof {
 		s.app.Use(pprof.New())
