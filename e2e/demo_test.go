@@ -570,6 +570,13 @@ func TestTaskRunDemo(t *testing.T) {
 	if r := Do(t, "GET", edge.URL+"/demo/", "", nil); r.Status != 200 || !bytes.Contains(r.Body, []byte(`src="demo.js"`)) {
 		t.Fatalf("the stack of task run: GET /demo/ got %d %.200s", r.Status, r.Body)
 	}
+	// The operator console's address it prints is ingest's.
+	console := regexp.MustCompile(`operator console: (http://localhost:(\d+)/admin)\b`).FindStringSubmatch(p.out.String())
+	if console == nil || console[2] != strconv.Itoa(apiPort) {
+		t.Errorf("go tool task run printed no operator console on API_PORT %d:\n%s", apiPort, p.out.String())
+	} else if r := Do(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/admin", apiPort), "", nil); r.Status != 200 || !bytes.Contains(r.Body, []byte("console")) {
+		t.Errorf("the console task run printed, %s: %d %.200s", console[1], r.Status, r.Body)
+	}
 	for _, f := range []string{"demo.js", "demo.css", "client/index.js", "client/sse.js", "client/backoff.js", "client/seen.js"} {
 		if r := Do(t, "GET", edge.URL+"/demo/"+f, "", nil); r.Status != 200 || len(r.Body) == 0 {
 			t.Errorf("the stack of task run: GET /demo/%s got %d", f, r.Status)
