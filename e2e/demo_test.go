@@ -307,6 +307,13 @@ func TestDemoPageGap(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(edge.URL+"/demo/#token="+tok)); err != nil {
 		t.Fatalf("open the demo page in chromium: %v", err)
 	}
+	// A stream starts at the stored messages' end: post once it has.
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if st := evaluate[demoStatus](t, ctx, demoStatusJS); st.State != "connected" {
+			return fmt.Errorf("the page has not connected: %+v", st)
+		}
+		return nil
+	})
 	first := Post(t, ingest.URL, map[string]any{"user": "alice", "text": "before"})
 	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if got := evaluate[[]string](t, ctx, demoEventsJS); !slices.Equal(got, []string{first}) {

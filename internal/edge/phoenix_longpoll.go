@@ -54,6 +54,10 @@ const (
 	lpRelayMargin = 5 * time.Second
 )
 
+// lpLastWordsWait bounds how long a poll whose JWT was just refused
+// waits for its session to end with the push that says why.
+const lpLastWordsWait = 2 * time.Second
+
 // lpNoRespondersRetries are the waits before asking a session's home
 // again when no edge answered for it: about 0.4 s in all, far longer than
 // a subscription takes to cross a NATS cluster's routes.
@@ -152,7 +156,7 @@ func (s *Server) handlePhoenixLongPoll(c *fiber.Ctx, v phoenix.Version) error {
 	s.setCORS(c)
 	a, jwt, pt, err := s.admitPoll(c)
 	if err != nil {
-		if body, ok := s.lastWords(c.Context(), jwt, pt, v); ok {
+		if body, ok := s.lastWords(c.Context(), err, jwt, pt, v); ok {
 			return s.pollAnswer(c, fiber.StatusOK, body)
 		}
 		return s.pollRefused(c, err)
@@ -307,8 +311,11 @@ func (s *Server) pollToken(a *admission, jwt, pt string, v phoenix.Version) (*ph
 // ends at once, so without this the next poll would get only a 403 and
 // phoenix.js would never say why. Only the client holding the JWT the
 // session was opened with gets them, and only from the session's home.
-func (s *Server) lastWords(ctx context.Context, jwt, pt string, v phoenix.Version) ([]byte, bool) {
-	if jwt == "" || pt == "" {
+func (s *Server) lastWords(ctx context.Context, refused error, jwt, pt string, v phoenix.Version) ([]byte, bool) {
+	// 401: the JWT expired or its session is blacklisted since the session
+	// was opened (it was good then: the poll token is bound to it).
+	var ae *api.Error
+	if jwt == "" || pt == "" || !errors.As(refused, &ae) || ae.Status != fiber.StatusUnauthorized {
 		return nil, false
 	}
 	tok, err := phoenix.DecodeToken(s.lp.key, pt)
@@ -321,13 +328,29 @@ func (s *Server) lastWords(ctx context.Context, jwt, pt string, v phoenix.Versio
 		// the expiry would answer with messages for a refused JWT.
 		return nil, false
 	}
-	ls.mu.Lock()
-	owed := ls.ended && len(ls.out) > 0
-	ls.mu.Unlock()
-	if !owed {
-		return nil, false
+	// The poll may come a moment before the session's own end: its expiry
+	// timer, or the blacklist watcher, closes it with the push that says
+	// why. Wait for that, briefly.
+	deadline := time.Now().Add(lpLastWordsWait)
+	for {
+		ls.mu.Lock()
+		ended, owed := ls.ended, ls.ended && len(ls.out) > 0
+		ls.mu.Unlock()
+		if ended {
+			if !owed {
+				return nil, false
+			}
+			return ls.poll(ctx, tok.Gen)
+		}
+		if time.Now().After(deadline) {
+			return nil, false
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	return ls.poll(ctx, tok.Gen)
 }
 
 // pollRefused answers a refused request as phoenix.js reads it: the status
