@@ -214,15 +214,26 @@ func TestPhoenixLongPollBlacklistAndExpiry(t *testing.T) {
 		t.Fatalf("got %s, want %s", got[0], id)
 	}
 	Blacklist(t, st.Ingest.URL, jti, 60)
-	l := killed.next(20*time.Second, "session_killed", func(l jsLine) bool { return l.Event == "session_killed" || l.Event == "message" })
-	if l.Event != "session_killed" || l.Topic != "user:alice" {
+	// The push that says why, or, when the kill meets a poll on its way
+	// (a race left open, see TestPhoenixLongPollKilledBetweenPolls for the
+	// case between two polls), the refusal: never a message.
+	l := killed.next(20*time.Second, "session_killed", func(l jsLine) bool {
+		return l.Event == "session_killed" || l.Event == "message" || l.Event == "close"
+	})
+	if l.Event == "close" {
+		t.Logf("after the blacklisting: refused without the session_killed push: %s", l.raw)
+	} else if l.Event != "session_killed" || l.Topic != "user:alice" {
 		t.Fatalf("after the blacklisting: %s", l.raw)
 	}
 
 	expiring := startNodeLongPoll(t, st.Edge.URL, Token(t, "alice", TokenOpts{TTL: 4 * time.Second}), "alice", "", "longpoll")
 	expiring.next(20*time.Second, "joined", func(l jsLine) bool { return l.Event == "joined" })
-	l = expiring.next(20*time.Second, "token_expired", func(l jsLine) bool { return l.Event == "token_expired" || l.Event == "message" })
-	if l.Event != "token_expired" {
+	l = expiring.next(20*time.Second, "token_expired", func(l jsLine) bool {
+		return l.Event == "token_expired" || l.Event == "message" || l.Event == "close"
+	})
+	if l.Event == "close" {
+		t.Logf("at the expiry: refused without the token_expired push: %s", l.raw)
+	} else if l.Event != "token_expired" {
 		t.Fatalf("before the expiry: %s", l.raw)
 	}
 
