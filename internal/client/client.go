@@ -28,6 +28,17 @@ type Transport interface {
 	Close(d Disconnect) error
 }
 
+// DirectTransport is a Transport that can also write without waiting:
+// Deliver then writes a message on the goroutine that delivers it, and a
+// writer goroutine starts only for what the socket did not take.
+type DirectTransport interface {
+	Transport
+	// WriteNow writes evs as Write would, as far as the connection takes
+	// them at once, and keeps the rest for the next Write, which may then
+	// be given no events; it reports whether it kept anything.
+	WriteNow(evs []*rig.Event) (left bool, err error)
+}
+
 // ErrClosed is returned by Send after the client was closed.
 var ErrClosed = errors.New("client closed")
 
@@ -68,6 +79,7 @@ type Client struct {
 	queue   []*rig.Event
 	spare   []*rig.Event
 	writing bool
+	left    bool // WriteNow kept bytes: the writer writes them even with nothing queued
 	final   bool // a final event is queued: accept nothing more
 	closed  bool
 	reason  Disconnect // the first given; zero while open
@@ -118,9 +130,69 @@ func (c *Client) Attach(t Transport) {
 
 // Deliver queues ev without blocking. A client whose queue is full is
 // closed: it stopped reading, and must not hold memory or stall others.
+//
+// On a DirectTransport, an idle client's message is written on the
+// caller's goroutine, without waiting: a live message is then one wake-up
+// fewer on its way (no writer goroutine is started and woken for it). A
+// writer starts only for what the socket did not take, or what was queued
+// meanwhile; final events and held clients go the usual way.
 func (c *Client) Deliver(ev *rig.Event) {
-	if err := c.Send(ev); errors.Is(err, errFull) {
+	c.mu.Lock()
+	err := c.enqueueLocked(ev)
+	if errors.Is(err, errFull) {
+		c.mu.Unlock()
 		c.closeSlow()
+		return
+	}
+	d, direct := c.t.(DirectTransport)
+	if err != nil || !direct || c.writing || c.final || c.holds > 0 || len(c.queue) == 0 {
+		if err == nil {
+			c.kickLocked()
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	batch := c.queue
+	c.queue = c.spare[:0]
+	c.spare = nil
+	c.mu.Unlock()
+
+	left, err := d.WriteNow(batch)
+	c.wrote(batch, err)
+
+	c.mu.Lock()
+	c.keepLocked(batch)
+	switch {
+	case err != nil || c.closed:
+		c.writing = false
+		c.mu.Unlock()
+		if err != nil {
+			c.Close(DisconnectWriteFailed)
+		}
+	case left || len(c.queue) > 0:
+		c.left = left
+		c.mu.Unlock()
+		go c.flush() // still writing: the writer takes over
+	default:
+		c.writing = false
+		c.queue, c.spare = nil, nil // idle clients hold no buffers
+		c.mu.Unlock()
+	}
+}
+
+// wrote counts what a write of batch delivered and clears it; the caller
+// then keeps its array for the next write (keepLocked).
+func (c *Client) wrote(batch []*rig.Event, err error) {
+	if err == nil && c.Counters != nil {
+		c.Counters.Delivered.Add(messages(batch))
+	}
+	clear(batch)
+}
+
+func (c *Client) keepLocked(batch []*rig.Event) {
+	if c.spare == nil && cap(batch) <= 64 {
+		c.spare = batch[:0]
 	}
 }
 
@@ -326,7 +398,7 @@ func (c *Client) kickLocked() {
 func (c *Client) flush() {
 	for {
 		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 {
+		if c.closed || len(c.queue) == 0 && !c.left {
 			// Close emptied the queue after this goroutine was started.
 			c.writing = false
 			c.mu.Unlock()
@@ -335,21 +407,17 @@ func (c *Client) flush() {
 		batch := c.queue
 		c.queue = c.spare[:0]
 		c.spare = nil
+		c.left = false // Write writes what WriteNow kept first
 		t := c.t
 		c.mu.Unlock()
 
 		err := t.Write(batch)
-		last := batch[len(batch)-1]
-		if err == nil && c.Counters != nil {
-			c.Counters.Delivered.Add(messages(batch))
-		}
-		clear(batch)
+		final := len(batch) > 0 && Final(batch[len(batch)-1].Kind)
+		c.wrote(batch, err)
 
 		c.mu.Lock()
-		if c.spare == nil && cap(batch) <= 64 {
-			c.spare = batch[:0]
-		}
-		if err != nil || Final(last.Kind) || c.closed {
+		c.keepLocked(batch)
+		if err != nil || final || c.closed {
 			c.writing = false
 			c.mu.Unlock()
 			if err != nil {
