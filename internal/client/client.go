@@ -181,6 +181,16 @@ func (c *Client) Deliver(ev *rig.Event) {
 	}
 }
 
+// Direct reports whether Deliver writes on the caller's goroutine when the
+// client is idle: its transport is a DirectTransport. Deliver never waits
+// either way.
+func (c *Client) Direct() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.t.(DirectTransport)
+	return ok
+}
+
 // wrote counts what a write of batch delivered and clears it; the caller
 // then keeps its array for the next write (keepLocked).
 func (c *Client) wrote(batch []*rig.Event, err error) {
