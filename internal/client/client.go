@@ -37,6 +37,16 @@ type DirectTransport interface {
 	// them at once, and keeps the rest for the next Write, which may then
 	// be given no events; it reports whether it kept anything.
 	WriteNow(evs []*rig.Event) (left bool, err error)
+	// Direct reports whether WriteNow writes at all: false on a
+	// connection that is not a plain socket (TLS), whose WriteNow would
+	// leave everything to Write.
+	Direct() bool
+}
+
+// directLocked returns the transport as a DirectTransport that writes, if it is one.
+func (c *Client) directLocked() (DirectTransport, bool) {
+	d, ok := c.t.(DirectTransport)
+	return d, ok && d.Direct()
 }
 
 // ErrClosed is returned by Send after the client was closed.
@@ -144,7 +154,7 @@ func (c *Client) Deliver(ev *rig.Event) {
 		c.closeSlow()
 		return
 	}
-	d, direct := c.t.(DirectTransport)
+	d, direct := c.directLocked()
 	if err != nil || !direct || c.writing || c.final || c.holds > 0 || len(c.queue) == 0 {
 		if err == nil {
 			c.kickLocked()
@@ -187,7 +197,7 @@ func (c *Client) Deliver(ev *rig.Event) {
 func (c *Client) Direct() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.t.(DirectTransport)
+	_, ok := c.directLocked()
 	return ok
 }
 

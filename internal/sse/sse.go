@@ -143,8 +143,12 @@ func (c *Conn) Write(evs []*rig.Event) error {
 	if err := c.nc.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return err
 	}
-	_, err := c.nc.Write(b.Bytes())
-	return err
+	if _, err := c.nc.Write(b.Bytes()); err != nil {
+		return err
+	}
+	// WriteNow's write, which never waits, must not fail on this deadline
+	// once it has passed.
+	return c.nc.SetWriteDeadline(time.Time{})
 }
 
 // WriteNow is Write without waiting, for the goroutine that delivers
@@ -191,6 +195,9 @@ func (c *Conn) WriteNow(evs []*rig.Event) (left bool, err error) {
 	c.rest = append(c.rest, out...)
 	return true, nil
 }
+
+// Direct reports whether WriteNow writes: nc is a plain socket.
+func (c *Conn) Direct() bool { return c.raw != nil }
 
 func putBuf(b *bytes.Buffer) {
 	if b.Cap() <= 64<<10 {

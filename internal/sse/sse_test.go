@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -254,4 +255,71 @@ func TestWriteNowKeepsWhatTheSocketDidNotTake(t *testing.T) {
 	if string(body) != want.String() {
 		t.Fatalf("read %d bytes, want %d (%d events, %d bytes kept by WriteNow)", len(body), want.Len(), sent+2, len(c.rest))
 	}
+}
+
+// TestWriteNowAfterWriteTimeout: a Write's deadline, once passed, does not
+// fail a later WriteNow (which never waits, so needs none). Before the
+// fix, every SSE client closed CLIENT_WRITE_TIMEOUT after its last Write.
+func TestWriteNowAfterWriteTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err == nil {
+			accepted <- nc
+		}
+	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	nc := <-accepted
+	defer nc.Close()
+	const timeout = 20 * time.Millisecond
+	c := NewConn(nc, timeout, 0)
+	if err := c.Write([]*rig.Event{{Kind: rig.KindMessage, ID: "1", Data: []byte("one")}}); err != nil {
+		t.Fatal(err)
+	}
+	wrote := time.Now()
+	for time.Since(wrote) < 3*timeout { // until the Write's deadline is well past
+		runtime.Gosched()
+	}
+	if left, err := c.WriteNow([]*rig.Event{{Kind: rig.KindMessage, ID: "2", Data: []byte("two")}}); err != nil || left {
+		t.Fatalf("WriteNow after the Write's deadline: left %v, %v", left, err)
+	}
+	want := "id: 1\nevent: message\ndata: one\n\nid: 2\nevent: message\ndata: two\n\n"
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 0, 256)
+	buf := make([]byte, 256)
+	for !strings.Contains(string(got), "data: two") {
+		n, err := peer.Read(buf)
+		if err != nil {
+			t.Fatalf("read %q: %v", got, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if body := chunkBodies(t, string(got)); body != want {
+		t.Fatalf("read %q, want %q", body, want)
+	}
+}
+
+// chunkBodies undoes the chunked encoding of a stream's complete chunks.
+func chunkBodies(t *testing.T, s string) string {
+	t.Helper()
+	var out strings.Builder
+	for s != "" {
+		size, rest, ok := strings.Cut(s, "\r\n")
+		n, err := strconv.ParseInt(size, 16, 64)
+		if !ok || err != nil || int64(len(rest)) < n+2 {
+			t.Fatalf("not a chunk: %q", s)
+		}
+		out.WriteString(rest[:n])
+		s = rest[n+2:]
+	}
+	return out.String()
 }
