@@ -80,7 +80,8 @@ func consoleShot(t *testing.T, ctx context.Context, w, h int64, docsPath string)
 // the API's message; with the right one the console lists alice's two SSE
 // sessions (transport, edge, remote, expiry) found by search, kills one (its
 // stream gets session_killed and the row goes), sends alice a message that
-// her other stream receives with the id the page shows, adds a route to an
+// her other stream receives with the id the page shows, confirmed by the
+// edge that wrote it (its delivery receipt), adds a route to an
 // upstream and edits it (each called through the edge), shows a bad route's
 // one-line error as the API gives it, removes the route, and shows health.
 // Screenshots at 1280x800 and 390x844 (see consolePNG); at 390 wide the
@@ -177,13 +178,21 @@ func TestConsole(t *testing.T) {
 	}
 	t.Logf("killed from the console: session_killed after %s", time.Since(start).Round(time.Millisecond))
 
-	// Act: a test message reaches alice's other session.
+	// Act: a test message reaches alice's other session, and the page
+	// shows it confirmed by the edge that wrote it to that connection.
+	start = time.Now()
 	consoleDo(t, ctx, "send alice a message", chromedp.SendKeys(chromedp.ID("send-user"), "alice"), chromedp.Click(chromedp.ID("send-button")))
 	consoleWait(t, ctx, "the message stored", `!!document.getElementById("send-result").dataset.id`)
 	id := evaluate[string](t, ctx, `document.getElementById("send-result").dataset.id`)
-	if s := evaluate[string](t, ctx, `document.getElementById("send-result").textContent`); s != "Stored as "+id {
-		t.Fatalf("send result %q", s)
+	sent := "Stored as " + id + ". Delivered to 1 of 1 connections: edge-console sse " + kept
+	if s := evaluate[string](t, ctx, `document.getElementById("send-result").textContent`); s != sent {
+		t.Fatalf("send result %q, want %q", s, sent)
 	}
+	receipt := evaluate[[]string](t, ctx, `[...document.querySelectorAll("#receipts tr td")].map((td) => td.textContent)`)
+	if len(receipt) != 7 || receipt[0] != "confirmed" || receipt[1] != "edge-console" || receipt[2] != "sse" || receipt[3] != kept || receipt[4] != "alice" {
+		t.Fatalf("the receipts table: %q", receipt)
+	}
+	t.Logf("sent from the console: %q in %s", sent, time.Since(start).Round(time.Millisecond))
 	if ev := other.NextMessage(t, 5*time.Second); ev.ID != id || !strings.Contains(ev.Data, `"text":"hello from the console"`) || !strings.Contains(ev.Data, `"user":"alice"`) {
 		t.Fatalf("alice's other session got %+v, want %s", ev, id)
 	}
