@@ -542,7 +542,9 @@ func TestAdminCluster(t *testing.T) {
 
 // TestAdminSecuredNATS: with the NATS users of nats/secured, ingest's own
 // credential is enough for the admin API: the streams' info and the
-// account's for health, presence for sessions; no permissions violation.
+// account's for health, presence for sessions, the receipts of a test
+// send (which the edge's credential lets it publish); no permissions
+// violation.
 func TestAdminSecuredNATS(t *testing.T) {
 	sec := GenSecure(t)
 	perms, err := os.ReadFile("../nats/secured/permissions.conf")
@@ -559,7 +561,7 @@ authorization { users: [
 		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
 	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), append(maps(sec.ClientEnv("ingest")), "API_TOKENS", adminToken)...))
 	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), append(maps(sec.ClientEnv("edge")), "EDGE_ID", "edge-secured")...))
-	MustSSE(t, sseURL(edge.URL, Token(t, "erin", TokenOpts{JTI: "erin-1"})))
+	erin := MustSSE(t, sseURL(edge.URL, Token(t, "erin", TokenOpts{JTI: "erin-1"})))
 	check.For(t, 20*time.Second, 100*time.Millisecond, func() error {
 		var h struct {
 			Status  string
@@ -581,6 +583,12 @@ authorization { users: [
 		}
 		return nil
 	})
+	// A test send's receipt: the edge may publish it, ingest receive it.
+	if out := mustAdmin(t, ingest.URL, "send", "erin", `{"secured": true}`); !strings.Contains(out, "delivered to 1 of 1 connections") ||
+		!strings.Contains(out, "edge-secured  sse") {
+		t.Fatalf("send on secured NATS:\n%s", out)
+	}
+	erin.NextMessage(t, 5*time.Second)
 	for _, line := range strings.Split(edge.Logs()+ingest.Logs(), "\n") {
 		if strings.Contains(line, "permissions violation") {
 			t.Errorf("a binary was refused: %s", line)
