@@ -214,3 +214,47 @@ func TestReceiptHeaderGuard(t *testing.T) {
 		t.Fatalf("probe receipts %q", probes)
 	}
 }
+
+// TestAdminSendReceiptsLongPoll: on both long-poll transports the receipt
+// follows the poll's answer that carries the message: a plain long-poll
+// waiting for its next event, and phoenix.js's LongPoll (in node) joined
+// to user:alice.
+func TestAdminSendReceiptsLongPoll(t *testing.T) {
+	st := StartStack(t, map[string]string{"EDGE_ID": "edge-lp", "LONGPOLL_TIMEOUT": "20s", "PHOENIX_LONGPOLL_TIMEOUT": "2s"},
+		map[string]string{"API_TOKENS": adminToken})
+	listed := func(user, transport string) {
+		t.Helper()
+		check.For(t, 15*time.Second, 50*time.Millisecond, func() error {
+			if out := mustAdmin(t, st.Ingest.URL, "sessions", "--user", user); !strings.Contains(out, transport) || !strings.Contains(out, "1 of 1 sessions") {
+				return fmt.Errorf("%s's %s session not listed yet:\n%s", user, transport, out)
+			}
+			return nil
+		})
+	}
+
+	t.Run("longpoll", func(t *testing.T) {
+		// A first poll waits for the next message.
+		answer := make(chan LongPoll, 1)
+		go func() { answer <- Poll(t, pollURL(st.Edge.URL, Token(t, "dora", TokenOpts{JTI: "dora-lp"}), "")) }()
+		listed("dora", "longpoll")
+		out := mustAdmin(t, st.Ingest.URL, "send", "dora", `{"poll": 1}`)
+		lp := <-answer
+		if len(lp.Events) != 1 || !strings.Contains(out, "id "+lp.Events[0].ID) || !strings.Contains(out, "delivered to 1 of 1 connections") ||
+			!strings.Contains(out, "edge-lp  longpoll   dora-lp") {
+			t.Fatalf("poll answered %+v; send printed:\n%s", lp, out)
+		}
+	})
+
+	t.Run("phoenix-longpoll", func(t *testing.T) {
+		n := startNodeLongPoll(t, st.Edge.URL, Token(t, "alice", TokenOpts{JTI: "alice-phx-lp"}), "alice", "bob", "longpoll")
+		n.next(20*time.Second, "open", func(l jsLine) bool { return l.Event == "open" })
+		n.joinedAliceRefusedBob()
+		listed("alice", "phoenix-longpoll")
+		out := mustAdmin(t, st.Ingest.URL, "send", "alice", `{"poll": 2}`)
+		got := n.messages(10*time.Second, 1)
+		if !strings.Contains(out, "id "+got[0]) || !strings.Contains(out, "delivered to 1 of 1 connections") ||
+			!strings.Contains(out, "edge-lp  phoenix-longpoll  alice-phx-lp") {
+			t.Fatalf("phoenix.js got %v; send printed:\n%s", got, out)
+		}
+	})
+}
