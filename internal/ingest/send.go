@@ -65,6 +65,9 @@ func (s *Server) handleAdminSend(c *fiber.Ctx) error {
 		return api.NewError(fiber.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	body := c.Body()
+	if c.Get(HeaderIdempotencyKey) != "" {
+		return api.NewError(fiber.StatusBadRequest, HeaderIdempotencyKey+" applies to POST /v1/messages; a test send is always one new message")
+	}
 	if isArray(body) {
 		return api.NewError(fiber.StatusBadRequest, "a test send is one message (a JSON object), not a batch")
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +91,11 @@ func TestAdminSend(t *testing.T) {
 		if code, msg := call(t, s, "POST", c.path, c.body); code != 400 || !strings.Contains(msg, c.want) {
 			t.Errorf("POST %s %s: %d %q, want 400 %q", c.path, c.body, code, msg, c.want)
 		}
+	}
+	req := httptest.NewRequest("POST", "/v1/admin/messages", strings.NewReader(`{"user": "a"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderIdempotencyKey, "k1")
+	if resp, err := s.app.Test(req, 10_000); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("with an Idempotency-Key: %v %v", resp, err)
 	}
 }
