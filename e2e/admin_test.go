@@ -243,7 +243,10 @@ func TestAdminErrors(t *testing.T) {
 		{url, adminToken, []string{"kill"}, "admin kill: expected 1 argument(s), got 0"},
 		{url, adminToken, []string{"kill", "x", "--for", "10ms"}, "admin kill: invalid --for=10ms"},
 		{url, adminToken, []string{"send", "alice", "[1]"}, "admin send: the message must be one JSON object"},
-		{url, adminToken, []string{"send", "", "{}"}, `POST /v1/messages: 400`},
+		{url, adminToken, []string{"send", "", "{}"}, `POST /v1/admin/messages?wait=5s: 400 field "user": invalid user id: empty`},
+		{url, adminToken, []string{"send", "", "{}", "--wait", "0"}, `POST /v1/messages: 400`},
+		{url, "wrong-token", []string{"send", "alice", "{}"}, "POST /v1/admin/messages?wait=5s: 403"},
+		{url, adminToken, []string{"send", "alice", "{}", "--wait", "1m"}, "admin send: invalid --wait=1m0s"},
 		{url, adminToken, []string{"frobnicate"}, `admin: unknown command "frobnicate"`},
 		{"ftp://x", adminToken, []string{"health"}, `admin: invalid --url="ftp://x"`},
 	} {
