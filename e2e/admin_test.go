@@ -463,8 +463,8 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 }
 
 // TestAdminCluster: on three NATS nodes and two edges, `ingest admin
-// sessions` lists the sessions of both edges, and `health` shows each
-// stream's leader and current replicas; with a node stopped, the replicas
+// sessions` lists the sessions of both edges, `send` is confirmed by both,
+// and `health` shows each stream's leader and current replicas; with a node stopped, the replicas
 // on it are offline or lagging and the status is degraded.
 func TestAdminCluster(t *testing.T) {
 	top := StartTopology(t, nil, map[string]string{"API_TOKENS": adminToken})
@@ -512,6 +512,12 @@ func TestAdminCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// A test send across the cluster: each edge's receipt reaches ingest,
+	// whichever node each is connected to.
+	if out := mustAdmin(t, url, "send", "dave", `{"cluster": true}`); !strings.Contains(out, "delivered to 2 of 2 connections") ||
+		!strings.Contains(out, "edge-1  sse") || !strings.Contains(out, "edge-2  sse") {
+		t.Fatalf("send across the cluster:\n%s", out)
+	}
 	// Stop a node that is not the history stream's leader.
 	var victim *ClusterNode
 	for _, n := range top.NATS {
