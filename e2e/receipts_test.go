@@ -218,9 +218,11 @@ func TestReceiptHeaderGuard(t *testing.T) {
 // TestAdminSendReceiptsLongPoll: on both long-poll transports the receipt
 // follows the poll's answer that carries the message: a plain long-poll
 // waiting for its next event, and phoenix.js's LongPoll (in node) joined
-// to user:alice.
+// to user:alice. A Phoenix long-poll session whose client stopped polling
+// holds the message but has not delivered it: `send` says it is not
+// confirmed, names it, and exits 1; the next poll gets the message.
 func TestAdminSendReceiptsLongPoll(t *testing.T) {
-	st := StartStack(t, map[string]string{"EDGE_ID": "edge-lp", "LONGPOLL_TIMEOUT": "20s", "PHOENIX_LONGPOLL_TIMEOUT": "2s"},
+	st := StartStack(t, map[string]string{"EDGE_ID": "edge-lp", "LONGPOLL_TIMEOUT": "20s", "PHOENIX_LONGPOLL_TIMEOUT": "5s"},
 		map[string]string{"API_TOKENS": adminToken})
 	listed := func(user, transport string) {
 		t.Helper()
@@ -255,6 +257,30 @@ func TestAdminSendReceiptsLongPoll(t *testing.T) {
 		if !strings.Contains(out, "id "+got[0]) || !strings.Contains(out, "delivered to 1 of 1 connections") ||
 			!strings.Contains(out, "edge-lp  phoenix-longpoll  alice-phx-lp") {
 			t.Fatalf("phoenix.js got %v; send printed:\n%s", got, out)
+		}
+	})
+
+	t.Run("a session that stopped polling", func(t *testing.T) {
+		jwt := Token(t, "carol", TokenOpts{JTI: "carol-stalled"})
+		hs := lpDo(t, st.Edge.URL, "GET", jwt, "", "", nil)
+		if p := lpDo(t, st.Edge.URL, "POST", jwt, hs.Token, "application/json", []byte(`["1","1","user:carol","phx_join",{}]`)); p.Status != 200 {
+			t.Fatalf("POST join: %+v", p)
+		}
+		joined := lpDo(t, st.Edge.URL, "GET", jwt, hs.Token, "", nil)
+		if joined.Status != 200 || len(joined.Messages) != 1 {
+			t.Fatalf("poll after the join: %+v", joined)
+		}
+		listed("carol", "phoenix-longpoll")
+		r := runAdmin(t, st.Ingest.URL, adminToken, "send", "carol", `{"stalled": true}`, "--wait", "1s")
+		if r.Code != 1 || !strings.Contains(r.Stdout, "NOT CONFIRMED  edge-lp  phoenix-longpoll  carol-stalled") ||
+			!strings.Contains(r.Stdout, "0 of 1 connections confirmed after 1.") ||
+			!strings.Contains(r.Stderr, "stored, but only 0 of 1 connections of carol confirmed it within 1s") {
+			t.Fatalf("send to a session that does not poll: %+v", r)
+		}
+		// The message waited in the session's outbox for the next poll.
+		if m := lpDo(t, st.Edge.URL, "GET", jwt, joined.Token, "", nil); m.Status != 200 || len(m.Messages) != 1 || !strings.Contains(m.Messages[0], `"stalled":true`) ||
+			!strings.Contains(r.Stdout, "id ") {
+			t.Fatalf("the next poll: %+v", m)
 		}
 	})
 }
