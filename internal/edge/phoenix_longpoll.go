@@ -92,6 +92,9 @@ type lpFrame struct {
 	user string
 	pos  uint64 // opJoined: the join's start; opMessage: the message's position
 	op   uint8
+	// confirm is a message that asks for a delivery receipt, sent once a
+	// poll's answer carries the frame (see confirmPoll).
+	confirm *rig.Event
 }
 
 // lpSessions are the sessions this edge is the home of.
@@ -522,10 +525,13 @@ func (ls *lpSession) Write(evs []*rig.Event) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for _, ev := range evs {
-		for _, data := range ls.p.frames(nil, ev) {
+		for i, data := range ls.p.frames(nil, ev) {
 			f := lpFrame{data: data}
 			if ev.Kind == rig.KindMessage {
 				f.op, f.user, f.pos = opMessage, ev.User, ev.Seq
+				if ev.Receipt != "" && i == 0 {
+					f.confirm = ev
+				}
 			}
 			if err := ls.pushLocked(f); err != nil {
 				return err
@@ -635,12 +641,15 @@ func (ls *lpSession) poll(ctx context.Context, gen uint64) (answer []byte, ok bo
 		}
 		break
 	}
-	return ls.answer(w), true
+	answer, confirm := ls.answer(w)
+	ls.s.confirmPoll(ls.cn.Client, confirm)
+	return answer, true
 }
 
 // answer takes what the outbox holds (up to lpMaxAnswer bytes) for the
-// poll w, and issues the token of what the client then has.
-func (ls *lpSession) answer(w *lpWaiter) []byte {
+// poll w, and issues the token of what the client then has; confirm are
+// the messages it carries that ask for a delivery receipt.
+func (ls *lpSession) answer(w *lpWaiter) (answer []byte, confirm []*rig.Event) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.waiter == w {
@@ -655,6 +664,9 @@ func (ls *lpSession) answer(w *lpWaiter) []byte {
 			f := ls.out[n]
 			size += len(f.data)
 			frames = append(frames, f.data)
+			if f.confirm != nil {
+				confirm = append(confirm, f.confirm)
+			}
 			switch f.op {
 			case opJoined:
 				ls.topics[f.user] = f.pos
@@ -680,9 +692,9 @@ func (ls *lpSession) answer(w *lpWaiter) []byte {
 		ls.removeLocked(client.DisconnectClientGone)
 	}
 	if len(frames) == 0 {
-		return phoenix.PollAnswer(204, token, nil, "")
+		return phoenix.PollAnswer(204, token, nil, ""), nil
 	}
-	return phoenix.PollAnswer(200, token, frames, "")
+	return phoenix.PollAnswer(200, token, frames, ""), confirm
 }
 
 // post handles a POSTed batch, in order, as a socket handles its frames,
