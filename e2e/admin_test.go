@@ -545,18 +545,7 @@ func TestAdminCluster(t *testing.T) {
 // account's for health, presence for sessions; no permissions violation.
 func TestAdminSecuredNATS(t *testing.T) {
 	sec := GenSecure(t)
-	perms, err := os.ReadFile("../nats/secured/permissions.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, _ := natsConfProc(t, fmt.Sprintf(`%s
-tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
-authorization { users: [
-  {nkey: %s, permissions: $EDGE_PERMISSIONS}
-  {nkey: %s, permissions: $INGEST_PERMISSIONS}
-  {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
-] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
-		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
+	url := startSecuredNATS(t, sec)
 	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), append(maps(sec.ClientEnv("ingest")), "API_TOKENS", adminToken)...))
 	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), append(maps(sec.ClientEnv("edge")), "EDGE_ID", "edge-secured")...))
 	MustSSE(t, sseURL(edge.URL, Token(t, "erin", TokenOpts{JTI: "erin-1"})))
@@ -581,9 +570,5 @@ authorization { users: [
 		}
 		return nil
 	})
-	for _, line := range strings.Split(edge.Logs()+ingest.Logs(), "\n") {
-		if strings.Contains(line, "permissions violation") {
-			t.Errorf("a binary was refused: %s", line)
-		}
-	}
+	noViolations(t, edge, ingest)
 }

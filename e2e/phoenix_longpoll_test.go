@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -595,7 +594,6 @@ run("fb", q.get("fb"), {longPollFallbackMs: 500});
 // turn while messages are posted, and both sockets end with every message
 // once, in order.
 func TestBrowserPhoenixLongPoll(t *testing.T) {
-	exe := chromium(t)
 	nginx := NginxPath(t)
 	nodeClients(t) // e2e/js/node_modules holds phoenix.mjs
 	st := StartTwoEdges(t, map[string]string{"PHOENIX_LONGPOLL_TIMEOUT": "2s"}, nil)
@@ -628,7 +626,7 @@ func TestBrowserPhoenixLongPoll(t *testing.T) {
 	}))
 	defer page.Close()
 
-	ctx := browser(t, exe)
+	ctx := newBrowser(t)
 	u := page.URL + "/?" + url.Values{"lp": {lb.URL}, "fb": {noWS.URL}, "token": {Token(t, "alice")}}.Encode()
 	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
 		t.Fatalf("open the page in chromium: %v", err)
@@ -689,27 +687,6 @@ func TestBrowserPhoenixLongPoll(t *testing.T) {
 	}
 	opens := evaluate[map[string]int](t, ctx, `window.opens`)
 	t.Logf("chromium: %d messages across two edge restarts behind nginx, on LongPoll forced and on the WebSocket fallback; each once, in order (opened %v times)", len(posted), opens)
-}
-
-// browser starts chromium as TestBrowserResume does, for the test's life.
-func browser(t *testing.T, exe string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // TestPhoenixLongPollHostile: what one holder of a JWT can do to an edge

@@ -67,6 +67,19 @@ func decodeAnswer(t *testing.T, s *Server, body []byte) (int, []string, *phoenix
 	return a.Status, a.Messages, tok
 }
 
+// waitForSession waits until cond, read under the session's lock, holds.
+func waitForSession(t *testing.T, ls *lpSession, what string, cond func(*lpSession) bool) {
+	t.Helper()
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if !cond(ls) {
+			return fmt.Errorf("not yet: %s", what)
+		}
+		return nil
+	})
+}
+
 func message(user string, seq uint64) *rig.Event {
 	return &rig.Event{Kind: rig.KindMessage, ID: fmt.Sprintf("m%d", seq), User: user, Seq: seq, Data: []byte(`{}`)}
 }
@@ -126,14 +139,7 @@ func TestLongPollSessionNewerPollTakesOver(t *testing.T) {
 		body, _ := ls.poll(context.Background(), tok.Gen)
 		first <- body
 	}()
-	check.For(t, 5*time.Second, time.Millisecond, func() error {
-		ls.mu.Lock()
-		defer ls.mu.Unlock()
-		if ls.waiter == nil {
-			return fmt.Errorf("the first poll does not wait yet")
-		}
-		return nil
-	})
+	waitForSession(t, ls, "the first poll waits", func(ls *lpSession) bool { return ls.waiter != nil })
 	second := make(chan []byte, 1)
 	go func() {
 		body, _ := ls.poll(context.Background(), tok.Gen)
@@ -147,14 +153,7 @@ func TestLongPollSessionNewerPollTakesOver(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the first poll still waits")
 	}
-	check.For(t, 5*time.Second, time.Millisecond, func() error {
-		ls.mu.Lock()
-		defer ls.mu.Unlock()
-		if ls.waiter == nil {
-			return fmt.Errorf("the second poll does not wait yet")
-		}
-		return nil
-	})
+	waitForSession(t, ls, "the second poll waits", func(ls *lpSession) bool { return ls.waiter != nil })
 	s.hub.Publish("alice", message("alice", 3))
 	if status, frames, _ := decodeAnswer(t, s, <-second); status != 200 || len(frames) != 1 {
 		t.Fatalf("the second poll: %d %v", status, frames)
@@ -258,13 +257,22 @@ type lpHTTPAnswer struct {
 
 func (c *lpHTTPClient) do(method, body string) lpHTTPAnswer {
 	c.t.Helper()
+	a, err := c.try(method, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return a
+}
+
+// try is do for another goroutine than the test's: it returns the error.
+func (c *lpHTTPClient) try(method, body string) (lpHTTPAnswer, error) {
 	u := c.base + "/socket/longpoll?vsn=2.0.0&token=" + url.QueryEscape(c.jwt)
 	if c.token != "" {
 		u += "&token=" + url.QueryEscape(c.token)
 	}
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {
-		c.t.Fatal(err)
+		return lpHTTPAnswer{}, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -272,21 +280,21 @@ func (c *lpHTTPClient) do(method, body string) lpHTTPAnswer {
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s /socket/longpoll: %v", method, err)
+		return lpHTTPAnswer{}, fmt.Errorf("%s /socket/longpoll: %w", method, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		c.t.Fatalf("%s /socket/longpoll: %v", method, err)
+		return lpHTTPAnswer{}, fmt.Errorf("%s /socket/longpoll: %w", method, err)
 	}
 	a := lpHTTPAnswer{HTTP: resp.StatusCode, Took: time.Since(start)}
 	if err := json.Unmarshal(raw, &a); err != nil {
-		c.t.Fatalf("%s /socket/longpoll: %d %q: %v", method, resp.StatusCode, raw, err)
+		return a, fmt.Errorf("%s /socket/longpoll: %d %q: %w", method, resp.StatusCode, raw, err)
 	}
 	if a.Token != "" {
 		c.token = a.Token
 	}
-	return a
+	return a, nil
 }
 
 // lastWordsIn says whether an answer carries the push that ends a session.
@@ -359,42 +367,34 @@ func TestLongPollRefusalAfterLastWords(t *testing.T) {
 
 			var last lpHTTPAnswer
 			if tc.inFlight {
-				answers := make(chan lpHTTPAnswer)
+				answers, errs := make(chan lpHTTPAnswer, 1), make(chan error, 1)
 				go func() {
 					// Polls (204 at each timeout) until the one that
 					// carries the end, or a refusal.
 					for {
-						a := c.do("GET", "")
+						a, err := c.try("GET", "")
+						if err != nil {
+							errs <- err
+							return
+						}
 						if a.Status != 204 {
 							answers <- a
 							return
 						}
 					}
 				}()
-				check.For(t, 5*time.Second, time.Millisecond, func() error {
-					session.mu.Lock()
-					defer session.mu.Unlock()
-					if session.waiter == nil {
-						return fmt.Errorf("no poll waits")
-					}
-					return nil
-				})
+				waitForSession(t, session, "a poll waits", func(ls *lpSession) bool { return ls.waiter != nil })
 				kill()
 				select {
 				case last = <-answers:
+				case err := <-errs:
+					t.Fatal(err)
 				case <-time.After(10 * time.Second):
 					t.Fatalf("no %s within 10s", tc.event)
 				}
 			} else {
 				kill()
-				check.For(t, 5*time.Second, time.Millisecond, func() error {
-					session.mu.Lock()
-					defer session.mu.Unlock()
-					if !session.ended {
-						return fmt.Errorf("the session has not ended yet")
-					}
-					return nil
-				})
+				waitForSession(t, session, "the session ended", func(ls *lpSession) bool { return ls.ended })
 				last = c.do("GET", "")
 			}
 			if !lastWordsIn(last, tc.event) {
