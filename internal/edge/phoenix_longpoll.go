@@ -157,8 +157,7 @@ func (s *Server) handlePhoenixLongPoll(c *fiber.Ctx, v phoenix.Version) error {
 	a, jwt, pt, err := s.admitPoll(c)
 	if err != nil {
 		if tok := s.endedPollToken(err, jwt, pt, v); tok != nil {
-			body, ok := s.lastWords(c.Context(), tok)
-			if ok {
+			if body, ok := s.lastWords(c.Context(), tok); ok {
 				return s.pollAnswer(c, fiber.StatusOK, body)
 			}
 			s.holdRefusal(c.Context())
@@ -367,7 +366,7 @@ func (s *Server) lastWords(ctx context.Context, tok *phoenix.PollToken) ([]byte,
 // holdRefusal makes the refusal of a poll whose session ended (see
 // endedPollToken) wait the poll timeout, as a poll with nothing to
 // answer does. Such a poll follows the answer that carried the session's
-// last words (here, from lastWords, or from the home's own poll), and
+// last words (lastWords', or that of the poll its end met), and
 // phoenix.js hands an answer's messages to its channels on a timer
 // (setTimeout 0) while it polls again at once: a refusal that came back
 // first would cancel those timers (LongPoll.stop, on a 403), and the
