@@ -331,7 +331,7 @@ func TestLongPollRefusalAfterLastWords(t *testing.T) {
 	}{
 		{"killed during a poll", "session_killed", time.Hour, true},
 		{"killed between polls", "session_killed", time.Hour, false},
-		{"expired during a poll", "token_expired", 2 * time.Second, true},
+		{"expired during a poll", "token_expired", 3 * time.Second, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			jti := fmt.Sprintf("lp-last-words-%d", time.Now().UnixNano())
