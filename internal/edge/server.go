@@ -30,10 +30,10 @@ import (
 	"github.com/rig-go/rig/internal/hub"
 	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
-	"github.com/rig-go/rig/internal/stats"
 	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/rig"
 	"github.com/rig-go/rig/internal/run"
+	"github.com/rig-go/rig/internal/stats"
 )
 
 // Server is one edge node.
