@@ -712,7 +712,7 @@ authorization { users: [
   {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
 ] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
 		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
-	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), maps(sec.ClientEnv("ingest"))...))
+	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), append(maps(sec.ClientEnv("ingest")), "ADMIN_METRICS_INTERVAL", "250ms")...))
 	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), maps(sec.ClientEnv("edge"))...))
 	first := Post(t, ingest.URL, map[string]any{"user": "alice", "n": 1})
 	second := Post(t, ingest.URL, map[string]any{"user": "alice", "n": 2})
@@ -724,6 +724,18 @@ authorization { users: [
 	if r.Status != 200 || !strings.Contains(string(r.Body), second) {
 		t.Fatalf("long-poll after %s: %d %s", first, r.Status, r.Body)
 	}
+	// The console's charts: ingest asks the edges for their counters
+	// (rig.admin.stats), the edge answers on ingest's inbox.
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		var m adminSeries
+		Do(t, "GET", ingest.URL+"/v1/admin/metrics", "", nil).JSON(t, &m)
+		for _, l := range m.Connections {
+			if l.Transport == "sse" && show(last(l.Values)) == "1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("GET /v1/admin/metrics shows no SSE connection: %+v", m.Connections)
+	})
 	for _, line := range strings.Split(edge.Logs()+ingest.Logs(), "\n") {
 		if strings.Contains(line, "permissions violation") {
 			t.Errorf("a binary was refused: %s", line)

@@ -7,6 +7,9 @@ const COLORS = ["#1d4ed8", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490"
 const MAX_REFRESH = 5000; // the page asks at least every 5 s, as often as ingest samples when that is faster
 const MIN_REFRESH = 1000;
 
+// Whole-number steps for the axes of counts: no "0.5 connections".
+const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
+
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v.toFixed(digits)).toLocaleString());
 
 // CHARTS says, per chart, how to read its lines from the API's answer.
@@ -22,7 +25,7 @@ const CHARTS = [
     id: "chart-messages",
     title: "Messages per second",
     unit: "msg/s",
-    lines: (m) => [{ label: "in (stored by ingest)", values: m.messagesIn }, ...m.messagesOut.map((l) => ({ label: `out ${l.edge}`, values: l.values }))],
+    lines: (m) => [{ label: "stored by ingest", values: m.messagesIn }, ...m.messagesOut.map((l) => ({ label: `delivered by ${l.edge}`, values: l.values }))],
   },
   {
     id: "chart-latency",
@@ -60,7 +63,7 @@ function options(spec, lines, width) {
     scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] } },
     axes: [
       { stroke: "#5b6472", grid: { stroke: "#eceef2" }, ticks: { stroke: "#d9dde3" } },
-      { stroke: "#5b6472", grid: { stroke: "#eceef2" }, ticks: { stroke: "#d9dde3" }, size: 48, label: spec.unit, labelSize: 14 },
+      { stroke: "#5b6472", grid: { stroke: "#eceef2" }, ticks: { stroke: "#d9dde3" }, size: 48, label: spec.unit, labelSize: 14, ...(spec.digits === 0 ? { incrs: WHOLE } : {}) },
     ],
     series: [
       { label: "time" },
@@ -134,8 +137,10 @@ export class Charts {
     const n = m.t.length;
     this.root.dataset.samples = String(n);
     const silent = m.messagesOut.filter((l) => n > 0 && l.values[n - 1] === null).map((l) => l.edge);
+    const span = n ? m.t[n - 1] - m.t[0] : 0;
+    const covered = span < 120 ? `${Math.round(span)}s` : `${Math.round(span / 60)} minutes`;
     let text = n
-      ? `${n} samples, one every ${m.intervalSeconds}s, over the last ${Math.round((m.t[n - 1] - m.t[0]) / 60)} of ${m.windowSeconds / 60} minutes; ${m.edges.length} edge(s) seen.`
+      ? `${n} samples, one every ${m.intervalSeconds}s, covering ${covered} of the ${m.windowSeconds / 60}-minute window; ${m.edges.length} edge(s) seen.`
       : `Waiting for the first samples (ingest takes one every ${m.intervalSeconds}s).`;
     if (silent.length) text += ` Not answering now: ${silent.join(", ")} (a gap in their lines).`;
     status.textContent = text;
