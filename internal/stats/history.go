@@ -85,8 +85,12 @@ type History struct {
 	start    int // index of the oldest sample once the ring is full
 }
 
-// NewHistory keeps Window's worth of samples taken every interval.
+// NewHistory keeps Window's worth of samples taken every interval
+// (DefaultInterval when not positive).
 func NewHistory(interval time.Duration) *History {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
 	n := int((Window + interval - 1) / interval)
 	return &History{interval: interval, ring: make([]Sample, 0, n)}
 }

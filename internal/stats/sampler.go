@@ -25,9 +25,16 @@ type Sampler struct {
 	prev    reading
 }
 
-// NewSampler samples every interval; each round waits at most timeout
-// (and less than the interval) for the edges' answers.
+// NewSampler samples every interval (DefaultInterval when not positive);
+// each round waits at most timeout (and less than the interval) for the
+// edges' answers.
 func NewSampler(nc *nats.Conn, interval, timeout time.Duration, edges func() []string, ingest func() Ingest, log *slog.Logger) *Sampler {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	if timeout <= 0 {
+		timeout = interval
+	}
 	return &Sampler{nc: nc, interval: interval, timeout: min(timeout, interval*3/4), edges: edges, ingest: ingest, log: log,
 		History: NewHistory(interval)}
 }
