@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +64,24 @@ func postWithToken(t testing.TB, ingestURL, token, msg string) {
 	if r.Status != 202 {
 		t.Fatalf("POST /v1/messages: %d %s", r.Status, r.Body)
 	}
+}
+
+// rowWith says whether a line of table starts with first and has every
+// one of has.
+func rowWith(table, first string, has ...string) bool {
+	for _, l := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(l, first+" ") {
+			continue
+		}
+		ok := true
+		for _, h := range has {
+			ok = ok && strings.Contains(l, "  "+h)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // getAdminSeries reads GET /v1/admin/metrics with token.
@@ -138,6 +158,15 @@ func TestAdminMetricsSeries(t *testing.T) {
 	t.Logf("%d samples; last: in %s/s, out a %s/s, p50 %ss, p99 %ss", len(s.T), show(last(s.MessagesIn)),
 		show(last(s.MessagesOut[0].Values)), show(last(s.PublishLatency.P50)), show(last(s.PublishLatency.P99)))
 
+	out := mustAdmin(t, ing.URL, "metrics")
+	if !rowWith(out, "edge-a", "answering", "sse 2") || !rowWith(out, "edge-b", "answering", "websocket 1") || !strings.Contains(out, "publish latency p50 ") {
+		t.Fatalf("ingest admin metrics:\n%s", out)
+	}
+	var js adminSeries
+	if err := json.Unmarshal([]byte(mustAdmin(t, ing.URL, "metrics", "--json")), &js); err != nil || len(js.Edges) != 2 {
+		t.Fatalf("ingest admin metrics --json: %v %+v", err, js)
+	}
+
 	b.Stop()
 	check.For(t, 20*time.Second, 100*time.Millisecond, func() error {
 		s = getAdminSeries(t, ing.URL, adminToken)
@@ -157,4 +186,9 @@ func TestAdminMetricsSeries(t *testing.T) {
 		}
 		return nil
 	})
+	if out := mustAdmin(t, ing.URL, "metrics"); !rowWith(out, "edge-b", "not answering") || !rowWith(out, "edge-a", "answering", "sse 2") {
+		t.Fatalf("ingest admin metrics after edge-b stopped:\n%s", out)
+	} else {
+		t.Logf("ingest admin metrics:\n%s", out)
+	}
 }

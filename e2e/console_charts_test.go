@@ -80,11 +80,17 @@ func TestConsoleCharts(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(st.Ingest.URL+"/admin")); err != nil {
 		t.Fatalf("open the console in chromium: %v", err)
 	}
+	// The charts are made after logging in: any script or style of uPlot's
+	// that the CSP refuses is recorded from here on.
+	evaluate[bool](t, ctx, `(window.cspViolations = [], document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI)), true)`)
 	consoleDo(t, ctx, "log in", chromedp.SendKeys(chromedp.ID("token"), consoleToken), chromedp.Click(chromedp.ID("login")))
 	consoleWait(t, ctx, "logged in", `document.body.dataset.auth === "in"`)
 	consoleWait(t, ctx, "five uPlot charts with values",
 		`typeof uPlot === "function" && document.querySelectorAll("#chart-grid .uplot canvas").length === 5 && `+
 			`["chart-connections", "chart-messages", "chart-latency", "chart-slow", "chart-killed"].every((id) => (`+chartPoints+`)(id)[1] > 0)`)
+	if v := evaluate[[]string](t, ctx, `window.cspViolations`); len(v) > 0 {
+		t.Fatalf("the CSP refused: %v", v)
+	}
 	if s := evaluate[[]int](t, ctx, "("+chartPoints+`)("chart-connections")`); s[0] != 3 {
 		t.Fatalf("connections chart has %d lines, want 3 (edge-1 sse, edge-1 websocket, edge-2 websocket)", s[0])
 	}
