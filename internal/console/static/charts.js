@@ -87,6 +87,7 @@ export class Charts {
     this.timer = null;
     this.plots = {}; // id -> {plot, key}
     this.refresh = MAX_REFRESH;
+    this.run = 0; // which start() a pending tick belongs to
     for (const spec of CHARTS) {
       const fig = document.createElement("figure");
       fig.className = "chart";
@@ -106,13 +107,16 @@ export class Charts {
 
   start() {
     this.stop();
+    const run = ++this.run;
     const tick = async () => {
       try {
         await this.load();
       } catch {
         // load says what went wrong in the panel; the next tick tries again
       }
-      if (this.timer !== null) this.timer = setTimeout(tick, this.refresh);
+      // A tick that was waiting for its answer across a log-out (and
+      // maybe a new log-in) ends here: only the latest start() goes on.
+      if (run === this.run && this.timer !== null) this.timer = setTimeout(tick, this.refresh);
     };
     this.timer = setTimeout(tick, 0);
   }
