@@ -17,6 +17,7 @@ type adminSeries struct {
 	IntervalSeconds float64     `json:"intervalSeconds"`
 	T               []float64   `json:"t"`
 	Edges           []string    `json:"edges"`
+	Answered        []chartLine `json:"answered"`
 	Connections     []chartLine `json:"connections"`
 	MessagesIn      []*float64  `json:"messagesIn"`
 	MessagesOut     []chartLine `json:"messagesOut"`
@@ -183,6 +184,12 @@ func TestAdminMetricsSeries(t *testing.T) {
 		}
 		if show(last(sa.Values)) != "2" {
 			return fmt.Errorf("edge-a's sse connections %s, want 2", show(last(sa.Values)))
+		}
+		if ab, _ := line(s.Answered, "edge-b", ""); last(ab.Values) != nil {
+			return fmt.Errorf("edge-b answered the last sample")
+		}
+		if aa, _ := line(s.Answered, "edge-a", ""); show(last(aa.Values)) != "1" {
+			return fmt.Errorf("edge-a did not answer the last sample")
 		}
 		return nil
 	})

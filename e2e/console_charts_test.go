@@ -94,6 +94,7 @@ func TestConsoleCharts(t *testing.T) {
 	if s := evaluate[[]int](t, ctx, "("+chartPoints+`)("chart-connections")`); s[0] != 3 {
 		t.Fatalf("connections chart has %d lines, want 3 (edge-1 sse, edge-1 websocket, edge-2 websocket)", s[0])
 	}
+	consoleWait(t, ctx, "both edges answering", `document.querySelectorAll('#chart-edges tr[data-state="answering"]').length === 2`)
 	legend := evaluate[string](t, ctx, `document.querySelector("#chart-connections .u-legend").innerText`)
 	for _, want := range []string{"edge-1 sse", "edge-1 websocket", "edge-2 websocket"} {
 		if !bytes.Contains([]byte(legend), []byte(want)) {
@@ -147,7 +148,9 @@ func TestConsoleCharts(t *testing.T) {
 
 	// An edge that stops is named as not answering (its lines break).
 	edge2.Stop()
-	consoleWait(t, ctx, "edge-2 not answering", `document.getElementById("charts-status").textContent.includes("Not answering now: edge-2")`)
+	consoleWait(t, ctx, "edge-2 not answering", `document.getElementById("charts-status").textContent.includes("Not answering now: edge-2")`+
+		` && document.querySelector('#chart-edges tr[data-edge="edge-2"]').dataset.state === "silent"`+
+		` && document.querySelector('#chart-edges tr[data-edge="edge-1"]').dataset.state === "answering"`)
 	stopPosting()
 	t.Logf("%d messages posted", <-posted)
 	posted <- 0 // for the cleanup

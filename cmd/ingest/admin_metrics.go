@@ -38,8 +38,8 @@ func (a *admin) metrics(ctx context.Context) error {
 	for _, edge := range m.Edges {
 		out := lineOf(m.MessagesOut, edge)
 		state := "answering"
-		if lastOf(out) == nil && lastOf(lineOf(m.SlowClientsClosed, edge)) == nil {
-			state = "not answering" // a rate alone is null on the first sample after a gap
+		if lastOf(lineOf(m.Answered, edge)) == nil {
+			state = "not answering"
 		}
 		var conns []string
 		for _, l := range m.Connections {

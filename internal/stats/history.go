@@ -125,6 +125,9 @@ type Series struct {
 	T []float64 `json:"t"`
 	// Edges are the edges that answered at least once in the window.
 	Edges []string `json:"edges"`
+	// Answered has one line per edge: 1 where it answered, null where
+	// it did not.
+	Answered []Line `json:"answered"`
 	// Connections has one line per edge and transport that had a
 	// connection in the window.
 	Connections []Line `json:"connections"`
@@ -158,7 +161,7 @@ type Latency struct {
 func (h *History) Series() Series {
 	samples := h.Samples()
 	out := Series{IntervalSeconds: h.interval.Seconds(), WindowSeconds: Window.Seconds(), T: []float64{}, Edges: []string{},
-		Connections: []Line{}, MessagesOut: []Line{}, SlowClientsClosed: []Line{}, SessionsKilled: []Line{}}
+		Answered: []Line{}, Connections: []Line{}, MessagesOut: []Line{}, SlowClientsClosed: []Line{}, SessionsKilled: []Line{}}
 	out.MessagesIn = values(samples, func(s Sample) float64 { return s.In })
 	out.PublishLatency = Latency{
 		P50: values(samples, func(s Sample) float64 { return s.P50 }),
@@ -185,6 +188,7 @@ func (h *History) Series() Series {
 				return math.NaN()
 			})
 		}
+		out.Answered = append(out.Answered, Line{Edge: id, Values: edge(func(EdgeSample) float64 { return 1 })})
 		for _, tr := range metrics.Transports {
 			used := false
 			for _, s := range samples {

@@ -135,6 +135,9 @@ func TestHistorySeries(t *testing.T) {
 	if even, odd := got.MessagesOut[0], got.MessagesOut[1]; *even.Values[0] != 1 || odd.Values[0] != nil || *odd.Values[1] != 2 || even.Values[1] != nil {
 		t.Fatalf("out lines %+v", got.MessagesOut)
 	}
+	if a := got.Answered; len(a) != 2 || *a[0].Values[0] != 1 || a[0].Values[1] != nil || a[1].Values[0] != nil || *a[1].Values[1] != 1 {
+		t.Fatalf("answered %+v", a)
+	}
 	// Only the transport used gets a line; a NaN count is null.
 	if len(got.Connections) != 1 || got.Connections[0].Edge != "even" || got.Connections[0].Transport != "websocket" || got.SessionsKilled[0].Values[0] != nil {
 		t.Fatalf("connections %+v, killed %+v", got.Connections, got.SessionsKilled[0])

@@ -99,6 +99,26 @@ export class Charts {
       fig.append(cap, box);
       root.append(fig);
     }
+    // The sixth cell: each edge's state, so that a silent one is named.
+    const fig = document.createElement("figure");
+    fig.className = "chart";
+    fig.id = "chart-edges";
+    const cap = document.createElement("figcaption");
+    cap.textContent = "Edges";
+    const wrap = document.createElement("div");
+    wrap.className = "scroll";
+    const table = document.createElement("table");
+    const head = table.createTHead().insertRow();
+    for (const h of ["Edge", "State", "Connections", "Last answer"]) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      head.append(th);
+    }
+    table.createTBody();
+    wrap.append(table);
+    fig.append(cap, wrap);
+    root.append(fig);
+    this.edgeRows = table.tBodies[0];
     // Each chart follows its box's width: the grid decides it (one, two
     // or three columns), and so does rotating a phone.
     this.resizer = new ResizeObserver(() => this.resize());
@@ -140,7 +160,8 @@ export class Charts {
     this.draw(m);
     const n = m.t.length;
     this.root.dataset.samples = String(n);
-    const silent = m.messagesOut.filter((l) => n > 0 && l.values[n - 1] === null).map((l) => l.edge);
+    const silent = m.answered.filter((l) => n > 0 && l.values[n - 1] === null).map((l) => l.edge);
+    this.drawEdges(m);
     const span = n ? m.t[n - 1] - m.t[0] : 0;
     const covered = span < 120 ? `${Math.round(span)}s` : `${Math.round(span / 60)} minutes`;
     let text = n
@@ -181,6 +202,38 @@ export class Charts {
       }
       this.plots[spec.id] = { key, plot: new uPlot(options(spec, lines, Math.max(box.clientWidth, 200)), data, box) };
     }
+  }
+
+  drawEdges(m) {
+    const n = m.t.length;
+    const rows = [];
+    for (const a of m.answered) {
+      let lastAt = -1;
+      for (let i = n - 1; i >= 0; i--) {
+        if (a.values[i] !== null) {
+          lastAt = i;
+          break;
+        }
+      }
+      const up = lastAt === n - 1;
+      let conns = 0;
+      for (const l of m.connections) if (l.edge === a.edge && lastAt >= 0) conns += l.values[lastAt] || 0;
+      const badge = document.createElement("span");
+      badge.className = "badge " + (up ? "ok" : "bad");
+      badge.textContent = up ? "answering" : "not answering";
+      const tr = document.createElement("tr");
+      tr.dataset.edge = a.edge;
+      tr.dataset.state = up ? "answering" : "silent";
+      const at = lastAt >= 0 ? new Date(m.t[lastAt] * 1000).toLocaleTimeString(undefined, { hour12: false }) : "–";
+      for (const c of [a.edge, badge, up ? String(conns) : `${conns} (then)`, at]) {
+        const td = document.createElement("td");
+        if (c instanceof Node) td.append(c);
+        else td.textContent = c;
+        tr.append(td);
+      }
+      rows.push(tr);
+    }
+    this.edgeRows.replaceChildren(...rows);
   }
 
   resize() {
