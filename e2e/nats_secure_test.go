@@ -700,7 +700,7 @@ func TestNATSSecuredConfigs(t *testing.T) {
 func TestNATSSecuredSingleNode(t *testing.T) {
 	sec := GenSecure(t)
 	url := startSecuredNATS(t, sec)
-	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), maps(sec.ClientEnv("ingest"))...))
+	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), append(maps(sec.ClientEnv("ingest")), "ADMIN_METRICS_INTERVAL", "250ms")...))
 	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), maps(sec.ClientEnv("edge"))...))
 	first := Post(t, ingest.URL, map[string]any{"user": "alice", "n": 1})
 	second := Post(t, ingest.URL, map[string]any{"user": "alice", "n": 2})
@@ -712,6 +712,18 @@ func TestNATSSecuredSingleNode(t *testing.T) {
 	if r.Status != 200 || !strings.Contains(string(r.Body), second) {
 		t.Fatalf("long-poll after %s: %d %s", first, r.Status, r.Body)
 	}
+	// The console's charts: ingest asks the edges for their counters
+	// (rig.admin.stats), the edge answers on ingest's inbox.
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		var m adminSeries
+		Do(t, "GET", ingest.URL+"/v1/admin/metrics", "", nil).JSON(t, &m)
+		for _, l := range m.Connections {
+			if l.Transport == "sse" && show(last(l.Values)) == "1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("GET /v1/admin/metrics shows no SSE connection: %+v", m.Connections)
+	})
 	noViolations(t, edge, ingest)
 }
 

@@ -23,7 +23,7 @@ func runAdmin(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, adminUsage)
 		if len(args) == 0 {
-			return errors.New("admin: a command is needed: sessions, kill, send, routes or health")
+			return errors.New("admin: a command is needed: sessions, kill, send, routes, health or metrics")
 		}
 		return flag.ErrHelp
 	}
@@ -57,9 +57,11 @@ func runAdmin(ctx context.Context, args []string, getenv func(string) string, st
 		run = func(ctx context.Context, _ []string) error { return a.routes(ctx) }
 	case "health":
 		run = func(ctx context.Context, _ []string) error { return a.health(ctx) }
+	case "metrics":
+		run = func(ctx context.Context, _ []string) error { return a.metrics(ctx) }
 	default:
 		fmt.Fprint(stderr, adminUsage)
-		return fmt.Errorf("admin: unknown command %q: expected sessions, kill, send, routes or health", cmd)
+		return fmt.Errorf("admin: unknown command %q: expected sessions, kill, send, routes, health or metrics", cmd)
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -84,6 +86,7 @@ const adminUsage = `Usage: ingest admin <command> [flags]
                                             wait for its delivery receipts from the edges
   routes                                    the gateway's routes, from the file and at runtime
   health                                    NATS, the streams, every edge and ingest
+  metrics                                   the last sample of the console's charts, per edge
 
 Flags common to all: --url (INGEST_URL), --token (API_TOKEN), --json, --timeout.
 `

@@ -18,5 +18,6 @@ func (s *Server) routes() {
 	s.app.Get("/v1/admin/sessions", s.handleAdminSessions)
 	s.app.Get("/v1/admin/health", s.handleAdminHealth)
 	s.app.Post("/v1/admin/messages", s.handleAdminSend)
+	s.app.Get("/v1/admin/metrics", s.handleAdminMetrics)
 	s.app.Use(s.handleNotFound)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/rig-go/rig/internal/presence"
 	"github.com/rig-go/rig/internal/route"
 	"github.com/rig-go/rig/internal/run"
+	"github.com/rig-go/rig/internal/stats"
 )
 
 // maxInFlight bounds JetStream publishes waiting for their ack.
@@ -49,6 +50,7 @@ type Server struct {
 
 	bucket   *blacklist.Bucket
 	presence *presence.Gatherer
+	stats    *stats.Sampler // the console's charts (GET /v1/admin/metrics)
 	verifier *auth.Verifier // nil without any JWT key setting
 	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
 	quorum   *quorum        // whether JetStream can store (readiness)
@@ -79,6 +81,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 	s := &Server{cfg: cfg, log: log, broker: b, js: js, leader: leader, presence: g,
 		bucket: blacklist.NewBucket(b, log), ln: ln}
 	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
+	s.stats = stats.NewSampler(b.NC, cfg.AdminMetricsInterval, cfg.PresenceTimeout, s.edgeIDs, s.statsReading, log)
 	s.apis = broker.NewAPIs(b)
 	s.guard = routeGuard(cfg.Routes.Guard, ln)
 	s.quorum = newQuorum(b, log)
@@ -163,7 +166,7 @@ const shutdownTimeout = 10 * time.Second
 func (s *Server) Run(ctx context.Context) error {
 	return run.Ordered(ctx, s.serve, func(ctx context.Context) error {
 		defer s.presence.Close()
-		return run.All(ctx, s.bucket.Run, s.quorum.Run, s.ensureAPIs)
+		return run.All(ctx, s.bucket.Run, s.quorum.Run, s.ensureAPIs, s.stats.Run)
 	})
 }
 

@@ -4,6 +4,8 @@
 // value from the API is written with textContent, never as HTML: a user
 // name or a route id is data, not markup.
 
+import { Charts } from "./charts.js";
+
 const TOKEN_KEY = "rig-console-token";
 const PAGE = 50;
 const $ = (id) => document.getElementById(id);
@@ -101,6 +103,7 @@ function refused(err) {
 function stop() {
   timers.forEach(clearInterval);
   timers = [];
+  charts.stop();
 }
 
 async function login(t) {
@@ -122,6 +125,7 @@ async function login(t) {
   stop();
   timers.push(setInterval(() => loadSessions().catch(() => {}), 2000));
   timers.push(setInterval(() => loadHealth().catch(() => {}), 5000));
+  charts.start();
 }
 
 function logout() {
@@ -408,6 +412,8 @@ async function loadHealth() {
 }
 
 // ---- Wiring
+
+const charts = new Charts($("chart-grid"), api);
 
 $("login-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
