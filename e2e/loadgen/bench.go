@@ -104,10 +104,11 @@ func runBench(args []string) error {
 	}
 	fmt.Fprintf(b.log, "bench: servers' logs in %s\n", dir)
 	m := machine(*bin)
-	groups := []struct {
+	type group struct {
 		name string
 		fn   func(run int) (*Result, error)
-	}{
+	}
+	groups := []group{
 		{"memory-sse", func(int) (*Result, error) { return b.memory("sse") }},
 		{"memory-ws", func(int) (*Result, error) { return b.memory("websocket") }},
 		{"throughput", b.throughput},
@@ -115,28 +116,39 @@ func runBench(args []string) error {
 		{"longpoll", func(int) (*Result, error) { return b.longPoll() }},
 		{"scale", func(int) (*Result, error) { return b.scale() }},
 	}
-	for _, sys := range b.peerGroups(*only, *isSmoke, m) {
-		groups = append(groups, struct {
-			name string
-			fn   func(run int) (*Result, error)
-		}{"peers/" + sys.key, func(int) (*Result, error) { return b.peer(sys) }})
+	// Each group's runs one after the other; but the peers' runs take
+	// turns (RIG-Go, Centrifugo, Centrifugo + Redis, then again), so that
+	// a machine whose load drifts weighs on every column alike.
+	type step struct {
+		g   group
+		run int
+	}
+	var steps []step
+	for _, g := range groups {
+		if selected(*only, g.name) {
+			for r := range b.runs {
+				steps = append(steps, step{g, r})
+			}
+		}
+	}
+	peers := b.peerGroups(*only, *isSmoke, m)
+	for r := range b.runs {
+		for _, sys := range peers {
+			steps = append(steps, step{group{"peers/" + sys.key, func(int) (*Result, error) { return b.peer(sys) }}, r})
+		}
 	}
 	var failed []string
-	for _, g := range groups {
-		if !selected(*only, g.name) {
-			continue
+	for _, st := range steps {
+		g, r := st.g, st.run
+		fmt.Fprintf(b.log, "bench: %s, run %d of %d (load average %s)\n", g.name, r+1, b.runs, loadAvg())
+		res, err := g.fn(r)
+		br := benchRun{Group: g.name, Result: res}
+		if err != nil {
+			br.Err = err.Error()
+			failed = append(failed, g.name+": "+err.Error())
+			fmt.Fprintf(b.log, "bench: %s failed: %v\n", g.name, err)
 		}
-		for r := range b.runs {
-			fmt.Fprintf(b.log, "bench: %s, run %d of %d (load average %s)\n", g.name, r+1, b.runs, loadAvg())
-			res, err := g.fn(r)
-			br := benchRun{Group: g.name, Result: res}
-			if err != nil {
-				br.Err = err.Error()
-				failed = append(failed, g.name+": "+err.Error())
-				fmt.Fprintf(b.log, "bench: %s failed: %v\n", g.name, err)
-			}
-			b.out = append(b.out, br)
-		}
+		b.out = append(b.out, br)
 	}
 	if *jsonOut != "" {
 		j, _ := json.MarshalIndent(struct {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -256,7 +257,8 @@ func peerVersions(binDir string) (centrifugo, redis string) {
 // peerGroups returns the peers group's systems that can run here (and are
 // selected by only), noting each one skipped and how to install what it
 // lacks. RIG-Go's column runs only beside a peer, except in the smoke
-// run, which checks the harness without needing the peers.
+// run, which checks the harness without needing the peers, or when -only
+// names it.
 func (b *bench) peerGroups(only string, isSmoke bool, m Machine) []peerSystem {
 	var out []peerSystem
 	var rig *peerSystem
@@ -275,7 +277,7 @@ func (b *bench) peerGroups(only string, isSmoke bool, m Machine) []peerSystem {
 		}
 		out = append(out, sys)
 	}
-	if rig != nil && (len(out) > 0 || isSmoke) {
+	if rig != nil && (len(out) > 0 || isSmoke || slices.Contains(strings.Split(only, ","), "peers/rig")) {
 		out = append([]peerSystem{*rig}, out...)
 	} else if rig != nil {
 		b.note("peers/rig: no peer to compare with")
