@@ -103,6 +103,9 @@ func runOne(args []string) error {
 	if sc.Users < 1 || sc.Users*max(sc.Devices, 1) > 200_000 {
 		return fmt.Errorf("-users × -devices must be from 1 to 200,000")
 	}
+	if ph.Via == "centrifugo" && ph.Batch > 1 {
+		return fmt.Errorf("-batch %d: -via centrifugo publishes one message per request", ph.Batch)
+	}
 	sc.Name, ph.Name = "run", "publish"
 	sc.Edges = strings.Split(edges, ",")
 	for _, a := range append([]string{sc.Ingest, strings.TrimPrefix(sc.NATSURL, "nats://")}, sc.Edges...) {
