@@ -699,19 +699,7 @@ func TestNATSSecuredConfigs(t *testing.T) {
 // the cluster): resume and long-polling work with the edge's user.
 func TestNATSSecuredSingleNode(t *testing.T) {
 	sec := GenSecure(t)
-	// Inlined: nats-server includes only paths relative to the file.
-	perms, err := os.ReadFile("../nats/secured/permissions.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, _ := natsConfProc(t, fmt.Sprintf(`%s
-tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
-authorization { users: [
-  {nkey: %s, permissions: $EDGE_PERMISSIONS}
-  {nkey: %s, permissions: $INGEST_PERMISSIONS}
-  {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
-] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
-		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
+	url := startSecuredNATS(t, sec)
 	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), maps(sec.ClientEnv("ingest"))...))
 	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), maps(sec.ClientEnv("edge"))...))
 	first := Post(t, ingest.URL, map[string]any{"user": "alice", "n": 1})
@@ -724,9 +712,38 @@ authorization { users: [
 	if r.Status != 200 || !strings.Contains(string(r.Body), second) {
 		t.Fatalf("long-poll after %s: %d %s", first, r.Status, r.Body)
 	}
-	for _, line := range strings.Split(edge.Logs()+ingest.Logs(), "\n") {
-		if strings.Contains(line, "permissions violation") {
-			t.Errorf("a binary was refused: %s", line)
+	noViolations(t, edge, ingest)
+}
+
+// startSecuredNATS runs one nats-server with the roles of
+// nats/secured/permissions.conf, an NKey user each, and TLS with client
+// certificates, all from sec; it returns the server's URL.
+func startSecuredNATS(t testing.TB, sec *Secure) string {
+	t.Helper()
+	// Inlined: nats-server includes only paths relative to the file.
+	perms, err := os.ReadFile("../nats/secured/permissions.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return natsConf(t, fmt.Sprintf(`%s
+tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
+authorization { users: [
+  {nkey: %s, permissions: $EDGE_PERMISSIONS}
+  {nkey: %s, permissions: $INGEST_PERMISSIONS}
+  {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
+] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
+		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
+}
+
+// noViolations fails the test for each permissions violation NATS told
+// one of the binaries of.
+func noViolations(t testing.TB, binaries ...*Server) {
+	t.Helper()
+	for _, b := range binaries {
+		for _, line := range strings.Split(b.Logs(), "\n") {
+			if strings.Contains(line, "permissions violation") {
+				t.Errorf("%s was refused: %s", b.Name, line)
+			}
 		}
 	}
 }

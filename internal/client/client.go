@@ -56,6 +56,11 @@ type Client struct {
 	Conn   uint64
 	// Counters, if set before Attach, is added to.
 	Counters *Counters
+	// Written, if set before Attach, is called on the writer's goroutine
+	// for every message event that asks for a delivery receipt
+	// (rig.Event.Receipt) once the transport's Write of it returned
+	// without error. Events without one cost a string length check.
+	Written func(*Client, *rig.Event)
 
 	// users are the users whose messages the client receives: set when the
 	// hub registers it, changed by Phoenix joins and leaves (through the hub).
@@ -340,8 +345,8 @@ func (c *Client) flush() {
 
 		err := t.Write(batch)
 		last := batch[len(batch)-1]
-		if err == nil && c.Counters != nil {
-			c.Counters.Delivered.Add(messages(batch))
+		if err == nil {
+			c.written(batch)
 		}
 		clear(batch)
 
@@ -369,14 +374,21 @@ func (c *Client) flush() {
 	}
 }
 
-func messages(evs []*rig.Event) uint64 {
+// written counts the messages of evs, which the transport wrote, and
+// calls Written for those that ask for a receipt.
+func (c *Client) written(evs []*rig.Event) {
 	n := uint64(0)
 	for _, ev := range evs {
 		if ev.Kind == rig.KindMessage {
 			n++
+			if ev.Receipt != "" && c.Written != nil {
+				c.Written(c, ev)
+			}
 		}
 	}
-	return n
+	if c.Counters != nil {
+		c.Counters.Delivered.Add(n)
+	}
 }
 
 // Close closes the client's connection. The first reason given (by Close,
