@@ -243,7 +243,10 @@ func TestAdminErrors(t *testing.T) {
 		{url, adminToken, []string{"kill"}, "admin kill: expected 1 argument(s), got 0"},
 		{url, adminToken, []string{"kill", "x", "--for", "10ms"}, "admin kill: invalid --for=10ms"},
 		{url, adminToken, []string{"send", "alice", "[1]"}, "admin send: the message must be one JSON object"},
-		{url, adminToken, []string{"send", "", "{}"}, `POST /v1/messages: 400`},
+		{url, adminToken, []string{"send", "", "{}"}, `POST /v1/admin/messages?wait=5s: 400 field "user": invalid user id: empty`},
+		{url, adminToken, []string{"send", "", "{}", "--wait", "0"}, `POST /v1/messages: 400`},
+		{url, "wrong-token", []string{"send", "alice", "{}"}, "POST /v1/admin/messages?wait=5s: 403"},
+		{url, adminToken, []string{"send", "alice", "{}", "--wait", "1m"}, "admin send: invalid --wait=1m0s"},
 		{url, adminToken, []string{"frobnicate"}, `admin: unknown command "frobnicate"`},
 		{"ftp://x", adminToken, []string{"health"}, `admin: invalid --url="ftp://x"`},
 	} {
@@ -460,8 +463,8 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 }
 
 // TestAdminCluster: on three NATS nodes and two edges, `ingest admin
-// sessions` lists the sessions of both edges, and `health` shows each
-// stream's leader and current replicas; with a node stopped, the replicas
+// sessions` lists the sessions of both edges, `send` is confirmed by both,
+// and `health` shows each stream's leader and current replicas; with a node stopped, the replicas
 // on it are offline or lagging and the status is degraded.
 func TestAdminCluster(t *testing.T) {
 	top := StartTopology(t, nil, map[string]string{"API_TOKENS": adminToken})
@@ -509,6 +512,12 @@ func TestAdminCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// A test send across the cluster: each edge's receipt reaches ingest,
+	// whichever node each is connected to.
+	if out := mustAdmin(t, url, "send", "dave", `{"cluster": true}`); !strings.Contains(out, "delivered to 2 of 2 connections") ||
+		!strings.Contains(out, "edge-1  sse") || !strings.Contains(out, "edge-2  sse") {
+		t.Fatalf("send across the cluster:\n%s", out)
+	}
 	// Stop a node that is not the history stream's leader.
 	var victim *ClusterNode
 	for _, n := range top.NATS {
@@ -542,24 +551,15 @@ func TestAdminCluster(t *testing.T) {
 
 // TestAdminSecuredNATS: with the NATS users of nats/secured, ingest's own
 // credential is enough for the admin API: the streams' info and the
-// account's for health, presence for sessions; no permissions violation.
+// account's for health, presence for sessions, the receipts of a test
+// send (which the edge's credential lets it publish); no permissions
+// violation.
 func TestAdminSecuredNATS(t *testing.T) {
 	sec := GenSecure(t)
-	perms, err := os.ReadFile("../nats/secured/permissions.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, _ := natsConfProc(t, fmt.Sprintf(`%s
-tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
-authorization { users: [
-  {nkey: %s, permissions: $EDGE_PERMISSIONS}
-  {nkey: %s, permissions: $INGEST_PERMISSIONS}
-  {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
-] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
-		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
+	url := startSecuredNATS(t, sec)
 	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), append(maps(sec.ClientEnv("ingest")), "API_TOKENS", adminToken)...))
 	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), append(maps(sec.ClientEnv("edge")), "EDGE_ID", "edge-secured")...))
-	MustSSE(t, sseURL(edge.URL, Token(t, "erin", TokenOpts{JTI: "erin-1"})))
+	erin := MustSSE(t, sseURL(edge.URL, Token(t, "erin", TokenOpts{JTI: "erin-1"})))
 	check.For(t, 20*time.Second, 100*time.Millisecond, func() error {
 		var h struct {
 			Status  string
@@ -581,9 +581,11 @@ authorization { users: [
 		}
 		return nil
 	})
-	for _, line := range strings.Split(edge.Logs()+ingest.Logs(), "\n") {
-		if strings.Contains(line, "permissions violation") {
-			t.Errorf("a binary was refused: %s", line)
-		}
+	// A test send's receipt: the edge may publish it, ingest receive it.
+	if out := mustAdmin(t, ingest.URL, "send", "erin", `{"secured": true}`); !strings.Contains(out, "delivered to 1 of 1 connections") ||
+		!strings.Contains(out, "edge-secured  sse") {
+		t.Fatalf("send on secured NATS:\n%s", out)
 	}
+	erin.NextMessage(t, 5*time.Second)
+	noViolations(t, edge, ingest)
 }

@@ -64,12 +64,40 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// newBrowser starts Debian's chromium (or skips the test, see chromium)
+// for the test's life, with a window the size of the README's
+// screenshot, and returns a context on its first tab. extra adds to its
+// options, e.g. a certificate to trust.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	exe := chromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 760),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+	)
+	opts = append(opts, extra...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	// The browser lives as long as the context of the first Run, which
+	// therefore has no timeout; the test's own deadline bounds it.
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // TestBrowserResume drives Debian's chromium on a page that uses the
 // browser's EventSource and WebSocket against an edge; the edge is
 // restarted mid-stream, and the page ends with every message exactly once,
 // in order, on both.
 func TestBrowserResume(t *testing.T) {
-	exe := chromium(t)
 	n := StartNATS(t)
 	edge := StartEdge(t, EdgeEnv(FreePort(t), n.URL))
 	ingest := StartIngest(t, IngestEnv(FreePort(t), n.URL))
@@ -79,24 +107,8 @@ func TestBrowserResume(t *testing.T) {
 		fmt.Fprint(w, browserPage)
 	}))
 	defer page.Close()
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	// The browser lives as long as the context of the first Run, which
-	// therefore has no timeout; the test's own deadline bounds it.
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	// Started last, so closed first: before the edge it is connected to.
+	ctx := newBrowser(t)
 
 	tok := Token(t, "alice")
 	u := page.URL + "/?" + url.Values{"edge": {edge.URL}, "token": {tok}}.Encode()

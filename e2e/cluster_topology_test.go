@@ -322,6 +322,14 @@ func writeNginxConfig(t testing.TB, dir, nginxConf string) {
 // deploy/nginx/locations.conf as it is.
 func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 	t.Helper()
+	return startNginxWith(t, nginx, "", edges...)
+}
+
+// startNginxWith is StartNginx with extra placed in nginx's server block
+// before deploy/nginx/locations.conf: an exact location there overrides
+// the checked-in one for that path.
+func startNginxWith(t testing.TB, nginx, extra string, edges ...*Server) *Nginx {
+	t.Helper()
 	if len(edges) != 2 {
 		t.Fatalf("StartNginx: %d edges, deploy/nginx/nginx.conf has 2", len(edges))
 	}
@@ -329,9 +337,32 @@ func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Traversable: when the test runs as root, nginx's workers run as an
-	// unprivileged user.
-	dir, err := os.MkdirTemp("", "rig-nginx-")
+	return startNginxConf(t, nginx, "nginx", nginxDir(t, "rig-nginx-"), func(port int) string {
+		text := string(conf)
+		moves := [][2]string{
+			{"listen 127.0.0.1:4000;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+			{"server 127.0.0.1:4001 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[0].Port)},
+			{"server 127.0.0.1:4002 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[1].Port)},
+		}
+		if extra != "" {
+			moves = append(moves, [2]string{"include locations.conf;", extra + "\n        include locations.conf;"})
+		}
+		for _, r := range moves {
+			if n := strings.Count(text, r[0]); n != 1 {
+				t.Fatalf("deploy/nginx/nginx.conf has %q %d times, want once", r[0], n)
+			}
+			text = strings.Replace(text, r[0], r[1], 1)
+		}
+		return text
+	})
+}
+
+// nginxDir makes a directory for nginx to run in, removed when the test
+// ends. Not t.TempDir: when the test runs as root, nginx's workers run as
+// an unprivileged user, and must traverse it.
+func nginxDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,26 +370,25 @@ func StartNginx(t testing.TB, nginx string, edges ...*Server) *Nginx {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// startNginxConf runs nginx (as name, in its logs) in dir with conf(port)
+// for a free port, written as dir/nginx.conf beside deploy/nginx's
+// locations.conf (see writeNginxConfig), and returns once it listens
+// there. A port another process took in the meantime is tried again with
+// another, up to 3 times.
+func startNginxConf(t testing.TB, nginx, name, dir string, conf func(port int) string) *Nginx {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		port := FreePort(t)
-		text := string(conf)
-		for _, r := range [][2]string{
-			{"listen 127.0.0.1:4000;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
-			{"server 127.0.0.1:4001 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[0].Port)},
-			{"server 127.0.0.1:4002 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[1].Port)},
-		} {
-			if n := strings.Count(text, r[0]); n != 1 {
-				t.Fatalf("deploy/nginx/nginx.conf has %q %d times, want once", r[0], n)
-			}
-			text = strings.Replace(text, r[0], r[1], 1)
-		}
-		writeNginxConfig(t, dir, text)
+		writeNginxConfig(t, dir, conf(port))
 		n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-		n.Proc = StartProc(t, "nginx", nginx,
+		n.Proc = StartProc(t, name, nginx,
 			[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
 		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 			if n.Running() && !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
-				return fmt.Errorf("nginx did not listen")
+				return fmt.Errorf("nginx did not listen on %d", port)
 			}
 			return nil
 		})

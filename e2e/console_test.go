@@ -80,7 +80,10 @@ func consoleShot(t *testing.T, ctx context.Context, w, h int64, docsPath string)
 // the API's message; with the right one the console lists alice's two SSE
 // sessions (transport, edge, remote, expiry) found by search, kills one (its
 // stream gets session_killed and the row goes), sends alice a message that
-// her other stream receives with the id the page shows, adds a route to an
+// her other stream receives with the id the page shows, confirmed by the
+// edge that wrote it (its delivery receipt), after one to carol that her
+// stalled Phoenix long-poll session does not confirm (said so after the
+// wait, naming it), adds a route to an
 // upstream and edits it (each called through the edge), shows a bad route's
 // one-line error as the API gives it, removes the route, and shows health.
 // Screenshots at 1280x800 and 390x844 (see consolePNG); at 390 wide the
@@ -177,13 +180,69 @@ func TestConsole(t *testing.T) {
 	}
 	t.Logf("killed from the console: session_killed after %s", time.Since(start).Round(time.Millisecond))
 
-	// Act: a test message reaches alice's other session.
-	consoleDo(t, ctx, "send alice a message", chromedp.SendKeys(chromedp.ID("send-user"), "alice"), chromedp.Click(chromedp.ID("send-button")))
+	// Act: a test message to a connection that does not confirm. carol's
+	// Phoenix long-poll session, whose client stopped polling, holds the
+	// message without delivering it: after the wait the page says so, in
+	// red, naming the connection.
+	auth := http.Header{"Authorization": {"Bearer " + consoleToken}}
+	carol := Token(t, "carol", TokenOpts{JTI: "console-carol-lp", TTL: 30 * time.Minute})
+	hs := lpDo(t, st.Edge.URL, "GET", carol, "", "", nil)
+	if p := lpDo(t, st.Edge.URL, "POST", carol, hs.Token, "application/json", []byte(`["1","1","user:carol","phx_join",{}]`)); p.Status != 200 {
+		t.Fatalf("carol's join: %+v", p)
+	}
+	pollToken := lpDo(t, st.Edge.URL, "GET", carol, hs.Token, "", nil).Token
+	carolListed := func(want int) {
+		check.For(t, 15*time.Second, 50*time.Millisecond, func() error {
+			var p struct{ Total int }
+			if Do(t, "GET", st.Ingest.URL+"/v1/admin/sessions?user=carol", "", nil, auth).JSON(t, &p); p.Total != want {
+				return fmt.Errorf("carol has %d sessions listed, want %d", p.Total, want)
+			}
+			return nil
+		})
+	}
+	carolListed(1)
+	consoleDo(t, ctx, "send carol a message", chromedp.SetValue(chromedp.ID("send-user"), "carol"), chromedp.Click(chromedp.ID("send-button")))
+	consoleWait(t, ctx, "carol's message not confirmed", `document.getElementById("send-result").dataset.state === "error" && !!document.getElementById("send-result").dataset.id`)
+	carolID := evaluate[string](t, ctx, `document.getElementById("send-result").dataset.id`)
+	unconfirmed := "Stored as " + carolID + ". 0 of 1 connections confirmed after 5 s; not confirmed: edge-console phoenix-longpoll console-carol-lp"
+	if s := evaluate[string](t, ctx, `document.getElementById("send-result").textContent`); s != unconfirmed {
+		t.Fatalf("send result %q, want %q", s, unconfirmed)
+	}
+	if row := evaluate[[]string](t, ctx, `[...document.querySelectorAll("#receipts tr td")].map((td) => td.textContent)`); len(row) != 7 || row[0] != "not confirmed" || row[3] != "console-carol-lp" {
+		t.Fatalf("the receipts table: %q", row)
+	}
+	// carol's session ends: blacklisted, its next poll takes what it held.
+	Do(t, "POST", st.Ingest.URL+"/v1/session-blacklist", "application/json", []byte(`{"sessionId":"console-carol-lp","validityInSeconds":60}`), auth)
+	held := lpDo(t, st.Edge.URL, "GET", carol, pollToken, "", nil)
+	if len(held.Messages) == 0 || !strings.Contains(held.Messages[0], carolID) {
+		t.Fatalf("carol's next poll: %+v, want %s", held, carolID)
+	}
+	check.For(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if a := lpDo(t, st.Edge.URL, "GET", carol, held.Token, "", nil); a.Status == 200 && len(a.Messages) > 0 {
+			held.Token = a.Token // session_killed, and the session ends
+		}
+		var p struct{ Total int }
+		if Do(t, "GET", st.Ingest.URL+"/v1/admin/sessions?user=carol", "", nil, auth).JSON(t, &p); p.Total != 0 {
+			return fmt.Errorf("carol's session still listed")
+		}
+		return nil
+	})
+
+	// Act: a test message reaches alice's other session, and the page
+	// shows it confirmed by the edge that wrote it to that connection.
+	start = time.Now()
+	consoleDo(t, ctx, "send alice a message", chromedp.SetValue(chromedp.ID("send-user"), "alice"), chromedp.Click(chromedp.ID("send-button")))
 	consoleWait(t, ctx, "the message stored", `!!document.getElementById("send-result").dataset.id`)
 	id := evaluate[string](t, ctx, `document.getElementById("send-result").dataset.id`)
-	if s := evaluate[string](t, ctx, `document.getElementById("send-result").textContent`); s != "Stored as "+id {
-		t.Fatalf("send result %q", s)
+	sent := "Stored as " + id + ". Delivered to 1 of 1 connections: edge-console sse " + kept
+	if s := evaluate[string](t, ctx, `document.getElementById("send-result").textContent`); s != sent {
+		t.Fatalf("send result %q, want %q", s, sent)
 	}
+	receipt := evaluate[[]string](t, ctx, `[...document.querySelectorAll("#receipts tr td")].map((td) => td.textContent)`)
+	if len(receipt) != 7 || receipt[0] != "confirmed" || receipt[1] != "edge-console" || receipt[2] != "sse" || receipt[3] != kept || receipt[4] != "alice" {
+		t.Fatalf("the receipts table: %q", receipt)
+	}
+	t.Logf("sent from the console: %q in %s", sent, time.Since(start).Round(time.Millisecond))
 	if ev := other.NextMessage(t, 5*time.Second); ev.ID != id || !strings.Contains(ev.Data, `"text":"hello from the console"`) || !strings.Contains(ev.Data, `"user":"alice"`) {
 		t.Fatalf("alice's other session got %+v, want %s", ev, id)
 	}

@@ -40,32 +40,6 @@ func demoEdge(t *testing.T, natsURL, ingestURL string, extra map[string]string) 
 	return StartEdge(t, env)
 }
 
-// newBrowser starts Debian's chromium with a window the size of the
-// README's screenshot and returns a context on its first tab.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	exe := chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 760),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	// The browser lives as long as the context of the first Run, which
-	// therefore has no timeout; the test's own deadline bounds it.
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // demoStatus is what the page's status line shows.
 type demoStatus struct {
 	State      string `json:"state"` // data-state: connecting, connected, closed

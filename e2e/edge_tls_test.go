@@ -605,36 +605,20 @@ func TestEdgeTLSHostileClients(t *testing.T) {
 // gets messages through its own EventSource over https:// and its own
 // WebSocket over wss://.
 func TestEdgeTLSBrowser(t *testing.T) {
-	exe := chromium(t)
 	s := startTLSStack(t, "edge-tls", nil)
 	cs, err := s.handshake(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	spki := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+	// Trust the edge's key, and no other certificate error.
+	ctx := newBrowser(t, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))
 
 	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, browserPage)
 	}))
 	defer page.Close()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		// Trust the edge's key, and no other certificate error.
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
 
 	u := page.URL + "/?" + url.Values{"edge": {s.Edge.URL}, "token": {Token(t, "alice")}}.Encode()
 	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {

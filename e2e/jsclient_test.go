@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -41,57 +40,6 @@ func nodeForJSClient(t *testing.T) (string, []string) {
 		return node, nil
 	}
 	return node, []string{"--experimental-websocket"}
-}
-
-// startNginxWith runs nginx as StartNginx does (deploy/nginx/nginx.conf on
-// free ports, in front of two edges), with extra placed in its server
-// block before deploy/nginx/locations.conf: an exact location there
-// overrides the checked-in one for that path.
-func startNginxWith(t *testing.T, nginx, extra string, edges ...*Server) *Nginx {
-	t.Helper()
-	conf, err := os.ReadFile("../deploy/nginx/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "rig-nginx-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 1; ; attempt++ {
-		port := FreePort(t)
-		text := string(conf)
-		for _, r := range [][2]string{
-			{"listen 127.0.0.1:4000;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
-			{"server 127.0.0.1:4001 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[0].Port)},
-			{"server 127.0.0.1:4002 ", fmt.Sprintf("server 127.0.0.1:%d ", edges[1].Port)},
-			{"include locations.conf;", extra + "\n        include locations.conf;"},
-		} {
-			if n := strings.Count(text, r[0]); n != 1 {
-				t.Fatalf("deploy/nginx/nginx.conf has %q %d times, want once", r[0], n)
-			}
-			text = strings.Replace(text, r[0], r[1], 1)
-		}
-		writeNginxConfig(t, dir, text)
-		n := &Nginx{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-		n.Proc = StartProc(t, "nginx", nginx,
-			[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
-		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
-			if n.Running() && !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
-				return fmt.Errorf("nginx did not listen")
-			}
-			return nil
-		})
-		if n.Running() {
-			return n
-		}
-		if !portTaken(n.Proc) || attempt == 3 {
-			t.Fatalf("nginx exited: %v\n%s", n.err, n.Logs())
-		}
-	}
 }
 
 // sseRefused is a proxy that refuses SSE outright.
@@ -208,7 +156,6 @@ type jsRun struct {
 // Each ends with every message once, in order; the last two on WebSocket,
 // never having connected over SSE.
 func TestJSClientBrowser(t *testing.T) {
-	exe := chromium(t)
 	nginx := NginxPath(t)
 	te := StartTwoEdges(t, map[string]string{"HEARTBEAT_INTERVAL": "1s", "DRAIN_TIMEOUT": "3s", "LONGPOLL_TIMEOUT": "2s"}, nil)
 	normal := StartNginx(t, nginx, te.A, te.B)
@@ -223,22 +170,7 @@ func TestJSClientBrowser(t *testing.T) {
 	})
 	page := httptest.NewServer(mux)
 	defer page.Close()
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	ctx := newBrowser(t) // closed before the edges and proxies it uses
 
 	tok := Token(t, "alice", TokenOpts{TTL: 10 * time.Minute})
 	u := page.URL + "/?" + url.Values{"normal": {normal.URL}, "buffered": {buffered.URL}, "refused": {refused.URL}, "token": {tok}}.Encode()

@@ -699,20 +699,8 @@ func TestNATSSecuredConfigs(t *testing.T) {
 // the cluster): resume and long-polling work with the edge's user.
 func TestNATSSecuredSingleNode(t *testing.T) {
 	sec := GenSecure(t)
-	// Inlined: nats-server includes only paths relative to the file.
-	perms, err := os.ReadFile("../nats/secured/permissions.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, _ := natsConfProc(t, fmt.Sprintf(`%s
-tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
-authorization { users: [
-  {nkey: %s, permissions: $EDGE_PERMISSIONS}
-  {nkey: %s, permissions: $INGEST_PERMISSIONS}
-  {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
-] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
-		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
-	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), maps(sec.ClientEnv("ingest"))...))
+	url := startSecuredNATS(t, sec)
+	ingest := StartIngest(t, with(IngestEnv(FreePort(t), url), append(maps(sec.ClientEnv("ingest")), "ADMIN_METRICS_INTERVAL", "250ms")...))
 	edge := StartEdge(t, with(EdgeEnv(FreePort(t), url), maps(sec.ClientEnv("edge"))...))
 	first := Post(t, ingest.URL, map[string]any{"user": "alice", "n": 1})
 	second := Post(t, ingest.URL, map[string]any{"user": "alice", "n": 2})
@@ -724,9 +712,50 @@ authorization { users: [
 	if r.Status != 200 || !strings.Contains(string(r.Body), second) {
 		t.Fatalf("long-poll after %s: %d %s", first, r.Status, r.Body)
 	}
-	for _, line := range strings.Split(edge.Logs()+ingest.Logs(), "\n") {
-		if strings.Contains(line, "permissions violation") {
-			t.Errorf("a binary was refused: %s", line)
+	// The console's charts: ingest asks the edges for their counters
+	// (rig.admin.stats), the edge answers on ingest's inbox.
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		var m adminSeries
+		Do(t, "GET", ingest.URL+"/v1/admin/metrics", "", nil).JSON(t, &m)
+		for _, l := range m.Connections {
+			if l.Transport == "sse" && show(last(l.Values)) == "1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("GET /v1/admin/metrics shows no SSE connection: %+v", m.Connections)
+	})
+	noViolations(t, edge, ingest)
+}
+
+// startSecuredNATS runs one nats-server with the roles of
+// nats/secured/permissions.conf, an NKey user each, and TLS with client
+// certificates, all from sec; it returns the server's URL.
+func startSecuredNATS(t testing.TB, sec *Secure) string {
+	t.Helper()
+	// Inlined: nats-server includes only paths relative to the file.
+	perms, err := os.ReadFile("../nats/secured/permissions.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return natsConf(t, fmt.Sprintf(`%s
+tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
+authorization { users: [
+  {nkey: %s, permissions: $EDGE_PERMISSIONS}
+  {nkey: %s, permissions: $INGEST_PERMISSIONS}
+  {nkey: %s, permissions: $PUBLISHER_PERMISSIONS}
+] }`, perms, sec.Path("server.pem"), sec.Path("server-key.pem"), sec.Path("ca.pem"),
+		sec.NKeys["NATS_EDGE_NKEY"], sec.NKeys["NATS_INGEST_NKEY"], sec.NKeys["NATS_PUBLISHER_NKEY"]))
+}
+
+// noViolations fails the test for each permissions violation NATS told
+// one of the binaries of.
+func noViolations(t testing.TB, binaries ...*Server) {
+	t.Helper()
+	for _, b := range binaries {
+		for _, line := range strings.Split(b.Logs(), "\n") {
+			if strings.Contains(line, "permissions violation") {
+				t.Errorf("%s was refused: %s", b.Name, line)
+			}
 		}
 	}
 }

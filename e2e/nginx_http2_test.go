@@ -23,8 +23,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rig-go/rig/internal/check"
 )
 
 // TestREADMENginxHTTP2 runs the README's HTTPS server block for nginx, as
@@ -36,15 +34,7 @@ func TestREADMENginxHTTP2(t *testing.T) {
 	block := readmeNginxBlock(t)
 	st := StartStack(t, nil, nil)
 
-	dir, err := os.MkdirTemp("", "rig-nginx-h2-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// nginx's workers run unprivileged when the test runs as root.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := nginxDir(t, "rig-nginx-h2-")
 	pool := writeSelfSigned(t, dir)
 	conf := func(port int, server string) string {
 		server = strings.NewReplacer(
@@ -75,25 +65,7 @@ http {
 	}
 
 	t.Run("SSE over HTTP/2", func(t *testing.T) {
-		var port int
-		for attempt := 1; ; attempt++ {
-			port = FreePort(t)
-			writeNginxConfig(t, dir, conf(port, block))
-			p := StartProc(t, "nginx-h2", nginx,
-				[]string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"}, nil)
-			check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
-				if p.Running() && !dialOK(fmt.Sprintf("127.0.0.1:%d", port)) {
-					return fmt.Errorf("nginx did not listen on %d", port)
-				}
-				return nil
-			})
-			if p.Running() {
-				break
-			}
-			if !portTaken(p) || attempt == 3 {
-				t.Fatalf("nginx exited:\n%s", p.Logs())
-			}
-		}
+		port := startNginxConf(t, nginx, "nginx-h2", dir, func(port int) string { return conf(port, block) }).Port
 
 		client := &http.Client{Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{RootCAs: pool},

@@ -23,7 +23,7 @@ func runAdmin(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, adminUsage)
 		if len(args) == 0 {
-			return errors.New("admin: a command is needed: sessions, kill, send, routes or health")
+			return errors.New("admin: a command is needed: sessions, kill, send, routes, health or metrics")
 		}
 		return flag.ErrHelp
 	}
@@ -50,15 +50,18 @@ func runAdmin(ctx context.Context, args []string, getenv func(string) string, st
 		run = func(ctx context.Context, pos []string) error { return a.kill(ctx, pos[0], *dur) }
 	case "send":
 		field := fs.String("user-field", or(getenv("MESSAGE_USER_FIELD"), "user"), "the message's user field (ingest's MESSAGE_USER_FIELD)")
+		wait := fs.Duration("wait", 5*time.Second, "how long to wait for the edges' delivery receipts (at most 30s; 0: only store it)")
 		npos = 2
-		run = func(ctx context.Context, pos []string) error { return a.send(ctx, pos[0], pos[1], *field) }
+		run = func(ctx context.Context, pos []string) error { return a.send(ctx, pos[0], pos[1], *field, *wait) }
 	case "routes":
 		run = func(ctx context.Context, _ []string) error { return a.routes(ctx) }
 	case "health":
 		run = func(ctx context.Context, _ []string) error { return a.health(ctx) }
+	case "metrics":
+		run = func(ctx context.Context, _ []string) error { return a.metrics(ctx) }
 	default:
 		fmt.Fprint(stderr, adminUsage)
-		return fmt.Errorf("admin: unknown command %q: expected sessions, kill, send, routes or health", cmd)
+		return fmt.Errorf("admin: unknown command %q: expected sessions, kill, send, routes, health or metrics", cmd)
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -79,9 +82,11 @@ const adminUsage = `Usage: ingest admin <command> [flags]
 
   sessions [--user U] [--q S] [--limit N]   who is connected, on which edge, since when
   kill <jti> [--for 1h]                     blacklist a session: its connections end at once
-  send <user> <json>                        publish a message (a JSON object) to a user
+  send <user> <json> [--wait 5s]            publish a message (a JSON object) to a user and
+                                            wait for its delivery receipts from the edges
   routes                                    the gateway's routes, from the file and at runtime
   health                                    NATS, the streams, every edge and ingest
+  metrics                                   the last sample of the console's charts, per edge
 
 Flags common to all: --url (INGEST_URL), --token (API_TOKEN), --json, --timeout.
 `
@@ -304,7 +309,13 @@ func (a *admin) kill(ctx context.Context, jti string, d time.Duration) error {
 	return nil
 }
 
-func (a *admin) send(ctx context.Context, user, msg, field string) error {
+// send publishes msg to user. With wait, through the admin test send,
+// which waits for the edges' receipts: it prints them and fails when a
+// connection of the user did not confirm. Without, it only stores it.
+func (a *admin) send(ctx context.Context, user, msg, field string, wait time.Duration) error {
+	if wait < 0 || wait > 30*time.Second {
+		return fmt.Errorf("admin send: invalid --wait=%s: expected 0 (only store it) to 30s", wait)
+	}
 	var m map[string]any
 	dec := json.NewDecoder(strings.NewReader(msg))
 	dec.UseNumber() // the payload goes on as written
@@ -316,16 +327,86 @@ func (a *admin) send(ctx context.Context, user, msg, field string) error {
 	}
 	m[field] = user
 	body, _ := json.Marshal(m)
-	var r struct{ ID string }
-	data, err := a.call(ctx, "POST", "/v1/messages", body, &r)
+	if wait == 0 {
+		var r struct{ ID string }
+		data, err := a.call(ctx, "POST", "/v1/messages", body, &r)
+		if err != nil {
+			return err
+		}
+		if a.json {
+			_, err := a.out.Write(append(bytes.TrimSpace(data), '\n'))
+			return err
+		}
+		fmt.Fprintf(a.out, "stored and published to %s: id %s\n", user, r.ID)
+		return nil
+	}
+	if a.client.Timeout < wait+5*time.Second {
+		a.client.Timeout = wait + 5*time.Second // ingest answers after the wait
+	}
+	var r sendAnswer
+	data, err := a.call(ctx, "POST", "/v1/admin/messages?wait="+url.QueryEscape(wait.String()), body, &r)
 	if err != nil {
 		return err
 	}
 	if a.json {
-		_, err := a.out.Write(append(bytes.TrimSpace(data), '\n'))
+		if _, err := a.out.Write(append(bytes.TrimSpace(data), '\n')); err != nil {
+			return err
+		}
+	} else if err := a.printSent(r); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "stored and published to %s: id %s\n", user, r.ID)
+	if r.Confirmed < r.Online {
+		return fmt.Errorf("admin send: message %s stored, but only %d of %d connections of %s confirmed it within %s", r.ID, r.Confirmed, r.Online, user, wait)
+	}
+	return nil
+}
+
+type sendAnswer struct {
+	ID          string    `json:"id"`
+	User        string    `json:"user"`
+	Online      int       `json:"online"`
+	Confirmed   int       `json:"confirmed"`
+	Complete    bool      `json:"complete"`
+	Receipts    []receipt `json:"receipts"`
+	Unconfirmed []session `json:"unconfirmed"`
+	Waited      string    `json:"waited"`
+}
+
+type receipt struct {
+	Edge      string    `json:"edge"`
+	JTI       string    `json:"jti"`
+	User      string    `json:"user"`
+	Transport string    `json:"transport"`
+	Conn      uint64    `json:"conn"`
+	At        time.Time `json:"at"`
+}
+
+func (a *admin) printSent(r sendAnswer) error {
+	fmt.Fprintf(a.out, "stored and published to %s: id %s\n", r.User, r.ID)
+	if len(r.Receipts)+len(r.Unconfirmed) > 0 {
+		var rows [][]string
+		for _, c := range r.Receipts {
+			rows = append(rows, []string{"confirmed", c.Edge, c.Transport, or(c.JTI, "-"), c.User, c.At.Local().Format("15:04:05.000")})
+		}
+		for _, s := range r.Unconfirmed {
+			rows = append(rows, []string{"NOT CONFIRMED", s.Edge, s.Transport, or(s.JTI, "-"), s.User, "-"})
+		}
+		if err := a.table("RECEIPT\tEDGE\tTRANSPORT\tJTI\tUSER\tWRITTEN AT", rows); err != nil {
+			return err
+		}
+	}
+	note := ""
+	if !r.Complete {
+		note = "; an edge did not answer presence, so the user may have more"
+	}
+	switch {
+	case r.Online == 0:
+		fmt.Fprintf(a.out, "no connection of %s is online%s: the message waits in history for a resume\n", r.User, note)
+	case r.Confirmed == r.Online:
+		fmt.Fprintf(a.out, "delivered to %d of %d connections, confirmed by their edges in %s%s\n", r.Confirmed, r.Online, r.Waited, note)
+	default:
+		fmt.Fprintf(a.out, "%d of %d connections confirmed after %s%s\n", r.Confirmed, r.Online, r.Waited, note)
+	}
 	return nil
 }
 

@@ -73,6 +73,8 @@ type bench struct {
 	log      io.Writer
 	out      []benchRun
 	profiles map[string]string // "group/phase/process" → top of the CPU profile
+	notes    []string          // groups skipped, and why
+	peerCols map[string]string // peers/<key> → the column's heading
 }
 
 func runBench(args []string) error {
@@ -81,7 +83,7 @@ func runBench(args []string) error {
 	out := fs.String("out", "docs/BENCHMARKS.md", "Markdown file whose generated section is replaced (\"\": none)")
 	jsonOut := fs.String("json", "", "also write every result as JSON to this file")
 	runs := fs.Int("runs", 2, "runs of each scenario")
-	only := fs.String("only", "", "comma-separated groups to run (memory-sse, memory-ws, throughput, ingest, longpoll, scale); default all")
+	only := fs.String("only", "", "comma-separated groups to run (memory-sse, memory-ws, throughput, ingest, longpoll, scale, peers, or one system: peers/rig, peers/centrifugo, peers/centrifugo-redis); default all")
 	isSmoke := fs.Bool("smoke", false, "tiny scenarios, seconds in all: checks the harness, measures nothing")
 	profile := fs.Bool("profile", true, "take CPU profiles of the servers during the throughput phases (first run)")
 	keep := fs.Bool("keep", false, "keep the servers' logs and data directory")
@@ -95,16 +97,18 @@ func runBench(args []string) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	b := &bench{bin: *bin, dir: dir, sz: standard, runs: *runs, profile: *profile && !*isSmoke, log: os.Stderr, profiles: map[string]string{}}
+	b := &bench{bin: *bin, dir: dir, sz: standard, runs: *runs, profile: *profile && !*isSmoke, log: os.Stderr, profiles: map[string]string{},
+		peerCols: map[string]string{}}
 	if *isSmoke {
 		b.sz = smoke
 	}
 	fmt.Fprintf(b.log, "bench: servers' logs in %s\n", dir)
 	m := machine(*bin)
-	groups := []struct {
+	type group struct {
 		name string
 		fn   func(run int) (*Result, error)
-	}{
+	}
+	groups := []group{
 		{"memory-sse", func(int) (*Result, error) { return b.memory("sse") }},
 		{"memory-ws", func(int) (*Result, error) { return b.memory("websocket") }},
 		{"throughput", b.throughput},
@@ -112,22 +116,39 @@ func runBench(args []string) error {
 		{"longpoll", func(int) (*Result, error) { return b.longPoll() }},
 		{"scale", func(int) (*Result, error) { return b.scale() }},
 	}
-	var failed []string
+	// Each group's runs one after the other; but the peers' runs take
+	// turns (RIG-Go, Centrifugo, Centrifugo + Redis, then again), so that
+	// a machine whose load drifts weighs on every column alike.
+	type step struct {
+		g   group
+		run int
+	}
+	var steps []step
 	for _, g := range groups {
-		if *only != "" && !slices.Contains(strings.Split(*only, ","), g.name) {
-			continue
-		}
-		for r := range b.runs {
-			fmt.Fprintf(b.log, "bench: %s, run %d of %d (load average %s)\n", g.name, r+1, b.runs, loadAvg())
-			res, err := g.fn(r)
-			br := benchRun{Group: g.name, Result: res}
-			if err != nil {
-				br.Err = err.Error()
-				failed = append(failed, g.name+": "+err.Error())
-				fmt.Fprintf(b.log, "bench: %s failed: %v\n", g.name, err)
+		if selected(*only, g.name) {
+			for r := range b.runs {
+				steps = append(steps, step{g, r})
 			}
-			b.out = append(b.out, br)
 		}
+	}
+	peers := b.peerGroups(*only, *isSmoke, m)
+	for r := range b.runs {
+		for _, sys := range peers {
+			steps = append(steps, step{group{"peers/" + sys.key, func(int) (*Result, error) { return b.peer(sys) }}, r})
+		}
+	}
+	var failed []string
+	for _, st := range steps {
+		g, r := st.g, st.run
+		fmt.Fprintf(b.log, "bench: %s, run %d of %d (load average %s)\n", g.name, r+1, b.runs, loadAvg())
+		res, err := g.fn(r)
+		br := benchRun{Group: g.name, Result: res}
+		if err != nil {
+			br.Err = err.Error()
+			failed = append(failed, g.name+": "+err.Error())
+			fmt.Fprintf(b.log, "bench: %s failed: %v\n", g.name, err)
+		}
+		b.out = append(b.out, br)
 	}
 	if *jsonOut != "" {
 		j, _ := json.MarshalIndent(struct {
@@ -140,6 +161,11 @@ func runBench(args []string) error {
 	}
 	md := b.markdown(m, *isSmoke)
 	fmt.Println(md)
+	if t := b.peersTable(); t != "" {
+		// Last on stdout too: the side-by-side table is what a reader of
+		// the run looks for first.
+		fmt.Printf("\nPeers, side by side:\n\n%s", t)
+	}
 	if *out != "" {
 		if err := replaceSection(*out, md); err != nil {
 			return err
@@ -250,11 +276,19 @@ func (b *bench) start(group string, n int, edgeEnv map[string]string) (*stack, e
 }
 
 func (b *bench) scenario(name, transport string, st *stack, users int) Scenario {
+	sc := b.scenarioOn(name, transport, st.edgeAddrs(), st.ingest.addr, st.procs(), users)
+	sc.NATSURL = "nats://" + st.nats.addr
+	return sc
+}
+
+// scenarioOn is the bench's scenario against any system: clients connect
+// to edges, publishers post to publish, procs are its server processes.
+func (b *bench) scenarioOn(name, transport string, edges []string, publish string, procs []Proc, users int) Scenario {
 	return Scenario{
-		Name: name, Transport: transport, Edges: st.edgeAddrs(), Ingest: st.ingest.addr, NATSURL: "nats://" + st.nats.addr,
+		Name: name, Transport: transport, Edges: edges, Ingest: publish,
 		Users: users, Devices: 1, PerWorker: 15000, SourceIPs: 16, Secret: benchSecret,
 		ConnectConcurrency: 64, ConnectTimeout: 60 * time.Second, DrainTimeout: 5 * time.Second,
-		Procs: st.procs(), Log: b.log,
+		Procs: procs, Log: b.log,
 	}
 }
 
@@ -413,14 +447,17 @@ func (p *profiler) wait(b *bench, label string) {
 
 // Machine is where the bench ran.
 type Machine struct {
-	CPUs    int    `json:"cpus"`
-	Model   string `json:"cpu_model"`
-	Memory  string `json:"memory"`
-	Kernel  string `json:"kernel"`
-	Go      string `json:"go"`
-	NATS    string `json:"nats_server"`
-	LoadAvg string `json:"load_average"`
-	Date    string `json:"date"`
+	CPUs   int    `json:"cpus"`
+	Model  string `json:"cpu_model"`
+	Memory string `json:"memory"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+	NATS   string `json:"nats_server"`
+	// The peers' versions; "" when not installed.
+	Centrifugo string `json:"centrifugo,omitempty"`
+	Redis      string `json:"redis,omitempty"`
+	LoadAvg    string `json:"load_average"`
+	Date       string `json:"date"`
 }
 
 func machine(binDir string) Machine {
@@ -444,6 +481,7 @@ func machine(binDir string) Machine {
 	if out, err := exec.Command(filepath.Join(binDir, "nats-server"), "--version").Output(); err == nil {
 		m.NATS = strings.TrimSpace(string(out))
 	}
+	m.Centrifugo, m.Redis = peerVersions(binDir)
 	return m
 }
 
@@ -481,6 +519,12 @@ func (b *bench) markdown(m Machine, isSmoke bool) string {
 	}
 	p("**Machine.** %d CPUs (`nproc`), %s, %s RAM, Linux %s, %s, %s. Load average at the start: %s. Run on %s.\n\n",
 		m.CPUs, m.Model, m.Memory, m.Kernel, m.Go, m.NATS, m.LoadAvg, m.Date)
+	if m.Centrifugo != "" || m.Redis != "" {
+		p("**Peers.** Centrifugo %s, Redis %s.\n\n", or(m.Centrifugo, "not installed"), or(m.Redis, "not installed"))
+	}
+	for _, n := range b.notes {
+		p("**Skipped:** %s\n\n", n)
+	}
 	p("**Results** (%d runs of each scenario; a target passes when every run meets it):\n\n", b.runs)
 	p("| target | goal | measured, each run | |\n|---|---|---|---|\n")
 	for _, t := range b.targets() {
@@ -489,6 +533,9 @@ func (b *bench) markdown(m Machine, isSmoke bool) string {
 			verdict = "**miss** " + t.gap
 		}
 		p("| %s | %s | %s | %s |\n", t.name, t.goal, strings.Join(t.runs, " · "), verdict)
+	}
+	if t := b.peersTable(); t != "" {
+		p("\n**Peers, side by side** (group peers, all in this run: one server of each system, %d SSE users, each a distinct user with its own token; the same publishers, payload and measurement; see the method above):\n\n%s", b.sz.tputUsers, t)
 	}
 	p("\n**Every scenario run:**\n\n")
 	p("| scenario | phase | connections | connected/s | sent | delivered | lost | dup | delivered/s | p50 / p99 / p99.9 ms | servers: RSS after, CPU |\n")
@@ -756,5 +803,27 @@ func (b *bench) targets() []target {
 		}
 		ts = append(ts, t)
 	}
-	return ts
+	return append(ts, b.peerTargets()...)
+}
+
+// selected reports whether -only names group, or the set it belongs to
+// (peers for peers/rig).
+func selected(only, group string) bool {
+	if only == "" {
+		return true
+	}
+	set, _, _ := strings.Cut(group, "/")
+	for _, o := range strings.Split(only, ",") {
+		if o == group || o == set {
+			return true
+		}
+	}
+	return false
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -1,14 +1,15 @@
 // Command loadgen is RIG-Go's load generator. It opens many SSE, WebSocket
-// or long-poll connections to one or more edges, from several worker
+// or long-poll connections to one or more edges (or Centrifugo's
+// unidirectional SSE connections, to compare with it), from several worker
 // processes (a process here may hold at most 20,000 open files) and
 // several loopback source addresses (one address has about 28,000
 // ephemeral ports); publishes through ingest (one message per request, or
-// batched) or straight to NATS, closed loop or at a set rate; and measures
+// batched), straight to NATS or through Centrifugo's HTTP API, closed loop or at a set rate; and measures
 // connect rate, publish-to-receipt latency, delivered messages per second,
 // messages lost, and each server process's memory and CPU from /proc.
 //
 //	loadgen run   [flags]   one scenario against servers already running
-//	loadgen bench [flags]   the standard set: starts NATS, edges and ingest, writes docs/BENCHMARKS.md
+//	loadgen bench [flags]   the standard set: starts NATS, edges and ingest (and the peers), writes docs/BENCHMARKS.md
 //	loadgen worker          (internal) one worker process, driven over stdin/stdout
 //
 // Loopback only; every run is bounded in connections, messages and time.
@@ -71,7 +72,7 @@ func runOne(args []string) error {
 	var sc Scenario
 	var ph Publish
 	var edges, procs string
-	fs.StringVar(&sc.Transport, "transport", "sse", "sse, websocket or longpoll")
+	fs.StringVar(&sc.Transport, "transport", "sse", "sse, websocket, longpoll, or centrifugo-sse (Centrifugo's /connection/uni_sse)")
 	fs.StringVar(&edges, "edges", "127.0.0.1:4000", "comma-separated edge host:port list; connections are spread over them")
 	fs.StringVar(&sc.Ingest, "ingest", "127.0.0.1:4010", "ingest host:port (-via http)")
 	fs.StringVar(&sc.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS URL (-via nats)")
@@ -79,12 +80,13 @@ func runOne(args []string) error {
 	fs.IntVar(&sc.Devices, "devices", 1, "connections per user")
 	fs.IntVar(&sc.PerWorker, "per-worker", 15000, "most connections per worker process (a process may have at most 20,000 open files)")
 	fs.IntVar(&sc.SourceIPs, "source-ips", 8, "loopback source addresses to spread connections over (127.0.0.2, ...)")
-	fs.StringVar(&sc.Secret, "secret", os.Getenv("JWT_SECRET_KEY"), "JWT secret the edges check (default $JWT_SECRET_KEY)")
+	fs.StringVar(&sc.Secret, "secret", os.Getenv("JWT_SECRET_KEY"), "JWT secret the edges check (default $JWT_SECRET_KEY; Centrifugo's client.token.hmac_secret_key)")
+	fs.StringVar(&sc.APIKey, "api-key", "", "Centrifugo's http_api.key (-via centrifugo)")
 	fs.IntVar(&sc.ConnectConcurrency, "connect-concurrency", 100, "connects in flight per worker")
 	fs.DurationVar(&sc.ConnectTimeout, "connect-timeout", 30*time.Second, "bound of one connect")
 	fs.DurationVar(&sc.Settle, "settle", 0, "idle time after connecting, before memory is read")
 	fs.DurationVar(&sc.DrainTimeout, "drain-timeout", 5*time.Second, "after publishing, how long delivery may stall before what is missing counts as lost")
-	fs.StringVar(&ph.Via, "via", "http", "publish through ingest (http) or straight to JetStream (nats)")
+	fs.StringVar(&ph.Via, "via", "http", "publish through ingest (http), straight to JetStream (nats), or through Centrifugo's POST /api/publish (centrifugo; -ingest is its address)")
 	fs.IntVar(&ph.Batch, "batch", 1, "messages per request (http: a JSON array when > 1)")
 	fs.IntVar(&ph.Concurrency, "concurrency", 64, "requests in flight")
 	fs.Float64Var(&ph.Rate, "rate", 0, "messages per second (open loop); 0: as fast as possible (closed loop)")
@@ -100,6 +102,9 @@ func runOne(args []string) error {
 	}
 	if sc.Users < 1 || sc.Users*max(sc.Devices, 1) > 200_000 {
 		return fmt.Errorf("-users × -devices must be from 1 to 200,000")
+	}
+	if ph.Via == "centrifugo" && ph.Batch > 1 {
+		return fmt.Errorf("-batch %d: -via centrifugo publishes one message per request", ph.Batch)
 	}
 	sc.Name, ph.Name = "run", "publish"
 	sc.Edges = strings.Split(edges, ",")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,7 +21,7 @@ import (
 // Publish is one publishing phase.
 type Publish struct {
 	Name        string        `json:"name"`
-	Via         string        `json:"via"`         // http (ingest) or nats (JetStream, straight)
+	Via         string        `json:"via"`         // http (ingest), nats (JetStream, straight) or centrifugo (its HTTP API)
 	Batch       int           `json:"batch"`       // messages per request; 1: one JSON object
 	Concurrency int           `json:"concurrency"` // requests in flight
 	Rate        float64       `json:"rate"`        // messages/s, open loop; 0: closed loop, as fast as possible
@@ -36,15 +37,21 @@ type publisher struct {
 	users  int
 	acked  []atomic.Uint32
 	ingest *fasthttp.HostClient
+	apiKey string // Centrifugo's http_api.key, for Via centrifugo
 	js     jetstream.JetStream
+
+	// Of the current phase: how late each request left against its
+	// schedule (open loop), and when the first and last left.
+	lag             atomicHist
+	firstAt, lastAt atomic.Int64
 
 	sent, stored, failed atomic.Int64
 	errMu                sync.Mutex
 	errs                 []string
 }
 
-func newPublisher(prefix string, users int, ingestAddr string, nc *nats.Conn) (*publisher, error) {
-	p := &publisher{prefix: prefix, users: users, acked: make([]atomic.Uint32, users)}
+func newPublisher(prefix string, users int, ingestAddr, apiKey string, nc *nats.Conn) (*publisher, error) {
+	p := &publisher{prefix: prefix, users: users, acked: make([]atomic.Uint32, users), apiKey: apiKey}
 	if ingestAddr != "" {
 		p.ingest = &fasthttp.HostClient{Addr: ingestAddr, MaxConns: 4096, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, MaxIdemponentCallAttempts: 1}
@@ -89,7 +96,10 @@ func (p *publisher) body(b []byte, k int, pad string) ([]byte, int) {
 func (p *publisher) run(ph Publish) {
 	batch := max(ph.Batch, 1)
 	requests := (ph.Messages + batch - 1) / batch
-	jobs := make(chan int, 4096) // request numbers
+	jobs := make(chan job, 4096)
+	p.lag.reset()
+	p.firstAt.Store(0)
+	p.lastAt.Store(0)
 	deadline := time.Now().Add(ph.Duration)
 	if ph.Duration == 0 {
 		deadline = time.Now().Add(24 * time.Hour)
@@ -98,8 +108,9 @@ func (p *publisher) run(ph Publish) {
 		defer close(jobs)
 		start := time.Now()
 		for r := range requests {
+			due := time.Now()
 			if ph.Rate > 0 {
-				due := start.Add(time.Duration(float64(r*batch) / ph.Rate * float64(time.Second)))
+				due = start.Add(time.Duration(float64(r*batch) / ph.Rate * float64(time.Second)))
 				if d := time.Until(due); d > 0 {
 					time.Sleep(d)
 				}
@@ -107,7 +118,7 @@ func (p *publisher) run(ph Publish) {
 			if time.Now().After(deadline) {
 				return
 			}
-			jobs <- r
+			jobs <- job{r: r, due: due}
 		}
 	}()
 	pad := strings.Repeat("x", ph.Pad)
@@ -117,6 +128,8 @@ func (p *publisher) run(ph Publish) {
 		go func() {
 			defer wg.Done()
 			switch ph.Via {
+			case "centrifugo":
+				p.centrifugoLoop(jobs)
 			case "nats":
 				p.natsLoop(jobs, batch, ph.Messages, pad)
 			default:
@@ -127,7 +140,28 @@ func (p *publisher) run(ph Publish) {
 	wg.Wait()
 }
 
-func (p *publisher) httpLoop(jobs <-chan int, batch, total int, pad string) {
+// job is one request to send, and when it was due.
+type job struct {
+	r   int
+	due time.Time
+}
+
+// started records that a request leaves now, against its schedule: the
+// lag shows whether the publishers kept up with an open-loop rate.
+func (p *publisher) started(j job) {
+	now := time.Now()
+	p.lag.add(now.Sub(j.due))
+	ns := now.UnixNano()
+	p.firstAt.CompareAndSwap(0, ns)
+	for {
+		l := p.lastAt.Load()
+		if l >= ns || p.lastAt.CompareAndSwap(l, ns) {
+			return
+		}
+	}
+}
+
+func (p *publisher) httpLoop(jobs <-chan job, batch, total int, pad string) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -136,7 +170,8 @@ func (p *publisher) httpLoop(jobs <-chan int, batch, total int, pad string) {
 	req.Header.SetContentType("application/json")
 	var b []byte
 	var users []int
-	for r := range jobs {
+	for j := range jobs {
+		r := j.r
 		b, users = b[:0], users[:0]
 		first, n := r*batch, min(batch, total-r*batch)
 		if batch > 1 {
@@ -154,6 +189,7 @@ func (p *publisher) httpLoop(jobs <-chan int, batch, total int, pad string) {
 			b = append(b, ']')
 		}
 		req.SetBodyRaw(b)
+		p.started(j)
 		p.sent.Add(int64(n))
 		err := p.ingest.Do(req, resp)
 		if err == nil && resp.StatusCode() != fasthttp.StatusAccepted {
@@ -171,15 +207,55 @@ func (p *publisher) httpLoop(jobs <-chan int, batch, total int, pad string) {
 	}
 }
 
+// centrifugoLoop publishes one message per request through Centrifugo's
+// HTTP API, to the user's personal channel (#user), the same payload as
+// through ingest. Centrifugo answers 200 also to a command it refused,
+// with {"error":...} in the body.
+func (p *publisher) centrifugoLoop(jobs <-chan job) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + p.ingest.Addr + "/api/publish")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.Header.Set("X-API-Key", p.apiKey)
+	var b []byte
+	for j := range jobs {
+		b = append(b[:0], `{"channel":"#`...)
+		b = append(b, p.prefix...)
+		b = strconv.AppendInt(b, int64(j.r%p.users), 10)
+		b = append(b, `","data":`...)
+		var u int
+		b, u = p.body(b, j.r, "")
+		b = append(b, '}')
+		req.SetBodyRaw(b)
+		p.started(j)
+		p.sent.Add(1)
+		err := p.ingest.Do(req, resp)
+		if err == nil && (resp.StatusCode() != fasthttp.StatusOK || !bytes.HasPrefix(resp.Body(), []byte(`{"result"`))) {
+			err = fmt.Errorf("POST /api/publish: %d %s", resp.StatusCode(), resp.Body())
+		}
+		if err != nil {
+			p.failed.Add(1)
+			p.fail(err)
+			continue
+		}
+		p.stored.Add(1)
+		p.acked[u].Add(1)
+	}
+}
+
 // natsLoop publishes straight to JetStream, as a back-end speaking NATS
 // would, with an event id; a batch is published at once and awaited.
-func (p *publisher) natsLoop(jobs <-chan int, batch, total int, pad string) {
+func (p *publisher) natsLoop(jobs <-chan job, batch, total int, pad string) {
 	type pending struct {
 		f jetstream.PubAckFuture
 		u int
 	}
 	var pend []pending
-	for r := range jobs {
+	for j := range jobs {
+		r := j.r
+		p.started(j)
 		pend = pend[:0]
 		first, n := r*batch, min(batch, total-r*batch)
 		for k := first; k < first+n; k++ {

@@ -18,9 +18,9 @@ import (
 // Scenario is one load test: connect, hold, publish in phases, measure.
 type Scenario struct {
 	Name      string   `json:"name"`
-	Transport string   `json:"transport"` // sse, websocket, longpoll
+	Transport string   `json:"transport"` // sse, websocket, longpoll, centrifugo-sse
 	Edges     []string `json:"edges"`     // host:port
-	Ingest    string   `json:"ingest"`    // host:port, for Via http
+	Ingest    string   `json:"ingest"`    // host:port, for Via http (and Via centrifugo: Centrifugo's)
 	NATSURL   string   `json:"nats_url"`  // for Via nats
 	Users     int      `json:"users"`
 	Devices   int      `json:"devices"` // connections per user
@@ -31,6 +31,7 @@ type Scenario struct {
 	// connections are spread over, to go past one address's port range.
 	SourceIPs          int           `json:"source_ips"`
 	Secret             string        `json:"-"`
+	APIKey             string        `json:"-"`                   // Centrifugo's http_api.key, for Via centrifugo
 	ConnectConcurrency int           `json:"connect_concurrency"` // per worker
 	ConnectTimeout     time.Duration `json:"connect_timeout"`
 	// Settle is how long connections sit idle after connecting before the
@@ -80,6 +81,12 @@ type PhaseResult struct {
 	Failed         int64   `json:"failed"`
 	PublishSeconds float64 `json:"publish_seconds"`
 	PublishRate    float64 `json:"publish_rate"` // messages/s acknowledged
+	// SendRate is the messages sent per second from the first request to
+	// the last, the rate the publishers achieved; LagP99ms and LagMaxMs
+	// are how late requests left against an open-loop schedule.
+	SendRate float64 `json:"send_rate"`
+	LagP99ms float64 `json:"lag_p99_ms"`
+	LagMaxMs float64 `json:"lag_max_ms"`
 	// Expected deliveries: each stored message once per connection of its user.
 	Expected   uint64 `json:"expected"`
 	Received   uint64 `json:"received"`
@@ -236,7 +243,7 @@ func Open(sc Scenario) (*Session, error) {
 		}
 	}
 	s.nc = nc
-	if s.pub, err = newPublisher(s.prefix, sc.Users, sc.Ingest, nc); err != nil {
+	if s.pub, err = newPublisher(s.prefix, sc.Users, sc.Ingest, sc.APIKey, nc); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -344,6 +351,13 @@ func (s *Session) Phase(ph Publish) (*PhaseResult, error) {
 	pr.PublishSeconds = time.Since(start).Seconds()
 	pr.Sent, pr.Stored, pr.Failed = s.pub.sent.Load()-sent0, s.pub.stored.Load()-stored0, s.pub.failed.Load()-failed0
 	pr.PublishRate = float64(pr.Stored) / pr.PublishSeconds
+	if first, last := s.pub.firstAt.Load(), s.pub.lastAt.Load(); last > first && pr.Sent > 1 {
+		// n requests span n-1 intervals; with batches, count messages.
+		perReq := float64(max(ph.Batch, 1))
+		pr.SendRate = (float64(pr.Sent) - perReq) / (float64(last-first) / 1e9)
+	}
+	lag := s.pub.lag.snapshot()
+	pr.LagP99ms, pr.LagMaxMs = lag.Quantile(0.99), float64(lag.Max)/1000
 
 	// Wait for delivery: until everything acknowledged arrived, or nothing
 	// more arrives for DrainTimeout.
@@ -393,6 +407,9 @@ func (s *Session) Phase(ph Publish) (*PhaseResult, error) {
 	s.res.LoadgenCPU += pr.LoadgenCPU
 	sc.logf("%s: %d stored (%.0f/s), %d received (%.0f/s), lost %d, dup %d; latency p50 %.2f p99 %.2f p99.9 %.2f max %.1f ms",
 		ph.Name, pr.Stored, pr.PublishRate, pr.Received, pr.DeliveredRate, pr.Lost, pr.Duplicates, pr.P50ms, pr.P99ms, pr.P999ms, pr.MaxMs)
+	if ph.Rate > 0 {
+		sc.logf("%s: sent at %.0f/s of %.0f/s; requests' lag behind the schedule p99 %.2f, max %.1f ms", ph.Name, pr.SendRate, ph.Rate, pr.LagP99ms, pr.LagMaxMs)
+	}
 	return pr, nil
 }
 

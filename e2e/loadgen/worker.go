@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/rig-go/rig/internal/auth"
 )
@@ -28,7 +29,7 @@ import (
 // [UserFrom, UserTo), Devices each, numbered from First across all workers
 // so that edges and source addresses are spread evenly.
 type WorkerSpec struct {
-	Transport   string        `json:"transport"` // sse, websocket, longpoll
+	Transport   string        `json:"transport"` // sse, websocket, longpoll, centrifugo-sse
 	Edges       []string      `json:"edges"`     // host:port
 	SourceIPs   []string      `json:"source_ips"`
 	UserPrefix  string        `json:"user_prefix"`
@@ -174,6 +175,12 @@ func (w *worker) target(i int) (user, edge string, src net.IP) {
 }
 
 func (w *worker) token(i int, user string) (string, error) {
+	if w.spec.Transport == "centrifugo-sse" {
+		// Centrifugo's connection JWT: the user in sub, HS256 with its
+		// client.token.hmac_secret_key.
+		return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user, "exp": time.Now().Add(24 * time.Hour).Unix()}).
+			SignedString([]byte(w.spec.Secret))
+	}
 	return auth.Mint(w.spec.Secret, auth.Claims{User: user, ID: fmt.Sprintf("%s-%d", user, w.spec.First+i), TTL: 24 * time.Hour}, time.Now())
 }
 
@@ -238,7 +245,7 @@ func (w *worker) run(i int, connected chan<- error) {
 	}
 	var err error
 	switch w.spec.Transport {
-	case "sse":
+	case "sse", "centrifugo-sse":
 		err = w.runSSE(i, ready)
 	case "websocket":
 		err = w.runWS(i, ready)
@@ -287,7 +294,68 @@ func sentAt(p []byte) (int64, bool) {
 	return n, j > 0
 }
 
+// sseDialect is how one server's SSE stream is opened and read: RIG's
+// named events, or Centrifugo's unidirectional SSE, whose every event is a
+// bare data line holding a JSON push. The rest (the dial, the chunked
+// body, long lines, what counts as received) is shared, so both systems'
+// client work is the same code.
+type sseDialect struct {
+	path func(token string) string // the request's path and query
+	// event says what a line of the stream is; message carries whether
+	// the current event is a message (RIG: set by its event line).
+	event func(line []byte, message *bool) sseLine
+}
+
+type sseLine int
+
+const (
+	sseOther     sseLine = iota
+	sseConnected         // the stream is up: the connection counts as connected
+	sseMessage           // a message's data line, with the publisher's ts
+)
+
+var dialects = map[string]sseDialect{
+	"sse": {
+		path: func(tok string) string { return "/socket/sse?token=" + tok },
+		event: func(line []byte, message *bool) sseLine {
+			switch {
+			case len(line) <= 2: // blank line: the event ends
+				*message = false
+			case bytes.HasPrefix(line, []byte("event: message")):
+				*message = true
+			case bytes.HasPrefix(line, []byte("event: connected")):
+				return sseConnected
+			case *message && bytes.HasPrefix(line, []byte("data: ")):
+				return sseMessage
+			}
+			return sseOther
+		},
+	},
+	// Centrifugo's /connection/uni_sse: the connect command in cf_connect;
+	// the server subscribes the user to their personal channel and
+	// answers with a connect push, then one push per publication
+	// ({"channel":...,"pub":{"data":...}}) and {} as its ping.
+	"centrifugo-sse": {
+		path: func(tok string) string {
+			return "/connection/uni_sse?cf_connect=" + url.QueryEscape(`{"token":"`+tok+`"}`)
+		},
+		event: func(line []byte, _ *bool) sseLine {
+			switch {
+			case bytes.HasPrefix(line, []byte(`data: {"channel":`)):
+				return sseMessage
+			case bytes.HasPrefix(line, []byte(`data: {"connect":`)):
+				return sseConnected
+			}
+			return sseOther
+		},
+	},
+}
+
 func (w *worker) runSSE(i int, ready func()) error {
+	d, ok := dialects[w.spec.Transport]
+	if !ok {
+		return fmt.Errorf("unknown SSE dialect %q", w.spec.Transport)
+	}
 	user, edge, src := w.target(i)
 	tok, err := w.token(i, user)
 	if err != nil {
@@ -299,7 +367,7 @@ func (w *worker) runSSE(i int, ready func()) error {
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(w.spec.Timeout))
-	if _, err := fmt.Fprintf(nc, "GET /socket/sse?token=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", tok, edge); err != nil {
+	if _, err := fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", d.path(tok), edge); err != nil {
 		return err
 	}
 	br := bufio.NewReaderSize(nc, 1024)
@@ -325,7 +393,7 @@ func (w *worker) runSSE(i int, ready func()) error {
 		line, err := lines.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A long data line: its start (with the ts) is read; skip the rest.
-			if !long && message && bytes.HasPrefix(line, []byte("data: ")) {
+			if !long && d.event(line, &message) == sseMessage {
 				w.received(i, line)
 			}
 			long = true
@@ -338,15 +406,11 @@ func (w *worker) runSSE(i int, ready func()) error {
 			long = false
 			continue
 		}
-		switch {
-		case len(line) <= 2: // blank line: the event ends
-			message = false
-		case bytes.HasPrefix(line, []byte("event: message")):
-			message = true
-		case bytes.HasPrefix(line, []byte("event: connected")):
+		switch d.event(line, &message) {
+		case sseConnected:
 			_ = nc.SetDeadline(time.Time{})
 			ready()
-		case message && bytes.HasPrefix(line, []byte("data: ")):
+		case sseMessage:
 			w.received(i, line)
 		}
 	}

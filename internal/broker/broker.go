@@ -44,6 +44,12 @@ const (
 	HeaderLastSequence = "Nats-Last-Sequence"
 	// HeaderSubject is the subject a republished message was published on.
 	HeaderSubject = "Nats-Subject"
+	// HeaderReceipt asks every edge that writes the message to a
+	// connection for a delivery receipt (rig.Receipt) on the subject it
+	// names, which must be a valid rig.ValidReceiptSubject; any other
+	// value is ignored. Stored with the message, so replays carry it too:
+	// edges send receipts only for live deliveries.
+	HeaderReceipt = "Rig-Receipt"
 )
 
 // AttemptTimeout bounds one JetStream call (creating a stream or bucket,

@@ -77,6 +77,12 @@ type Client struct {
 	Conn   uint64
 	// Counters, if set before Attach, is added to.
 	Counters *Counters
+	// Written, if set before Attach, is called on the goroutine that wrote
+	// (the writer's, or Deliver's caller for a direct write: it must not
+	// block) for every message event that asks for a delivery receipt
+	// (rig.Event.Receipt) once the transport's Write of it returned
+	// without error. Events without one cost a string length check.
+	Written func(*Client, *rig.Event)
 
 	// users are the users whose messages the client receives: set when the
 	// hub registers it, changed by Phoenix joins and leaves (through the hub).
@@ -89,8 +95,9 @@ type Client struct {
 	queue   []*rig.Event
 	spare   []*rig.Event
 	writing bool
-	left    bool // WriteNow kept bytes: the writer writes them even with nothing queued
-	final   bool // a final event is queued: accept nothing more
+	left    bool         // WriteNow kept bytes: the writer writes them even with nothing queued
+	leftEvs []*rig.Event // the events of those bytes, counted once written
+	final   bool         // a final event is queued: accept nothing more
 	closed  bool
 	reason  Disconnect // the first given; zero while open
 	done    chan struct{}
@@ -169,10 +176,16 @@ func (c *Client) Deliver(ev *rig.Event) {
 	c.mu.Unlock()
 
 	left, err := d.WriteNow(batch)
-	c.wrote(batch, err)
-
-	c.mu.Lock()
-	c.keepLocked(batch)
+	if left && err == nil {
+		// Not all written yet: counted, and receipted, once the writer
+		// has written the rest (flush).
+		c.mu.Lock()
+		c.leftEvs = batch
+	} else {
+		c.wrote(batch, err)
+		c.mu.Lock()
+		c.keepLocked(batch)
+	}
 	switch {
 	case err != nil || c.closed:
 		c.writing = false
@@ -204,8 +217,8 @@ func (c *Client) Direct() bool {
 // wrote counts what a write of batch delivered and clears it; the caller
 // then keeps its array for the next write (keepLocked).
 func (c *Client) wrote(batch []*rig.Event, err error) {
-	if err == nil && c.Counters != nil {
-		c.Counters.Delivered.Add(messages(batch))
+	if err == nil {
+		c.written(batch)
 	}
 	clear(batch)
 }
@@ -428,11 +441,16 @@ func (c *Client) flush() {
 		c.queue = c.spare[:0]
 		c.spare = nil
 		c.left = false // Write writes what WriteNow kept first
+		kept := c.leftEvs
+		c.leftEvs = nil
 		t := c.t
 		c.mu.Unlock()
 
 		err := t.Write(batch)
 		final := len(batch) > 0 && Final(batch[len(batch)-1].Kind)
+		if err == nil {
+			c.written(kept) // their last bytes went out with this Write
+		}
 		c.wrote(batch, err)
 
 		c.mu.Lock()
@@ -457,14 +475,21 @@ func (c *Client) flush() {
 	}
 }
 
-func messages(evs []*rig.Event) uint64 {
+// written counts the messages of evs, which the transport wrote, and
+// calls Written for those that ask for a receipt.
+func (c *Client) written(evs []*rig.Event) {
 	n := uint64(0)
 	for _, ev := range evs {
 		if ev.Kind == rig.KindMessage {
 			n++
+			if ev.Receipt != "" && c.Written != nil {
+				c.Written(c, ev)
+			}
 		}
 	}
-	return n
+	if c.Counters != nil {
+		c.Counters.Delivered.Add(n)
+	}
 }
 
 // Close closes the client's connection. The first reason given (by Close,

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -406,5 +407,43 @@ func TestReleaseKeepsUserHolds(t *testing.T) {
 	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 2))
 	if got := strings.Join(p.written(), ","); got != "message:b2,message:a1" {
 		t.Fatalf("written %s", got)
+	}
+}
+
+// TestWrittenAsksReceipts: Written is called, after the transport's
+// Write returned, for each message that asks for a receipt, and only for
+// those; not when the write failed.
+func TestWrittenAsksReceipts(t *testing.T) {
+	p := newPipe()
+	c := New(&rig.Session{User: "alice"}, "test", 10)
+	var mu sync.Mutex
+	var confirmed []string
+	c.Written = func(cl *Client, ev *rig.Event) {
+		if cl != c {
+			t.Errorf("Written for another client")
+		}
+		// The transport has the event already.
+		if w := p.written(); !slices.Contains(w, "message:"+ev.ID) {
+			t.Errorf("Written(%s) before the transport wrote it: %v", ev.ID, w)
+		}
+		mu.Lock()
+		confirmed = append(confirmed, ev.ID)
+		mu.Unlock()
+	}
+	c.Attach(p)
+	c.Deliver(&rig.Event{Kind: rig.KindMessage, ID: "plain"})
+	c.Deliver(&rig.Event{Kind: rig.KindMessage, ID: "asks", Receipt: "_RIG_RECEIPT.x"})
+	c.Deliver(&rig.Event{Kind: rig.KindHeartbeat, Receipt: "_RIG_RECEIPT.x"})
+	check.For(t, 2*time.Second, time.Millisecond, wrote(p, 3))
+	p.mu.Lock()
+	p.fail = errors.New("broken pipe")
+	p.mu.Unlock()
+	c.Deliver(&rig.Event{Kind: rig.KindMessage, ID: "lost", Receipt: "_RIG_RECEIPT.x"})
+	check.For(t, 2*time.Second, time.Millisecond, wrote(p, 4))
+	<-c.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(confirmed, ",") != "asks" {
+		t.Fatalf("confirmed %v, want only asks", confirmed)
 	}
 }

@@ -183,3 +183,24 @@ func TestIngestAPIAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminMetricsInterval: ADMIN_METRICS_INTERVAL defaults to 5s and
+// takes 250ms to 1m; outside that, one line names it and the value.
+func TestAdminMetricsInterval(t *testing.T) {
+	c, err := ParseIngest(nil, env(nil), nil)
+	if err != nil || c.AdminMetricsInterval != 5*time.Second {
+		t.Fatalf("default %v, %v", c.AdminMetricsInterval, err)
+	}
+	if c, err := ParseIngest(nil, env(map[string]string{"ADMIN_METRICS_INTERVAL": "1m"}), nil); err != nil || c.AdminMetricsInterval != time.Minute {
+		t.Fatalf("1m: %v, %v", c.AdminMetricsInterval, err)
+	}
+	for v, want := range map[string]string{
+		"100ms": `invalid ADMIN_METRICS_INTERVAL="100ms": expected a duration of at least 250ms`,
+		"2m":    `invalid ADMIN_METRICS_INTERVAL="2m0s": expected a duration from 250ms to 1m`,
+		"5":     `invalid ADMIN_METRICS_INTERVAL="5": expected a duration`,
+	} {
+		if _, err := ParseIngest(nil, env(map[string]string{"ADMIN_METRICS_INTERVAL": v}), nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ADMIN_METRICS_INTERVAL=%s: %v, want %s", v, err, want)
+		}
+	}
+}

@@ -180,6 +180,9 @@ type Ingest struct {
 	// PresenceTimeout (PRESENCE_TIMEOUT) bounds how long a presence query
 	// waits for the edges' answers.
 	PresenceTimeout time.Duration
+	// AdminMetricsInterval (ADMIN_METRICS_INTERVAL) is how often ingest
+	// samples the figures of GET /v1/admin/metrics (the console's charts).
+	AdminMetricsInterval time.Duration
 	// APITokens (API_TOKENS) are the bearer tokens the API accepts; more
 	// than one so that a new token can be rolled out before the old one is
 	// removed. None: the API is open to whoever reaches API_HOST.
@@ -215,12 +218,19 @@ func ParseIngest(args []string, getenv func(string) string, out io.Writer) (*Ing
 	var expiryHours int
 	s.Int(&expiryHours, "JWT_BLACKLIST_DEFAULT_EXPIRY_HOURS", 1, 1, 87600, "Hours a session stays blacklisted by DELETE /v1/users/<user>/sessions/<jti> when no verified token with that jti gives its exp.")
 	s.Duration(&c.PresenceTimeout, "PRESENCE_TIMEOUT", 2*time.Second, 10*time.Millisecond, "Longest a presence query (GET /v1/users...) waits for the edges' answers.")
+	s.Duration(&c.AdminMetricsInterval, "ADMIN_METRICS_INTERVAL", 5*time.Second, 250*time.Millisecond, "How often ingest samples the last 15 minutes' figures of GET /v1/admin/metrics (the console's charts), at most 1m.")
 	s.nats(&c.NATS, "rig-ingest")
 	s.log(&c.Log)
 	s.routes(&c.Routes, getenv, false, &c.APIPort)
 	s.Check(func() error {
 		if c.MessageUserField == "" {
 			return &Error{Setting: "MESSAGE_USER_FIELD", Value: "", Expected: "a field name"}
+		}
+		return nil
+	})
+	s.Check(func() error {
+		if c.AdminMetricsInterval > time.Minute {
+			return &Error{Setting: "ADMIN_METRICS_INTERVAL", Value: c.AdminMetricsInterval.String(), Expected: "a duration from 250ms to 1m"}
 		}
 		return nil
 	})

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +60,37 @@ func TestHandlerRefuses(t *testing.T) {
 	} {
 		if resp, body := get(t, c.method, c.path); resp.StatusCode != c.status || !strings.HasPrefix(body, `{"error":"the console`) {
 			t.Errorf("%s %s: %d %.100s, want %d", c.method, c.path, resp.StatusCode, body, c.status)
+		}
+	}
+}
+
+// TestVendoredUPlot: the chart library is served from the embed (no CDN:
+// the CSP allows only 'self') and is the npm package's files, byte for
+// byte, as vendor/uplot/README.md names them.
+func TestVendoredUPlot(t *testing.T) {
+	readme, err := static.ReadFile("static/vendor/uplot/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"uPlot.iife.min.js", "uPlot.min.css"} {
+		b, err := static.ReadFile("static/vendor/uplot/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := fmt.Sprintf("%x", sha256.Sum256(b))
+		if !strings.Contains(string(readme), "`"+name+"` (package `dist/`), sha256 `"+sum+"`") {
+			t.Errorf("%s has sha256 %s, not the one README.md names", name, sum)
+		}
+	}
+	for _, c := range []struct{ path, ctype, has string }{
+		{"/admin/vendor/uplot/uPlot.iife.min.js", "javascript", "uPlot"},
+		{"/admin/vendor/uplot/uPlot.min.css", "text/css", ".uplot"},
+		{"/admin/charts.js", "javascript", "uPlot"},
+		{"/admin/", "text/html", `<script src="/admin/vendor/uplot/uPlot.iife.min.js" defer></script>`},
+	} {
+		resp, body := get(t, "GET", c.path)
+		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), c.ctype) || !strings.Contains(body, c.has) {
+			t.Errorf("GET %s: %d %s, body has %q: %v", c.path, resp.StatusCode, resp.Header.Get("Content-Type"), c.has, strings.Contains(body, c.has))
 		}
 	}
 }

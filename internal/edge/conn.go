@@ -52,6 +52,9 @@ func (s *Server) register(a *admission, transport string) (*conn, error) {
 	cl := client.New(a.session, transport, s.cfg.QueueSize)
 	cl.Counters = &s.counters
 	cl.Remote, cl.Conn = a.remote, connNumbers.Add(1)
+	if transport != "longpoll" && transport != "phoenix-longpoll" {
+		cl.Written = s.written // a poll's receipts follow its answer (confirmPoll)
+	}
 	cl.Hold()
 	if err := s.hub.Register(cl, a.session.ID, a.users); err != nil {
 		a.held.release()

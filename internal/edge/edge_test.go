@@ -180,6 +180,19 @@ func TestLiveEvent(t *testing.T) {
 			t.Fatalf("header %q gave id %q, want its stream position", bad, ev.ID)
 		}
 	}
+	if ev.Receipt != "" {
+		t.Fatalf("a message without Rig-Receipt asks for receipts: %q", ev.Receipt)
+	}
+	m.Header.Set(broker.HeaderReceipt, "_RIG_RECEIPT.abc")
+	if ev, _ := liveEvent(m); ev.Receipt != "_RIG_RECEIPT.abc" {
+		t.Fatalf("receipt subject %q", ev.Receipt)
+	}
+	for _, hostile := range []string{"user.bob", "_RIG_RECEIPT.>", "_RIG_RECEIPT.*", "_RIG_RECEIPT.a.b"} {
+		m.Header.Set(broker.HeaderReceipt, hostile)
+		if ev, ok := liveEvent(m); !ok || ev.Receipt != "" {
+			t.Fatalf("Rig-Receipt %q gave %+v, %v: want the message, with no receipt", hostile, ev, ok)
+		}
+	}
 	if _, ok := liveEvent(&nats.Msg{Subject: rig.LiveSubjectPrefix + "user.alice"}); ok {
 		t.Fatal("a message without a stream sequence was accepted")
 	}

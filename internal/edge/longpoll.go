@@ -70,7 +70,11 @@ func (s *Server) handleLongPoll(c *fiber.Ctx) error {
 	case <-cn.Done():
 	}
 	events := box.take()
-	return s.answerLongPoll(c, events, rp.Last)
+	err = s.answerLongPoll(c, events, rp.Last)
+	if err == nil {
+		s.confirmPoll(cn.Client, events)
+	}
+	return err
 }
 
 // answerLongPoll writes {"events":[...],"last_event_id":"..."}. The cursor

@@ -92,6 +92,9 @@ type lpFrame struct {
 	user string
 	pos  uint64 // opJoined: the join's start; opMessage: the message's position
 	op   uint8
+	// confirm is a message that asks for a delivery receipt, sent once a
+	// poll's answer carries the frame (see confirmPoll).
+	confirm *rig.Event
 }
 
 // lpSessions are the sessions this edge is the home of.
@@ -156,8 +159,11 @@ func (s *Server) handlePhoenixLongPoll(c *fiber.Ctx, v phoenix.Version) error {
 	s.setCORS(c)
 	a, jwt, pt, err := s.admitPoll(c)
 	if err != nil {
-		if body, ok := s.lastWords(c.Context(), err, jwt, pt, v); ok {
-			return s.pollAnswer(c, fiber.StatusOK, body)
+		if tok := s.endedPollToken(err, jwt, pt, v); tok != nil {
+			if body, ok := s.lastWords(c.Context(), tok); ok {
+				return s.pollAnswer(c, fiber.StatusOK, body)
+			}
+			s.holdRefusal(c.Context())
 		}
 		return s.pollRefused(c, err)
 	}
@@ -305,23 +311,30 @@ func (s *Server) pollToken(a *admission, jwt, pt string, v phoenix.Version) (*ph
 	return tok, true
 }
 
-// lastWords answers the poll of a session whose JWT is refused now
-// (blacklisted, expired) with what its end left in the outbox: the
-// session_killed or token_expired pushes. Between two polls the session
-// ends at once, so without this the next poll would get only a 403 and
-// phoenix.js would never say why. Only the client holding the JWT the
-// session was opened with gets them, and only from the session's home.
-func (s *Server) lastWords(ctx context.Context, refused error, jwt, pt string, v phoenix.Version) ([]byte, bool) {
-	// 401: the JWT expired or its session is blacklisted since the session
-	// was opened (it was good then: the poll token is bound to it).
+// endedPollToken returns the poll token of a poll refused because its
+// session ended for its JWT: 401, the JWT expired or its session is
+// blacklisted since the session was opened (it was good then: the poll
+// token, still good, is bound to it). Any other refusal is nil.
+func (s *Server) endedPollToken(refused error, jwt, pt string, v phoenix.Version) *phoenix.PollToken {
 	var ae *api.Error
 	if jwt == "" || pt == "" || !errors.As(refused, &ae) || ae.Status != fiber.StatusUnauthorized {
-		return nil, false
+		return nil
 	}
 	tok, err := phoenix.DecodeToken(s.lp.key, pt)
 	if err != nil || tok.Auth != phoenix.AuthOf(jwt) || tok.Vsn != v || tok.Expired(time.Now(), s.lpIdle()) {
-		return nil, false
+		return nil
 	}
+	return tok
+}
+
+// lastWords answers the poll of a session whose JWT is refused now
+// (blacklisted, expired; see endedPollToken) with what its end left in
+// the outbox: the session_killed or token_expired pushes. Between two
+// polls the session ends at once, so without this the next poll would get
+// only a 403 and phoenix.js would never say why. Only the client holding
+// the JWT the session was opened with gets them, and only from the
+// session's home.
+func (s *Server) lastWords(ctx context.Context, tok *phoenix.PollToken) ([]byte, bool) {
 	ls := s.lp.get(tok.ID)
 	if ls == nil {
 		// Not relayed: a home that has not yet seen the blacklisting or
@@ -350,6 +363,25 @@ func (s *Server) lastWords(ctx context.Context, refused error, jwt, pt string, v
 			return nil, false
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// holdRefusal makes the refusal of a poll whose session ended (see
+// endedPollToken) wait the poll timeout, as a poll with nothing to
+// answer does. Such a poll follows the answer that carried the session's
+// last words (lastWords', or that of the poll its end met), and
+// phoenix.js hands an answer's messages to its channels on a timer
+// (setTimeout 0) while it polls again at once: a refusal that came back
+// first would cancel those timers (LongPoll.stop, on a 403), and the
+// session_killed or token_expired push would never reach the channel.
+// The hold costs what a poll costs, and only until the poll token
+// expires: the refused client gets no newer one.
+func (s *Server) holdRefusal(ctx context.Context) {
+	t := time.NewTimer(s.cfg.PhoenixLongPoll.Timeout)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
@@ -522,10 +554,13 @@ func (ls *lpSession) Write(evs []*rig.Event) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for _, ev := range evs {
-		for _, data := range ls.p.frames(nil, ev) {
+		for i, data := range ls.p.frames(nil, ev) {
 			f := lpFrame{data: data}
 			if ev.Kind == rig.KindMessage {
 				f.op, f.user, f.pos = opMessage, ev.User, ev.Seq
+				if ev.Receipt != "" && i == 0 {
+					f.confirm = ev
+				}
 			}
 			if err := ls.pushLocked(f); err != nil {
 				return err
@@ -635,12 +670,15 @@ func (ls *lpSession) poll(ctx context.Context, gen uint64) (answer []byte, ok bo
 		}
 		break
 	}
-	return ls.answer(w), true
+	answer, confirm := ls.answer(w)
+	ls.s.confirmPoll(ls.cn.Client, confirm)
+	return answer, true
 }
 
 // answer takes what the outbox holds (up to lpMaxAnswer bytes) for the
-// poll w, and issues the token of what the client then has.
-func (ls *lpSession) answer(w *lpWaiter) []byte {
+// poll w, and issues the token of what the client then has; confirm are
+// the messages it carries that ask for a delivery receipt.
+func (ls *lpSession) answer(w *lpWaiter) (answer []byte, confirm []*rig.Event) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.waiter == w {
@@ -655,6 +693,9 @@ func (ls *lpSession) answer(w *lpWaiter) []byte {
 			f := ls.out[n]
 			size += len(f.data)
 			frames = append(frames, f.data)
+			if f.confirm != nil {
+				confirm = append(confirm, f.confirm)
+			}
 			switch f.op {
 			case opJoined:
 				ls.topics[f.user] = f.pos
@@ -680,9 +721,9 @@ func (ls *lpSession) answer(w *lpWaiter) []byte {
 		ls.removeLocked(client.DisconnectClientGone)
 	}
 	if len(frames) == 0 {
-		return phoenix.PollAnswer(204, token, nil, "")
+		return phoenix.PollAnswer(204, token, nil, ""), nil
 	}
-	return phoenix.PollAnswer(200, token, frames, "")
+	return phoenix.PollAnswer(200, token, frames, ""), confirm
 }
 
 // post handles a POSTed batch, in order, as a socket handles its frames,

@@ -4,11 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rig-go/rig/internal/auth"
 	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/config"
 	"github.com/rig-go/rig/internal/phoenix"
@@ -59,6 +65,19 @@ func decodeAnswer(t *testing.T, s *Server, body []byte) (int, []string, *phoenix
 		t.Fatalf("answer's token: %v", err)
 	}
 	return a.Status, a.Messages, tok
+}
+
+// waitForSession waits until cond, read under the session's lock, holds.
+func waitForSession(t *testing.T, ls *lpSession, what string, cond func(*lpSession) bool) {
+	t.Helper()
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if !cond(ls) {
+			return fmt.Errorf("not yet: %s", what)
+		}
+		return nil
+	})
 }
 
 func message(user string, seq uint64) *rig.Event {
@@ -120,14 +139,7 @@ func TestLongPollSessionNewerPollTakesOver(t *testing.T) {
 		body, _ := ls.poll(context.Background(), tok.Gen)
 		first <- body
 	}()
-	check.For(t, 5*time.Second, time.Millisecond, func() error {
-		ls.mu.Lock()
-		defer ls.mu.Unlock()
-		if ls.waiter == nil {
-			return fmt.Errorf("the first poll does not wait yet")
-		}
-		return nil
-	})
+	waitForSession(t, ls, "the first poll waits", func(ls *lpSession) bool { return ls.waiter != nil })
 	second := make(chan []byte, 1)
 	go func() {
 		body, _ := ls.poll(context.Background(), tok.Gen)
@@ -141,14 +153,7 @@ func TestLongPollSessionNewerPollTakesOver(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the first poll still waits")
 	}
-	check.For(t, 5*time.Second, time.Millisecond, func() error {
-		ls.mu.Lock()
-		defer ls.mu.Unlock()
-		if ls.waiter == nil {
-			return fmt.Errorf("the second poll does not wait yet")
-		}
-		return nil
-	})
+	waitForSession(t, ls, "the second poll waits", func(ls *lpSession) bool { return ls.waiter != nil })
 	s.hub.Publish("alice", message("alice", 3))
 	if status, frames, _ := decodeAnswer(t, s, <-second); status != 200 || len(frames) != 1 {
 		t.Fatalf("the second poll: %d %v", status, frames)
@@ -229,5 +234,181 @@ func TestLongPollSessionConcurrent(t *testing.T) {
 		if !strings.Contains(f, fmt.Sprintf(`"m%d"`, i+1)) {
 			t.Fatalf("message %d is %s", i+1, f)
 		}
+	}
+}
+
+// lpHTTPClient polls an edge's public port as phoenix.js's LongPoll does:
+// each request carries the JWT and the poll token of the last answer.
+type lpHTTPClient struct {
+	t     *testing.T
+	base  string
+	jwt   string
+	token string
+}
+
+type lpHTTPAnswer struct {
+	HTTP     int
+	Status   int      `json:"status"`
+	Token    string   `json:"token"`
+	Messages []string `json:"messages"`
+	Error    string   `json:"error"`
+	Took     time.Duration
+}
+
+func (c *lpHTTPClient) do(method, body string) lpHTTPAnswer {
+	c.t.Helper()
+	a, err := c.try(method, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return a
+}
+
+// try is do for another goroutine than the test's: it returns the error.
+func (c *lpHTTPClient) try(method, body string) (lpHTTPAnswer, error) {
+	u := c.base + "/socket/longpoll?vsn=2.0.0&token=" + url.QueryEscape(c.jwt)
+	if c.token != "" {
+		u += "&token=" + url.QueryEscape(c.token)
+	}
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		return lpHTTPAnswer{}, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return lpHTTPAnswer{}, fmt.Errorf("%s /socket/longpoll: %w", method, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return lpHTTPAnswer{}, fmt.Errorf("%s /socket/longpoll: %w", method, err)
+	}
+	a := lpHTTPAnswer{HTTP: resp.StatusCode, Took: time.Since(start)}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return a, fmt.Errorf("%s /socket/longpoll: %d %q: %w", method, resp.StatusCode, raw, err)
+	}
+	if a.Token != "" {
+		c.token = a.Token
+	}
+	return a, nil
+}
+
+// lastWordsIn says whether an answer carries the push that ends a session.
+func lastWordsIn(a lpHTTPAnswer, event string) bool {
+	return a.Status == 200 && slices.ContainsFunc(a.Messages, func(m string) bool {
+		return strings.Contains(m, `"user:alice","`+event+`"`)
+	})
+}
+
+// TestLongPollRefusalAfterLastWords: the poll that follows the answer
+// carrying session_killed or token_expired is refused only after the
+// poll timeout, never at once. phoenix.js hands an answer's messages to
+// its channels on a timer (setTimeout 0) and polls again right away; its
+// LongPoll.stop, run on a 403, clears those timers. A refusal that comes
+// back first swallows the push: phoenix.js saw a bare 403. The kill or
+// the expiry meets a poll in flight, and, for the blacklisting, a session
+// between two polls too.
+func TestLongPollRefusalAfterLastWords(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	s, _ := newTestEdgeWith(t, func(c *config.Edge) {
+		c.PhoenixLongPoll = config.PhoenixLongPoll{Timeout: timeout, MaxSessions: 10}
+		c.WSMaxFrameSize = 64 << 10
+	})
+	_, port, err := net.SplitHostPort(s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://127.0.0.1:" + port
+
+	for _, tc := range []struct {
+		name, event string
+		ttl         time.Duration
+		inFlight    bool
+	}{
+		{"killed during a poll", "session_killed", time.Hour, true},
+		{"killed between polls", "session_killed", time.Hour, false},
+		{"expired during a poll", "token_expired", 3 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jti := fmt.Sprintf("lp-last-words-%d", time.Now().UnixNano())
+			jwt, err := auth.Mint("test-secret", auth.Claims{User: "alice", ID: jti, TTL: tc.ttl}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &lpHTTPClient{t: t, base: base, jwt: jwt}
+			if a := c.do("GET", ""); a.Status != 410 || c.token == "" {
+				t.Fatalf("handshake: %+v", a)
+			}
+			tok, err := phoenix.DecodeToken(s.lp.key, c.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := c.do("POST", `["1","1","user:alice","phx_join",{}]`); a.Status != 200 {
+				t.Fatalf("join: %+v", a)
+			}
+			if a := c.do("GET", ""); a.Status != 200 || len(a.Messages) != 1 || !strings.Contains(a.Messages[0], `"ok"`) {
+				t.Fatalf("join reply: %+v", a)
+			}
+			session := s.lp.get(tok.ID)
+			if session == nil {
+				t.Fatal("no session at its home")
+			}
+			kill := func() {
+				if tc.event == "session_killed" {
+					if _, err := s.bucket.Add(t.Context(), jti, time.Minute); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+
+			var last lpHTTPAnswer
+			if tc.inFlight {
+				answers, errs := make(chan lpHTTPAnswer, 1), make(chan error, 1)
+				go func() {
+					// Polls (204 at each timeout) until the one that
+					// carries the end, or a refusal.
+					for {
+						a, err := c.try("GET", "")
+						if err != nil {
+							errs <- err
+							return
+						}
+						if a.Status != 204 {
+							answers <- a
+							return
+						}
+					}
+				}()
+				waitForSession(t, session, "a poll waits", func(ls *lpSession) bool { return ls.waiter != nil })
+				kill()
+				select {
+				case last = <-answers:
+				case err := <-errs:
+					t.Fatal(err)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("no %s within 10s", tc.event)
+				}
+			} else {
+				kill()
+				waitForSession(t, session, "the session ended", func(ls *lpSession) bool { return ls.ended })
+				last = c.do("GET", "")
+			}
+			if !lastWordsIn(last, tc.event) {
+				t.Fatalf("the poll the end met: %+v, want %s", last, tc.event)
+			}
+
+			after := c.do("GET", "")
+			if after.HTTP != 401 || after.Status != 403 {
+				t.Fatalf("the poll after the last words: %+v, want the refusal", after)
+			}
+			if after.Took < timeout {
+				t.Fatalf("the poll after the last words was refused after %s, before the poll timeout (%s): phoenix.js would drop the %s it was just answered",
+					after.Took, timeout, tc.event)
+			}
+		})
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"sync/atomic"
 
 	"github.com/rig-go/rig/internal/client"
+	"github.com/rig-go/rig/internal/metrics"
 	"github.com/rig-go/rig/internal/presence"
+	"github.com/rig-go/rig/internal/stats"
 )
 
 // connNumbers numbers the edge's connections (client.Client.Conn), which
@@ -72,4 +74,16 @@ func (p presenceSource) session(c *client.Client) presence.Session {
 func (p presenceSource) Status() presence.Status {
 	h, ready := p.s.health()
 	return presence.Status{Ready: ready, Detail: h.Detail, Connections: h.Connections}
+}
+
+// statsSnapshot is the edge's answer to ingest's stats requests (the
+// console's charts), read from its own metrics.
+func (s *Server) statsSnapshot() stats.Snapshot {
+	return stats.Snapshot{
+		Edge:        s.cfg.EdgeID,
+		Connections: s.metrics.Connections(),
+		Delivered:   s.counters.Delivered.Load(),
+		SlowClosed:  s.counters.SlowClosed.Load(),
+		Killed:      uint64(metrics.Value(s.metrics.SessionsKilled)),
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/rig-go/rig/internal/proxy"
 	"github.com/rig-go/rig/internal/rig"
 	"github.com/rig-go/rig/internal/run"
+	"github.com/rig-go/rig/internal/stats"
 )
 
 // Server is one edge node.
@@ -52,6 +53,7 @@ type Server struct {
 	bucket    *blacklist.Bucket
 	blacklist *blacklist.Set      // admission checks it; not loaded means not ready
 	presence  *presence.Responder // nil if it could not subscribe
+	stats     *stats.Responder    // nil if it could not subscribe
 
 	gate     *gate        // the public listener
 	opsLn    net.Listener // the operations port; nil: none
@@ -143,6 +145,11 @@ func New(cfg *config.Edge, log *slog.Logger, b *broker.Broker, ln Listeners, v *
 		log.Error("presence queries will not be answered", "err", err)
 	}
 	s.presence = resp
+	sr, err := stats.NewResponder(b.NC, s.statsSnapshot, log)
+	if err != nil {
+		log.Error("the console's charts will show this edge as a gap", "err", err)
+	}
+	s.stats = sr
 
 	maxConns, nofile := maxConnections(cfg.Limits.MaxConnections)
 	l := cfg.Limits
@@ -217,6 +224,9 @@ func (s *Server) background(ctx context.Context) error {
 	}
 	if s.presence != nil {
 		parts = append(parts, s.presence.Run)
+	}
+	if s.stats != nil {
+		parts = append(parts, s.stats.Run)
 	}
 	if s.cfg.TLS.Pair != nil {
 		parts = append(parts, s.watchTLS)

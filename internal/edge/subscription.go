@@ -177,5 +177,9 @@ func liveEvent(m *nats.Msg) (*rig.Event, bool) {
 	if seq == 0 {
 		return nil, false // not from the history stream
 	}
-	return history.EventOf(subject, id, m.Data, seq, prev)
+	ev, ok := history.EventOf(subject, id, m.Data, seq, prev)
+	if ok {
+		ev.Receipt = receiptOf(m.Header)
+	}
+	return ev, ok
 }

@@ -17,5 +17,7 @@ func (s *Server) routes() {
 	s.app.Delete("/v1/apis/:id", s.handleDeleteAPI)
 	s.app.Get("/v1/admin/sessions", s.handleAdminSessions)
 	s.app.Get("/v1/admin/health", s.handleAdminHealth)
+	s.app.Post("/v1/admin/messages", s.handleAdminSend)
+	s.app.Get("/v1/admin/metrics", s.handleAdminMetrics)
 	s.app.Use(s.handleNotFound)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/rig-go/rig/internal/presence"
 	"github.com/rig-go/rig/internal/route"
 	"github.com/rig-go/rig/internal/run"
+	"github.com/rig-go/rig/internal/stats"
 )
 
 // maxInFlight bounds JetStream publishes waiting for their ack.
@@ -50,6 +51,7 @@ type Server struct {
 
 	bucket   *blacklist.Bucket
 	presence *presence.Gatherer
+	stats    *stats.Sampler // the console's charts (GET /v1/admin/metrics)
 	verifier *auth.Verifier // nil without any JWT key setting
 	apis     *broker.APIs   // the API gateway's routes (/v1/apis)
 	quorum   *quorum        // whether JetStream can store (readiness)
@@ -80,6 +82,7 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 	s := &Server{cfg: cfg, log: log, broker: b, js: js, acks: &acks{nc: b.NC}, leader: leader, presence: g,
 		bucket: blacklist.NewBucket(b, log), ln: ln}
 	s.metrics = metrics.NewIngest(b.Connected, func() int { return js.PublishAsyncPending() + s.acks.waiting() })
+	s.stats = stats.NewSampler(b.NC, cfg.AdminMetricsInterval, cfg.PresenceTimeout, s.edgeIDs, s.statsReading, log)
 	s.apis = broker.NewAPIs(b)
 	s.guard = routeGuard(cfg.Routes.Guard, ln)
 	s.quorum = newQuorum(b, log)
@@ -164,7 +167,7 @@ const shutdownTimeout = 10 * time.Second
 func (s *Server) Run(ctx context.Context) error {
 	return run.Ordered(ctx, s.serve, func(ctx context.Context) error {
 		defer s.presence.Close()
-		return run.All(ctx, s.bucket.Run, s.quorum.Run, s.ensureAPIs)
+		return run.All(ctx, s.bucket.Run, s.quorum.Run, s.ensureAPIs, s.stats.Run)
 	})
 }
 

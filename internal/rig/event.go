@@ -56,6 +56,10 @@ type Event struct {
 	// this one was stored (0 if none): a live message whose Prev is past
 	// the last one delivered shows a gap.
 	Prev uint64
+	// Receipt, set on a live message that asked for delivery receipts, is
+	// the (valid, see ValidReceiptSubject) subject each connection's
+	// receipt goes to once the message is written to it.
+	Receipt string
 
 	enc [numFormats]atomic.Pointer[[]byte]
 }

@@ -3,15 +3,18 @@ package sse
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rig-go/rig/internal/check"
 	"github.com/rig-go/rig/internal/client"
 	"github.com/rig-go/rig/internal/rig"
 )
@@ -146,11 +149,19 @@ func TestDeliverWritesDirectlyThenThroughTheWriter(t *testing.T) {
 		t.Fatal("a TCP connection has no raw socket for WriteNow")
 	}
 	c := client.New(&rig.Session{}, "sse", 100000)
+	c.Counters = &client.Counters{}
+	var mu sync.Mutex
+	var receipts []string
+	c.Written = func(_ *client.Client, ev *rig.Event) {
+		mu.Lock()
+		receipts = append(receipts, ev.ID)
+		mu.Unlock()
+	}
 	c.Attach(conn)
 	defer c.Close(client.DisconnectShutdown)
 
 	msg := func(i int) *rig.Event {
-		return &rig.Event{Kind: rig.KindMessage, ID: strconv.Itoa(i), Data: bytes.Repeat([]byte{'a' + byte(i%26)}, 1000)}
+		return &rig.Event{Kind: rig.KindMessage, ID: strconv.Itoa(i), Receipt: "rig.receipt.test", Data: bytes.Repeat([]byte{'a' + byte(i%26)}, 1000)}
 	}
 	c.Deliver(msg(0))
 	br := bufio.NewReader(peer)
@@ -184,6 +195,24 @@ func TestDeliverWritesDirectlyThenThroughTheWriter(t *testing.T) {
 	}
 	if next != n {
 		t.Fatalf("read %d of %d messages: %v", next, n, sc.Err())
+	}
+	// Each message counted and receipted once, in order, whichever
+	// goroutine wrote its last byte.
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := c.Counters.Delivered.Load(); got != n {
+			return fmt.Errorf("%d messages counted as delivered, want %d", got, n)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, id := range receipts {
+		if id != strconv.Itoa(i) {
+			t.Fatalf("receipt %d is for message %s", i, id)
+		}
+	}
+	if len(receipts) != n {
+		t.Fatalf("%d receipts, want %d", len(receipts), n)
 	}
 	select {
 	case <-c.Done():

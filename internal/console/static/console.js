@@ -4,6 +4,8 @@
 // value from the API is written with textContent, never as HTML: a user
 // name or a route id is data, not markup.
 
+import { Charts } from "./charts.js";
+
 const TOKEN_KEY = "rig-console-token";
 const PAGE = 50;
 const $ = (id) => document.getElementById(id);
@@ -101,6 +103,7 @@ function refused(err) {
 function stop() {
   timers.forEach(clearInterval);
   timers = [];
+  charts.stop();
 }
 
 async function login(t) {
@@ -122,6 +125,7 @@ async function login(t) {
   stop();
   timers.push(setInterval(() => loadSessions().catch(() => {}), 2000));
   timers.push(setInterval(() => loadHealth().catch(() => {}), 5000));
+  charts.start();
 }
 
 function logout() {
@@ -226,16 +230,51 @@ async function send(ev) {
     return;
   }
   msg[field] = user;
-  say("send-result", "Sending…", "");
+  const wait = SEND_WAIT_SECONDS;
+  say("send-result", `Sending, and waiting up to ${wait} s for the edges' delivery receipts…`, "");
   delete $("send-result").dataset.id;
+  $("receipts").replaceChildren();
+  $("receipts-wrap").hidden = true;
   try {
-    const r = await api("POST", "/v1/messages", JSON.stringify(msg));
+    const r = await api("POST", `/v1/admin/messages?wait=${wait}s`, JSON.stringify(msg));
     $("send-result").dataset.id = r.id;
-    say("send-result", `Stored as ${r.id}`, "ok");
-    $("send-result").dataset.id = r.id;
+    showReceipts(r, wait);
   } catch (e) {
     say("send-result", `Not sent: ${e.message}`, "error");
   }
+}
+
+// SEND_WAIT_SECONDS is how long a test send waits for receipts; the answer
+// comes sooner once every connection of the user confirmed.
+const SEND_WAIT_SECONDS = 5;
+
+// showReceipts says how many of the user's connections (as presence listed
+// them when the message was sent) their edges confirmed, and lists each
+// receipt and each connection that did not confirm.
+function showReceipts(r, wait) {
+  const note = r.complete ? "" : " (an edge did not answer presence: there may be more)";
+  const who = (c) => `${c.edge} ${c.transport} ${c.jti || "-"}`;
+  let text, state;
+  if (r.online === 0) {
+    text = `Stored as ${r.id}. No connection of ${r.user} is online${note}: it waits in history for a resume.`;
+    state = r.receipts.length ? "ok" : "";
+  } else if (r.confirmed === r.online) {
+    text = `Stored as ${r.id}. Delivered to ${r.confirmed} of ${r.online} connections${note}: ${r.receipts.map(who).join(", ")}`;
+    state = "ok";
+  } else {
+    text = `Stored as ${r.id}. ${r.confirmed} of ${r.online} connections confirmed after ${wait} s${note}; not confirmed: ${r.unconfirmed.map(who).join(", ")}`;
+    state = "error";
+  }
+  say("send-result", text, state);
+  const rows = [];
+  for (const c of r.receipts) {
+    rows.push(row([el("span", "confirmed", "badge ok"), c.edge, c.transport, c.jti, c.user, c.conn, when(c.at)]));
+  }
+  for (const c of r.unconfirmed) {
+    rows.push(row([el("span", "not confirmed", "badge bad"), c.edge, c.transport, c.jti, c.user, c.conn, "-"]));
+  }
+  $("receipts").replaceChildren(...rows);
+  $("receipts-wrap").hidden = rows.length === 0;
 }
 
 // ---- Routes
@@ -373,6 +412,8 @@ async function loadHealth() {
 }
 
 // ---- Wiring
+
+const charts = new Charts($("chart-grid"), api);
 
 $("login-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
