@@ -28,6 +28,27 @@ type Transport interface {
 	Close(d Disconnect) error
 }
 
+// DirectTransport is a Transport that can also write without waiting:
+// Deliver then writes a message on the goroutine that delivers it, and a
+// writer goroutine starts only for what the socket did not take.
+type DirectTransport interface {
+	Transport
+	// WriteNow writes evs as Write would, as far as the connection takes
+	// them at once, and keeps the rest for the next Write, which may then
+	// be given no events; it reports whether it kept anything.
+	WriteNow(evs []*rig.Event) (left bool, err error)
+	// Direct reports whether WriteNow writes at all: false on a
+	// connection that is not a plain socket (TLS), whose WriteNow would
+	// leave everything to Write.
+	Direct() bool
+}
+
+// directLocked returns the transport as a DirectTransport that writes, if it is one.
+func (c *Client) directLocked() (DirectTransport, bool) {
+	d, ok := c.t.(DirectTransport)
+	return d, ok && d.Direct()
+}
+
 // ErrClosed is returned by Send after the client was closed.
 var ErrClosed = errors.New("client closed")
 
@@ -56,8 +77,9 @@ type Client struct {
 	Conn   uint64
 	// Counters, if set before Attach, is added to.
 	Counters *Counters
-	// Written, if set before Attach, is called on the writer's goroutine
-	// for every message event that asks for a delivery receipt
+	// Written, if set before Attach, is called on the goroutine that wrote
+	// (the writer's, or Deliver's caller for a direct write: it must not
+	// block) for every message event that asks for a delivery receipt
 	// (rig.Event.Receipt) once the transport's Write of it returned
 	// without error. Events without one cost a string length check.
 	Written func(*Client, *rig.Event)
@@ -73,7 +95,9 @@ type Client struct {
 	queue   []*rig.Event
 	spare   []*rig.Event
 	writing bool
-	final   bool // a final event is queued: accept nothing more
+	left    bool         // WriteNow kept bytes: the writer writes them even with nothing queued
+	leftEvs []*rig.Event // the events of those bytes, counted once written
+	final   bool         // a final event is queued: accept nothing more
 	closed  bool
 	reason  Disconnect // the first given; zero while open
 	done    chan struct{}
@@ -123,9 +147,85 @@ func (c *Client) Attach(t Transport) {
 
 // Deliver queues ev without blocking. A client whose queue is full is
 // closed: it stopped reading, and must not hold memory or stall others.
+//
+// On a DirectTransport, an idle client's message is written on the
+// caller's goroutine, without waiting: a live message is then one wake-up
+// fewer on its way (no writer goroutine is started and woken for it). A
+// writer starts only for what the socket did not take, or what was queued
+// meanwhile; final events and held clients go the usual way.
 func (c *Client) Deliver(ev *rig.Event) {
-	if err := c.Send(ev); errors.Is(err, errFull) {
+	c.mu.Lock()
+	err := c.enqueueLocked(ev)
+	if errors.Is(err, errFull) {
+		c.mu.Unlock()
 		c.closeSlow()
+		return
+	}
+	d, direct := c.directLocked()
+	if err != nil || !direct || c.writing || c.final || c.holds > 0 || len(c.queue) == 0 {
+		if err == nil {
+			c.kickLocked()
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	batch := c.queue
+	c.queue = c.spare[:0]
+	c.spare = nil
+	c.mu.Unlock()
+
+	left, err := d.WriteNow(batch)
+	if left && err == nil {
+		// Not all written yet: counted, and receipted, once the writer
+		// has written the rest (flush).
+		c.mu.Lock()
+		c.leftEvs = batch
+	} else {
+		c.wrote(batch, err)
+		c.mu.Lock()
+		c.keepLocked(batch)
+	}
+	switch {
+	case err != nil || c.closed:
+		c.writing = false
+		c.mu.Unlock()
+		if err != nil {
+			c.Close(DisconnectWriteFailed)
+		}
+	case left || len(c.queue) > 0:
+		c.left = left
+		c.mu.Unlock()
+		go c.flush() // still writing: the writer takes over
+	default:
+		c.writing = false
+		c.queue, c.spare = nil, nil // idle clients hold no buffers
+		c.mu.Unlock()
+	}
+}
+
+// Direct reports whether Deliver writes on the caller's goroutine when the
+// client is idle: its transport is a DirectTransport. Deliver never waits
+// either way.
+func (c *Client) Direct() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.directLocked()
+	return ok
+}
+
+// wrote counts what a write of batch delivered and clears it; the caller
+// then keeps its array for the next write (keepLocked).
+func (c *Client) wrote(batch []*rig.Event, err error) {
+	if err == nil {
+		c.written(batch)
+	}
+	clear(batch)
+}
+
+func (c *Client) keepLocked(batch []*rig.Event) {
+	if c.spare == nil && cap(batch) <= 64 {
+		c.spare = batch[:0]
 	}
 }
 
@@ -331,7 +431,7 @@ func (c *Client) kickLocked() {
 func (c *Client) flush() {
 	for {
 		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 {
+		if c.closed || len(c.queue) == 0 && !c.left {
 			// Close emptied the queue after this goroutine was started.
 			c.writing = false
 			c.mu.Unlock()
@@ -340,21 +440,22 @@ func (c *Client) flush() {
 		batch := c.queue
 		c.queue = c.spare[:0]
 		c.spare = nil
+		c.left = false // Write writes what WriteNow kept first
+		kept := c.leftEvs
+		c.leftEvs = nil
 		t := c.t
 		c.mu.Unlock()
 
 		err := t.Write(batch)
-		last := batch[len(batch)-1]
+		final := len(batch) > 0 && Final(batch[len(batch)-1].Kind)
 		if err == nil {
-			c.written(batch)
+			c.written(kept) // their last bytes went out with this Write
 		}
-		clear(batch)
+		c.wrote(batch, err)
 
 		c.mu.Lock()
-		if c.spare == nil && cap(batch) <= 64 {
-			c.spare = batch[:0]
-		}
-		if err != nil || Final(last.Kind) || c.closed {
+		c.keepLocked(batch)
+		if err != nil || final || c.closed {
 			c.writing = false
 			c.mu.Unlock()
 			if err != nil {

@@ -292,6 +292,18 @@ func (c *countedConn) CloseWrite() error {
 	return errNoCloseWrite
 }
 
+var errNoSocket = errors.New("connection is not a plain socket")
+
+// SyscallConn gives the socket under the count to a transport that writes
+// without waiting (sse.Conn.WriteNow); a connection that is not a plain
+// socket has none, and its transport's writes all wait on its writer.
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errNoSocket
+}
+
 // Close closes the gate for good (server shutdown).
 func (g *gate) Close() error {
 	g.mu.Lock()

@@ -13,7 +13,9 @@ import (
 var heartbeat = &rig.Event{Kind: rig.KindHeartbeat, Data: []byte("{}")}
 
 const (
-	// heartbeatWriters write the heartbeats of idle clients. A client's
+	// heartbeatWriters write the heartbeats of idle clients whose transport
+	// writes only on a goroutine of its own (WebSocket, Phoenix; SSE is
+	// written by the round itself, see client.Client.Direct). A client's
 	// own writer would be a new goroutine per client per round: at 15,000
 	// clients that is 15,000 stacks at once, a few KiB of memory each that
 	// the process keeps.
@@ -53,7 +55,9 @@ func (s *Server) heartbeats(ctx context.Context) {
 			return
 		case <-t.C:
 			s.hub.EachIn(part, func(c *client.Client) {
-				if stuck {
+				if stuck || c.Direct() {
+					// A direct transport (SSE) is written here without
+					// waiting, at the cost of no writer's wake-up.
 					c.Deliver(heartbeat)
 					return
 				}

@@ -73,11 +73,7 @@ func (s *Server) handleMessages(c *fiber.Ctx) error {
 		return s.storeKeyed(c, user, key, body)
 	}
 	id := ulid.Make().String()
-	paf, err := s.publishAsync(user, id, "", body)
-	if err == nil {
-		_, err = s.await(paf, time.Now().Add(s.cfg.PublishTimeout+100*time.Millisecond))
-	}
-	if err != nil {
+	if _, err := s.publishWait(user, id, body, time.Now().Add(s.cfg.PublishTimeout+100*time.Millisecond)); err != nil {
 		s.metrics.Failed.Inc()
 		return api.Unavailable("message not stored: "+err.Error(), 1) // logged once, by the error handler
 	}

@@ -40,6 +40,7 @@ type Server struct {
 	log    *slog.Logger
 	broker *broker.Broker
 	js     jetstream.JetStream
+	acks   *acks // reply subscriptions that single messages wait on
 	// leader reads a stored message back from the stream's leader, which
 	// has every acknowledged message (the jetstream package's GetMsg would
 	// use a direct get, which a replica that lags may answer).
@@ -78,9 +79,9 @@ func New(cfg *config.Ingest, log *slog.Logger, b *broker.Broker, ln net.Listener
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, js: js, leader: leader, presence: g,
+	s := &Server{cfg: cfg, log: log, broker: b, js: js, acks: &acks{nc: b.NC}, leader: leader, presence: g,
 		bucket: blacklist.NewBucket(b, log), ln: ln}
-	s.metrics = metrics.NewIngest(b.Connected, js.PublishAsyncPending)
+	s.metrics = metrics.NewIngest(b.Connected, func() int { return js.PublishAsyncPending() + s.acks.waiting() })
 	s.stats = stats.NewSampler(b.NC, cfg.AdminMetricsInterval, cfg.PresenceTimeout, s.edgeIDs, s.statsReading, log)
 	s.apis = broker.NewAPIs(b)
 	s.guard = routeGuard(cfg.Routes.Guard, ln)

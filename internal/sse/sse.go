@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rig-go/rig/internal/client"
@@ -93,7 +94,10 @@ var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Conn is the SSE transport on a hijacked connection.
 type Conn struct {
-	nc      net.Conn
+	nc net.Conn
+	// raw is nc's socket, for WriteNow's write that does not wait; nil
+	// when nc is not a plain socket (TLS), and WriteNow only frames.
+	raw     syscall.RawConn
 	timeout time.Duration
 	// retry is the "retry:" line the connected event's block starts with,
 	// nil once written. A block of its own, before the first event, was
@@ -101,6 +105,9 @@ type Conn struct {
 	// tmaxmax/go-sse); inside the connected event it is one event, and
 	// EventSource reads it the same.
 	retry []byte
+	// rest is what WriteNow framed and the socket did not take at once;
+	// the next Write writes it before anything else.
+	rest []byte
 }
 
 // NewConn wraps a hijacked connection whose response head was written.
@@ -108,24 +115,102 @@ type Conn struct {
 // reconnection delay, sent with the connected event; 0 sends none.
 func NewConn(nc net.Conn, timeout, retry time.Duration) *Conn {
 	c := &Conn{nc: nc, timeout: timeout}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
 	if retry > 0 {
 		c.retry = []byte("retry: " + strconv.FormatInt(retry.Milliseconds(), 10) + "\n")
 	}
 	return c
 }
 
-// Write coalesces evs into one chunk and one write. After a final event it
-// also writes the last chunk, so the response ends cleanly and the browser
-// reconnects (or, after session_killed, the application decides).
+// Write coalesces evs into one chunk and one write, after what WriteNow
+// left (evs may then be empty). After a final event it also writes the
+// last chunk, so the response ends cleanly and the browser reconnects (or,
+// after session_killed, the application decides).
 func (c *Conn) Write(evs []*rig.Event) error {
 	b := bufs.Get().(*bytes.Buffer)
-	defer func() {
-		if b.Cap() <= 64<<10 {
-			b.Reset()
-			bufs.Put(b)
-		}
-	}()
+	defer putBuf(b)
 	b.Reset()
+	b.Write(c.rest)
+	c.rest = nil
+	c.frame(b, evs)
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return err
+	}
+	if _, err := c.nc.Write(b.Bytes()); err != nil {
+		return err
+	}
+	// WriteNow's write, which never waits, must not fail on this deadline
+	// once it has passed.
+	return c.nc.SetWriteDeadline(time.Time{})
+}
+
+// WriteNow is Write without waiting, for the goroutine that delivers
+// messages to many connections (see client.Client.Deliver): one write(2)
+// of what the socket takes at once. What it does not take (a full send
+// buffer: the client reads slowly) is kept for the next Write, and
+// WriteNow reports left; so does a connection that is not a plain socket,
+// whose bytes all wait for Write, or one with bytes kept from before.
+func (c *Conn) WriteNow(evs []*rig.Event) (left bool, err error) {
+	b := bufs.Get().(*bytes.Buffer)
+	defer putBuf(b)
+	b.Reset()
+	c.frame(b, evs)
+	out := b.Bytes()
+	if c.raw != nil && len(c.rest) == 0 { // else what is kept goes first
+		n := 0
+		var werr error
+		if err := c.raw.Write(func(fd uintptr) bool {
+			for n < len(out) {
+				m, err := syscall.Write(int(fd), out[n:])
+				if err == syscall.EINTR {
+					continue
+				}
+				if err != nil {
+					if err != syscall.EAGAIN {
+						werr = err
+					}
+					break
+				}
+				n += m
+			}
+			return true // never wait here: Write does, on its own goroutine
+		}); err != nil {
+			return false, err
+		}
+		if werr != nil {
+			return false, werr
+		}
+		out = out[n:]
+	}
+	if len(out) == 0 {
+		return false, nil
+	}
+	c.rest = append(c.rest, out...)
+	return true, nil
+}
+
+// Direct reports whether WriteNow writes: nc is a plain socket.
+func (c *Conn) Direct() bool { return c.raw != nil }
+
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		b.Reset()
+		bufs.Put(b)
+	}
+}
+
+// frame appends evs to b as one chunk (none for no events).
+func (c *Conn) frame(b *bytes.Buffer, evs []*rig.Event) {
+	if len(evs) == 0 {
+		return
+	}
 	n := 0
 	for _, ev := range evs {
 		if ev.Kind == rig.KindConnected {
@@ -149,11 +234,6 @@ func (c *Conn) Write(evs []*rig.Event) error {
 	if end {
 		b.WriteString("0\r\n\r\n")
 	}
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return err
-	}
-	_, err := c.nc.Write(b.Bytes())
-	return err
 }
 
 // Close closes the connection.
