@@ -106,14 +106,14 @@ func (p *publisher) run(ph Publish) {
 	}
 	go func() {
 		defer close(jobs)
+		pace := newPacer()
+		defer pace.done()
 		start := time.Now()
 		for r := range requests {
 			due := time.Now()
 			if ph.Rate > 0 {
 				due = start.Add(time.Duration(float64(r*batch) / ph.Rate * float64(time.Second)))
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
+				pace.until(due)
 			}
 			if time.Now().After(deadline) {
 				return
