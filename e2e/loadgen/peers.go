@@ -231,7 +231,7 @@ func (b *bench) peer(sys peerSystem) (*Result, error) {
 	sc.Secret, sc.APIKey = ps.secret, benchAPIKey
 	sc.Settle = b.sz.settle
 	sc.Phases = []Publish{
-		{Name: "latency", Via: ps.via, Batch: 1, Concurrency: 32, Rate: b.sz.latRate, Messages: int(b.sz.latRate * b.sz.latFor.Seconds()), Duration: 2 * b.sz.latFor},
+		{Name: "latency", Via: ps.via, Batch: 1, Concurrency: latConc, Rate: b.sz.latRate, Messages: int(b.sz.latRate * b.sz.latFor.Seconds()), Duration: 2 * b.sz.latFor},
 		{Name: "single", Via: ps.via, Batch: 1, Concurrency: b.sz.singleConc, Messages: b.sz.maxMessages, Duration: b.sz.phaseFor},
 	}
 	return Run(sc)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -69,6 +70,11 @@ func startServer(dir, name, path string, args []string, env map[string]string) (
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	// LOADGEN_SERVER_ENV (K=V,K=V) reaches every server process, after the
+	// scenario's own: to compare runtime settings such as GOMAXPROCS.
+	if extra := os.Getenv("LOADGEN_SERVER_ENV"); extra != "" {
+		cmd.Env = append(cmd.Env, strings.Split(extra, ",")...)
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
