@@ -175,7 +175,18 @@ func startHTTPServer(binDir, dir, name, binary, portKey, opsKey string, settings
 	s.addr, s.ops = addr, ops
 	if !waitFor(30*time.Second, func() bool { return httpOK("http://" + s.ops + "/health/ready") }) {
 		s.stop()
-		return nil, fmt.Errorf("%s not ready (log: %s)", name, s.log.Name())
+		return nil, fmt.Errorf("%s not ready (log: %s, which the bench removes unless -keep; it ends: %s)", name, s.log.Name(), logTail(s.log.Name()))
 	}
 	return s, nil
+}
+
+// logTail is the last lines of a server's log, for an error that names it:
+// the bench removes its directory at the end.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-3):], " | ")
 }
