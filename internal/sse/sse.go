@@ -164,24 +164,13 @@ func (c *Conn) WriteNow(evs []*rig.Event) (left bool, err error) {
 	c.frame(b, evs)
 	out := b.Bytes()
 	if c.raw != nil && len(c.rest) == 0 { // else what is kept goes first
-		n := 0
-		var werr error
-		if err := c.raw.Write(func(fd uintptr) bool {
-			for n < len(out) {
-				m, err := syscall.Write(int(fd), out[n:])
-				if err == syscall.EINTR {
-					continue
-				}
-				if err != nil {
-					if err != syscall.EAGAIN {
-						werr = err
-					}
-					break
-				}
-				n += m
-			}
-			return true // never wait here: Write does, on its own goroutine
-		}); err != nil {
+		w := rawWriters.Get().(*rawWriter)
+		w.out, w.n, w.err = out, 0, nil
+		err := c.raw.Write(w.fn)
+		n, werr := w.n, w.err
+		w.out = nil
+		rawWriters.Put(w)
+		if err != nil {
 			return false, err
 		}
 		if werr != nil {
@@ -194,6 +183,42 @@ func (c *Conn) WriteNow(evs []*rig.Event) (left bool, err error) {
 	}
 	c.rest = append(c.rest, out...)
 	return true, nil
+}
+
+// rawWriter is WriteNow's write(2) loop with its state, pooled: a closure
+// over locals would put three small objects on the heap per write (one per
+// message and heartbeat of every SSE client), and one per Conn would cost
+// every idle connection its bytes.
+type rawWriter struct {
+	out []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool // w.write, bound once
+}
+
+var rawWriters = sync.Pool{New: func() any {
+	w := &rawWriter{}
+	w.fn = w.write
+	return w
+}}
+
+// write writes what the socket takes at once and never waits: Write does,
+// on its own goroutine.
+func (w *rawWriter) write(fd uintptr) bool {
+	for w.n < len(w.out) {
+		m, err := syscall.Write(int(fd), w.out[w.n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			if err != syscall.EAGAIN {
+				w.err = err
+			}
+			break
+		}
+		w.n += m
+	}
+	return true
 }
 
 // Direct reports whether WriteNow writes: nc is a plain socket.
@@ -219,7 +244,8 @@ func (c *Conn) frame(b *bytes.Buffer, evs []*rig.Event) {
 		n += len(ev.Encoded(rig.FormatSSE, encode))
 	}
 	b.Grow(n + 16)
-	b.WriteString(strconv.FormatInt(int64(n), 16))
+	var size [16]byte // the chunk's size line, without a string per write
+	b.Write(strconv.AppendInt(size[:0], int64(n), 16))
 	b.WriteString("\r\n")
 	end := false
 	for _, ev := range evs {

@@ -352,3 +352,39 @@ func chunkBodies(t *testing.T, s string) string {
 	}
 	return out.String()
 }
+
+// A direct write allocates nothing of its own once the pools are warm: it
+// runs for every message and heartbeat of every SSE client.
+func TestWriteNowAllocatesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err == nil {
+			accepted <- nc
+		}
+	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	go io.Copy(io.Discard, peer)
+	nc := <-accepted
+	defer nc.Close()
+	c := NewConn(nc, 5*time.Second, 0)
+	evs := []*rig.Event{{Kind: rig.KindMessage, ID: "1", Data: []byte(`{"n":1}`)}}
+	evs[0].Encoded(rig.FormatSSE, encode)
+	allocs := testing.AllocsPerRun(200, func() {
+		if left, err := c.WriteNow(evs); err != nil || left {
+			t.Fatalf("WriteNow: left %v, %v", left, err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("WriteNow allocated %.1f objects per write, want 0", allocs)
+	}
+}
