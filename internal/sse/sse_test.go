@@ -120,24 +120,7 @@ func (discardConn) Close() error                     { return nil }
 // finishes it and goes on. The stream read back must be every message
 // once, in order, in valid chunks.
 func TestDeliverWritesDirectlyThenThroughTheWriter(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err == nil {
-			accepted <- nc
-		}
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc := <-accepted
+	nc, peer := tcpPair(t)
 	// Small, yet not below loopback's segment size (64 KiB), where TCP
 	// would stall on its window instead of the test on its reader.
 	nc.(*net.TCPConn).SetWriteBuffer(128 << 10)
@@ -225,25 +208,7 @@ func TestDeliverWritesDirectlyThenThroughTheWriter(t *testing.T) {
 // the socket takes no more (nobody reads yet), then lets Write finish:
 // what WriteNow kept comes first, whole, and the stream stays valid.
 func TestWriteNowKeepsWhatTheSocketDidNotTake(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err == nil {
-			accepted <- nc
-		}
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc := <-accepted
-	defer nc.Close()
+	nc, peer := tcpPair(t)
 	nc.(*net.TCPConn).SetWriteBuffer(128 << 10)
 	nc.Write(Header(""))
 	c := NewConn(nc, 5*time.Second, 0)
@@ -255,6 +220,7 @@ func TestWriteNowKeepsWhatTheSocketDidNotTake(t *testing.T) {
 		if sent == 10000 { // 40 MB: no socket buffers are that large
 			t.Fatal("the socket took 40 MB without a reader")
 		}
+		var err error
 		if left, err = c.WriteNow([]*rig.Event{ev(sent)}); err != nil {
 			t.Fatal(err)
 		}
@@ -290,25 +256,7 @@ func TestWriteNowKeepsWhatTheSocketDidNotTake(t *testing.T) {
 // fail a later WriteNow (which never waits, so needs none). Before the
 // fix, every SSE client closed CLIENT_WRITE_TIMEOUT after its last Write.
 func TestWriteNowAfterWriteTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err == nil {
-			accepted <- nc
-		}
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc := <-accepted
-	defer nc.Close()
+	nc, peer := tcpPair(t)
 	const timeout = 20 * time.Millisecond
 	c := NewConn(nc, timeout, 0)
 	if err := c.Write([]*rig.Event{{Kind: rig.KindMessage, ID: "1", Data: []byte("one")}}); err != nil {
@@ -356,6 +304,28 @@ func chunkBodies(t *testing.T, s string) string {
 // A direct write allocates nothing of its own once the pools are warm: it
 // runs for every message and heartbeat of every SSE client.
 func TestWriteNowAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop objects: go test without -race counts")
+	}
+	nc, peer := tcpPair(t)
+	go io.Copy(io.Discard, peer)
+	c := NewConn(nc, 5*time.Second, 0)
+	evs := []*rig.Event{{Kind: rig.KindMessage, ID: "1", Data: []byte(`{"n":1}`)}}
+	evs[0].Encoded(rig.FormatSSE, encode)
+	allocs := testing.AllocsPerRun(200, func() {
+		if left, err := c.WriteNow(evs); err != nil || left {
+			t.Fatalf("WriteNow: left %v, %v", left, err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("WriteNow allocated %.1f objects per write, want 0", allocs)
+	}
+}
+
+// tcpPair is a loopback TCP connection: nc the server's side, as an edge
+// holds it, peer the client's; both closed when the test ends.
+func tcpPair(t *testing.T) (nc, peer net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -368,23 +338,12 @@ func TestWriteNowAllocatesNothing(t *testing.T) {
 			accepted <- nc
 		}
 	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
+	peer, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer peer.Close()
-	go io.Copy(io.Discard, peer)
-	nc := <-accepted
-	defer nc.Close()
-	c := NewConn(nc, 5*time.Second, 0)
-	evs := []*rig.Event{{Kind: rig.KindMessage, ID: "1", Data: []byte(`{"n":1}`)}}
-	evs[0].Encoded(rig.FormatSSE, encode)
-	allocs := testing.AllocsPerRun(200, func() {
-		if left, err := c.WriteNow(evs); err != nil || left {
-			t.Fatalf("WriteNow: left %v, %v", left, err)
-		}
-	})
-	if allocs > 0 {
-		t.Fatalf("WriteNow allocated %.1f objects per write, want 0", allocs)
-	}
+	t.Cleanup(func() { peer.Close() })
+	nc = <-accepted
+	t.Cleanup(func() { nc.Close() })
+	return nc, peer
 }
