@@ -90,7 +90,7 @@ func runBench(args []string) error {
 	out := fs.String("out", "docs/BENCHMARKS.md", "Markdown file whose generated section is replaced (\"\": none)")
 	jsonOut := fs.String("json", "", "also write every result as JSON to this file")
 	runs := fs.Int("runs", 2, "runs of each scenario")
-	only := fs.String("only", "", "comma-separated groups to run (memory-sse, memory-ws, throughput, ingest, longpoll, scale, peers, or one system: peers/rig, peers/centrifugo, peers/centrifugo-redis); default all")
+	only := fs.String("only", "", "comma-separated groups to run (memory-sse, memory-ws, throughput, ingest, longpoll, scale, peers, or one system: peers/rig-single, peers/rig, peers/centrifugo, peers/centrifugo-redis); default all")
 	isSmoke := fs.Bool("smoke", false, "tiny scenarios, seconds in all: checks the harness, measures nothing")
 	profile := fs.Bool("profile", true, "take CPU profiles of the servers during the throughput phases (first run)")
 	keep := fs.Bool("keep", false, "keep the servers' logs and data directory")
@@ -221,8 +221,20 @@ func (st *stack) procs() []Proc {
 	for _, e := range st.edges {
 		ps = append(ps, e.proc())
 	}
-	ps = append(ps, st.ingest.proc(), st.nats.proc())
+	ps = append(ps, st.ingest.proc())
+	if st.nats != nil {
+		ps = append(ps, st.nats.proc())
+	}
 	return ps
+}
+
+// servers are the stack's processes, the edges first.
+func (st *stack) servers() []*server {
+	out := append(append([]*server{}, st.edges...), st.ingest)
+	if st.nats != nil {
+		out = append(out, st.nats)
+	}
+	return out
 }
 
 func (st *stack) edgeAddrs() []string {
@@ -279,6 +291,39 @@ func (b *bench) start(group string, n int, edgeEnv map[string]string) (*stack, e
 		st.stop()
 		return nil, err
 	}
+	return st, nil
+}
+
+// startSingle starts the single-node stack `go tool task run` starts:
+// ingest embedding NATS (JetStream), and one edge with edgeEnv on it.
+// There is no nats-server process: st.nats is nil.
+func (b *bench) startSingle(group string, edgeEnv map[string]string) (*stack, error) {
+	dir := filepath.Join(b.dir, fmt.Sprintf("%s-%d", group, time.Now().UnixNano()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	st := &stack{}
+	if st.ingest, err = startIngest(b.bin, dir, "", map[string]string{
+		"PPROF": fmt.Sprint(b.profile), "NATS_EMBEDDED": "true", "NATS_LISTEN": listen,
+		"NATS_STORE_DIR": filepath.Join(dir, "jetstream"),
+	}); err != nil {
+		return nil, err
+	}
+	env := map[string]string{"PPROF": fmt.Sprint(b.profile)}
+	for k, v := range edgeEnv {
+		env[k] = v
+	}
+	e, err := startEdge(b.bin, dir, "edge-1", "nats://"+listen, benchSecret, env)
+	if err != nil {
+		st.stop()
+		return nil, err
+	}
+	st.edges = []*server{e}
 	return st, nil
 }
 
@@ -340,9 +385,16 @@ func (b *bench) throughput(run int) (*Result, error) {
 		if b.profile && run == 0 && (ph.Name == "single" || ph.Name == "batch") {
 			prof = b.startProfiles(st, b.sz.phaseFor/2)
 		}
+		var allocs *allocProfile
+		if b.profile && run == 0 && ph.Name == "latency" {
+			allocs = b.startAllocs("http://" + st.edges[0].ops + "/debug/pprof/allocs?gc=1")
+		}
 		_, err := s.Phase(ph)
 		if prof != nil {
 			prof.wait(b, "throughput/"+ph.Name)
+		}
+		if allocs != nil {
+			allocs.finish(b, "throughput/"+ph.Name+"/edge (bytes allocated)", "edge")
 		}
 		if err != nil {
 			return s.Result(), err
@@ -450,6 +502,70 @@ func (p *profiler) wait(b *bench, label string) {
 		}
 		b.profiles[label+"/"+name] = string(out)
 	}
+}
+
+// allocProfile is what one server allocates during a phase: the
+// difference between its allocation profiles at the phase's start and end.
+// (A single profile holds every allocation since the process started,
+// connections included.) Each is fetched twice with gc=1: a profile holds
+// the allocations up to the GC cycle before the last, so one forced cycle
+// leaves out what came just before it, such as the last connections.
+type allocProfile struct {
+	url   string
+	start string // file
+}
+
+func (b *bench) startAllocs(url string) *allocProfile {
+	a := &allocProfile{url: url}
+	a.start, _ = b.fetchProfile(url, "allocs-start")
+	return a
+}
+
+func (b *bench) fetchProfile(url, name string) (string, error) {
+	if _, err := b.fetchOnce(url, ""); err != nil {
+		return "", err
+	}
+	return b.fetchOnce(url, name)
+}
+
+// fetchOnce gets a profile and writes it to a file named after name ("":
+// the profile is not kept).
+func (b *bench) fetchOnce(url, name string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if name == "" {
+		return "", nil
+	}
+	f := filepath.Join(b.dir, fmt.Sprintf("%s-%d.pprof", name, time.Now().UnixNano()))
+	return f, os.WriteFile(f, body, 0o644)
+}
+
+// finish takes the end profile and keeps the top of the difference, by
+// bytes allocated.
+func (a *allocProfile) finish(b *bench, label, binary string) {
+	end, err := b.fetchProfile(a.url, "allocs-end")
+	if err != nil || a.start == "" {
+		fmt.Fprintf(b.log, "bench: allocation profile %s: %v\n", label, err)
+		return
+	}
+	cmd := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", "-sample_index=alloc_space",
+		"-base", a.start, filepath.Join(b.bin, binary), end)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(b.log, "bench: pprof %s: %v\n", end, err)
+		return
+	}
+	b.profiles[label] = string(out)
 }
 
 // Machine is where the bench ran.
@@ -578,7 +694,7 @@ func (b *bench) markdown(m Machine, isSmoke bool) string {
 		p("\n**Ingest alone** (group ingest: requests answered 202 per second, and ingest's CPU seconds over the phase per request; one edge, %d SSE users):\n\n%s", b.sz.ingestUsers, t)
 	}
 	if len(b.profiles) > 0 {
-		p("\n**CPU profiles** (first run, half of each closed-loop phase; `go tool pprof -top`, top 25):\n\n")
+		p("\n**Profiles** (first run; CPU: half of each closed-loop phase; bytes allocated: the whole latency phase; `go tool pprof -top`, top 25):\n\n")
 		keys := make([]string, 0, len(b.profiles))
 		for k := range b.profiles {
 			keys = append(keys, k)

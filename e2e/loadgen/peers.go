@@ -71,6 +71,7 @@ func (ps *peerStack) procs() []Proc {
 // peerSystems are the peers group's columns, in order.
 func peerSystems() []peerSystem {
 	return []peerSystem{
+		{key: "rig-single", name: "RIG-Go single node (edge + ingest embedding NATS, as `task run`)", missing: func(*bench) string { return "" }, start: startRIGSingle},
 		{key: "rig", name: "RIG-Go (edge + ingest + nats-server, as in throughput)", missing: func(*bench) string { return "" }, start: startRIGPeer},
 		{key: "centrifugo", name: "Centrifugo {centrifugo}, memory engine", missing: missingCentrifugo, start: func(b *bench) (*peerStack, error) {
 			return startCentrifugoPeer(b, "centrifugo", false)
@@ -101,9 +102,22 @@ func startRIGPeer(b *bench) (*peerStack, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := &peerStack{servers: append(append([]*server{}, st.edges...), st.ingest, st.nats), transport: "sse",
+	return rigPeer(st), nil
+}
+
+// startRIGSingle starts the single-node stack (`go tool task run`'s: the
+// edge on NATS embedded in ingest), with the memory groups' heartbeat.
+func startRIGSingle(b *bench) (*peerStack, error) {
+	st, err := b.startSingle("peers-rig-single", map[string]string{"HEARTBEAT_INTERVAL": b.sz.heartbeat.String()})
+	if err != nil {
+		return nil, err
+	}
+	return rigPeer(st), nil
+}
+
+func rigPeer(st *stack) *peerStack {
+	return &peerStack{servers: st.servers(), transport: "sse",
 		conn: st.edges[0].addr, publish: st.ingest.addr, via: "http", secret: benchSecret, stop: st.stop}
-	return ps, nil
 }
 
 // startCentrifugoPeer starts Centrifugo, single node, with the memory
@@ -256,34 +270,40 @@ func peerVersions(binDir string) (centrifugo, redis string) {
 
 // peerGroups returns the peers group's systems that can run here (and are
 // selected by only), noting each one skipped and how to install what it
-// lacks. RIG-Go's column runs only beside a peer, except in the smoke
+// lacks. RIG-Go's columns run only beside a peer, except in the smoke
 // run, which checks the harness without needing the peers, or when -only
-// names it.
+// names one.
 func (b *bench) peerGroups(only string, isSmoke bool, m Machine) []peerSystem {
-	var out []peerSystem
-	var rig *peerSystem
+	var rig, peers []peerSystem
 	for _, sys := range peerSystems() {
 		if !selected(only, "peers/"+sys.key) {
 			continue
 		}
 		b.peerCols[sys.key] = strings.NewReplacer("{centrifugo}", or(m.Centrifugo, "?"), "{redis}", or(m.Redis, "?")).Replace(sys.name)
-		if sys.key == "rig" {
-			rig = &sys
+		if isRIG(sys.key) {
+			rig = append(rig, sys)
 			continue
 		}
 		if why := sys.missing(b); why != "" {
 			b.note(fmt.Sprintf("peers/%s: %s", sys.key, why))
 			continue
 		}
-		out = append(out, sys)
+		peers = append(peers, sys)
 	}
-	if rig != nil && (len(out) > 0 || isSmoke || slices.Contains(strings.Split(only, ","), "peers/rig")) {
-		out = append([]peerSystem{*rig}, out...)
-	} else if rig != nil {
-		b.note("peers/rig: no peer to compare with")
+	named := strings.Split(only, ",")
+	var out []peerSystem
+	for _, sys := range rig {
+		if len(peers) > 0 || isSmoke || slices.Contains(named, "peers/"+sys.key) {
+			out = append(out, sys)
+		} else {
+			b.note("peers/" + sys.key + ": no peer to compare with")
+		}
 	}
-	return out
+	return append(out, peers...)
 }
+
+// isRIG says whether a peers column is one of RIG-Go's.
+func isRIG(key string) bool { return key == "rig" || strings.HasPrefix(key, "rig-") }
 
 func (b *bench) note(s string) {
 	b.notes = append(b.notes, s)
@@ -440,13 +460,25 @@ func (b *bench) peersTable() string {
 // rate against Centrifugo + Redis's (same run) and 2.5 ms, and its CPU
 // per delivered message against Centrifugo's memory engine's.
 func (b *bench) peerTargets() []target {
-	rig := b.peerRuns("rig")
+	var ts []target
+	for _, sys := range peerSystems() {
+		if isRIG(sys.key) {
+			ts = append(ts, b.rigTargets(sys.key)...)
+		}
+	}
+	return ts
+}
+
+// rigTargets checks the targets for one of RIG-Go's columns.
+func (b *bench) rigTargets(key string) []target {
+	rig := b.peerRuns(key)
 	if len(rig) == 0 {
 		return nil
 	}
+	name := "RIG-Go (" + key + ")"
 	var ts []target
 	redis, mem := b.peerRuns("centrifugo-redis"), b.peerRuns("centrifugo")
-	t := target{name: fmt.Sprintf("peers: p99 publish-to-receipt at %.0f/s, %d SSE users, RIG-Go against Centrifugo + Redis", b.sz.latRate, b.sz.tputUsers),
+	t := target{name: fmt.Sprintf("peers: p99 publish-to-receipt at %.0f/s, %d SSE users, %s against Centrifugo + Redis", b.sz.latRate, b.sz.tputUsers, name),
 		goal: "≤ 1.5 × Centrifugo + Redis's and ≤ 2.5 ms", pass: true}
 	worst := 0.0
 	for i, r := range rig {
@@ -475,7 +507,7 @@ func (b *bench) peerTargets() []target {
 		}
 	}
 	ts = append(ts, t)
-	t = target{name: fmt.Sprintf("peers: server CPU per delivered message, %d publishers, RIG-Go against Centrifugo's memory engine", b.sz.singleConc),
+	t = target{name: fmt.Sprintf("peers: server CPU per delivered message, %d publishers, %s against Centrifugo's memory engine", b.sz.singleConc, name),
 		goal: "≤ Centrifugo memory engine's", pass: true}
 	worst = 0
 	for i, r := range rig {

@@ -137,9 +137,14 @@ func startEdge(binDir, dir, name, natsURL, secret string, env map[string]string)
 		map[string]string{"NATS_URL": natsURL, "JWT_SECRET_KEY": secret, "EDGE_ID": name}, env)
 }
 
-// startIngest starts ingest on NATS with env on top of the bench's settings.
+// startIngest starts ingest on NATS with env on top of the bench's
+// settings; natsURL "" leaves NATS to env (NATS_EMBEDDED).
 func startIngest(binDir, dir, natsURL string, env map[string]string) (*server, error) {
-	return startHTTPServer(binDir, dir, "ingest", "ingest", "API_PORT", "", map[string]string{"NATS_URL": natsURL}, env)
+	settings := map[string]string{}
+	if natsURL != "" {
+		settings["NATS_URL"] = natsURL
+	}
+	return startHTTPServer(binDir, dir, "ingest", "ingest", "API_PORT", "", settings, env)
 }
 
 // startHTTPServer starts binDir/binary as name with its port setting

@@ -264,3 +264,43 @@ func TestGateKeepsItsPort(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestReadyNeedsThePublicPort: the operations port's readiness answers 200
+// only while the public port accepts. The gate opens on keepGate's next
+// check after the edge can serve; a probe answered 200 before that sent
+// clients to a refusing port. The gate is shut here by hand and reopened
+// by keepGate, so the check repeats until a probe has seen it shut.
+func TestReadyNeedsThePublicPort(t *testing.T) {
+	s, _ := newTestEdge(t)
+	ops := s.opsHandler()
+	sawShut := false
+	deadline := time.Now().Add(10 * time.Second)
+	for !sawShut && time.Now().Before(deadline) {
+		s.gate.shut()
+		rec := httptest.NewRecorder()
+		ops.ServeHTTP(rec, httptest.NewRequest("GET", "/health/ready", nil))
+		body := rec.Body.String()
+		open := strings.Contains(body, `"public_port_open":true`)
+		switch {
+		case rec.Code == 200 && !open:
+			t.Fatalf("ready (200) while the public port is shut: %s", body)
+		case rec.Code == 503 && !open:
+			sawShut = true
+			if !strings.Contains(body, "public port not open yet") {
+				t.Errorf("unready probe does not say why: %s", body)
+			}
+		}
+		// keepGate reopens it within its 100 ms tick.
+		for !s.gate.isOpen() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if !sawShut {
+		t.Fatal("no probe saw the public port shut")
+	}
+	rec := httptest.NewRecorder()
+	ops.ServeHTTP(rec, httptest.NewRequest("GET", "/health/ready", nil))
+	if rec.Code != 200 {
+		t.Fatalf("ready with the port open: %d %s", rec.Code, rec.Body.String())
+	}
+}

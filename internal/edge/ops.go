@@ -28,13 +28,20 @@ func (s *Server) opsHandler() http.Handler {
 		h, _ := s.health()
 		writeOps(w, http.StatusOK, s.opsHealth(h))
 	})
+	// Ready also needs the public port open: it opens on the gate's next
+	// check after the edge can serve (see keepGate), and a probe answered
+	// 200 before that sends clients to a port that refuses them.
 	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, _ *http.Request) {
 		h, ok := s.health()
+		oh := s.opsHealth(h)
+		if ok && !oh.PublicPortOpen {
+			ok, oh.Status, oh.Detail = false, "unavailable", "public port not open yet"
+		}
 		status := http.StatusOK
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
-		writeOps(w, status, s.opsHealth(h))
+		writeOps(w, status, oh)
 	})
 	return mux
 }
