@@ -224,7 +224,9 @@ func Open(sc Scenario) (*Session, error) {
 	if len(s.res.Connect.Errors) > 5 {
 		s.res.Connect.Errors = s.res.Connect.Errors[:5]
 	}
-	s.res.Connect.Seconds = float64(end-start) / 1e9
+	if end > start { // no end when every connect failed
+		s.res.Connect.Seconds = float64(end-start) / 1e9
+	}
 	if s.res.Connect.Seconds > 0 {
 		s.res.Connect.Rate = float64(s.res.Connect.OK) / s.res.Connect.Seconds
 	}
