@@ -12,7 +12,8 @@ import (
 // TestLoadgenSmoke runs the bench harness (e2e/loadgen) on tiny scenarios,
 // every transport and group, and checks that it reports sane figures: the
 // harness behind `go tool task bench` cannot rot unnoticed. The peers
-// group runs RIG-Go's column only: this bin has no Centrifugo (see
+// group runs RIG-Go's columns only (the single-node stack and the one with
+// a separate nats-server): this bin has no Centrifugo (see
 // TestLoadgenSmokePeers).
 func TestLoadgenSmoke(t *testing.T) {
 	if testing.Short() {
@@ -24,7 +25,7 @@ func TestLoadgenSmoke(t *testing.T) {
 	for _, r := range report.Runs {
 		groups[r.Group] = true
 	}
-	for _, g := range []string{"memory-sse", "memory-ws", "throughput", "longpoll", "scale", "peers/rig"} {
+	for _, g := range []string{"memory-sse", "memory-ws", "throughput", "longpoll", "scale", "peers/rig-single", "peers/rig"} {
 		if !groups[g] {
 			t.Errorf("group %s did not run", g)
 		}
@@ -53,7 +54,7 @@ func TestLoadgenSmokePeers(t *testing.T) {
 	if _, err := os.Stat(centrifugo); err != nil {
 		t.Skip("bin/centrifugo not installed (go tool task bench:install-peers)")
 	}
-	want := []string{"peers/rig", "peers/centrifugo"}
+	want := []string{"peers/rig-single", "peers/rig", "peers/centrifugo"}
 	if _, err := exec.LookPath("redis-server"); err == nil {
 		want = append(want, "peers/centrifugo-redis")
 	}
@@ -73,7 +74,8 @@ func TestLoadgenSmokePeers(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("groups run: %v, want %v", got, want)
 	}
-	for _, want := range []string{"| | RIG-Go", "Centrifugo v6.9.1, memory engine", "peers: p99 publish-to-receipt", "peers: server CPU per delivered message"} {
+	for _, want := range []string{"| | RIG-Go single node", "Centrifugo v6.9.1, memory engine", "peers: p99 publish-to-receipt", "peers: server CPU per delivered message",
+		"RIG-Go (rig-single) against Centrifugo + Redis", "RIG-Go (rig) against Centrifugo's memory engine"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("BENCHMARKS.md lacks %q:\n%s", want, doc)
 		}

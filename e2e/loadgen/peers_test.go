@@ -1,6 +1,12 @@
 package main
 
-import "testing"
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 // Lines as Centrifugo v6.9.1's /connection/uni_sse and RIG's /socket/sse
 // write them.
@@ -53,5 +59,45 @@ func TestSelected(t *testing.T) {
 		if got := selected(c.only, c.group); got != c.want {
 			t.Errorf("selected(%q, %q) = %v", c.only, c.group, got)
 		}
+	}
+}
+
+// TestPeerGroups: RIG-Go's two columns run beside a peer, in the smoke
+// run, or when named; without a peer each is skipped with a note.
+func TestPeerGroups(t *testing.T) {
+	keys := func(systems []peerSystem) string {
+		var out []string
+		for _, s := range systems {
+			out = append(out, s.key)
+		}
+		return strings.Join(out, ",")
+	}
+	dir := t.TempDir() // no Centrifugo in it
+	newBench := func() *bench { return &bench{bin: dir, log: io.Discard, peerCols: map[string]string{}} }
+
+	b := newBench()
+	if got := keys(b.peerGroups("", false, Machine{})); got != "" {
+		t.Errorf("no peer installed: %q run", got)
+	}
+	notes := strings.Join(b.notes, "\n")
+	for _, want := range []string{"peers/rig-single: no peer to compare with", "peers/rig: no peer to compare with", "peers/centrifugo: "} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+	if got := keys(newBench().peerGroups("", true, Machine{})); got != "rig-single,rig" {
+		t.Errorf("smoke: %q", got)
+	}
+	if got := keys(newBench().peerGroups("peers/rig-single", false, Machine{})); got != "rig-single" {
+		t.Errorf("-only peers/rig-single: %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "centrifugo"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(newBench().peerGroups("peers/rig,peers/centrifugo", false, Machine{})); got != "rig,centrifugo" {
+		t.Errorf("-only peers/rig,peers/centrifugo: %q", got)
+	}
+	if got := keys(newBench().peerGroups("peers", false, Machine{})); !strings.HasPrefix(got, "rig-single,rig,centrifugo") {
+		t.Errorf("-only peers with Centrifugo: %q", got)
 	}
 }
