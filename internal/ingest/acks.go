@@ -81,6 +81,12 @@ func (a *acks) put(s *ackSlot) {
 // id, as publishAsync and await do together, waiting on the handler's own
 // goroutine until JetStream acknowledges, fails or deadline passes.
 func (s *Server) publishWait(user, id string, body []byte, deadline time.Time) (*jetstream.PubAck, error) {
+	if !time.Now().Before(deadline) {
+		// Nothing is published: an acknowledgement quick enough to be
+		// waiting already would otherwise be taken, at random, after the
+		// deadline had passed.
+		return nil, errTimeout
+	}
 	slot, err := s.acks.get()
 	if err != nil {
 		return nil, err

@@ -14,7 +14,7 @@ import (
 // TestPublishWait stores messages through publishWait on a real JetStream
 // and reads them back; a slot is reused, and the late answer to a publish
 // that gave up (a reply on the slot's earlier subject) is not taken for
-// the next publish's.
+// the next publish's; a publish whose deadline has passed stores nothing.
 func TestPublishWait(t *testing.T) {
 	s, st := testServer(t, 100)
 	deadline := func() time.Time { return time.Now().Add(2 * time.Second) }
@@ -52,6 +52,12 @@ func TestPublishWait(t *testing.T) {
 	}
 	if _, err := s.publishWait("alice", "id-3", []byte(`{}`), time.Now()); !errors.Is(err, errTimeout) {
 		t.Fatalf("publish with its deadline passed: %v, want %v", err, errTimeout)
+	}
+	// ... and stores nothing: a quick acknowledgement is not taken after
+	// the deadline, and the message it would acknowledge is not sent.
+	ack, err = s.publishWait("alice", "id-4", []byte(`{"user":"alice","n":4}`), deadline())
+	if err != nil || ack.Sequence != first+2 {
+		t.Fatalf("publish after the timed-out one: %+v, %v, want sequence %d", ack, err, first+2)
 	}
 }
 
