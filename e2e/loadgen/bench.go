@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -267,10 +268,7 @@ func (b *bench) start(group string, n int, edgeEnv map[string]string) (*stack, e
 	}
 	st.nats.profilePort = profilePort
 	natsURL := "nats://" + st.nats.addr
-	env := map[string]string{"PPROF": fmt.Sprint(b.profile)}
-	for k, v := range edgeEnv {
-		env[k] = v
-	}
+	env := b.edgeEnv(edgeEnv)
 	errs := make([]error, n)
 	st.edges = make([]*server, n)
 	var wg sync.WaitGroup
@@ -294,6 +292,13 @@ func (b *bench) start(group string, n int, edgeEnv map[string]string) (*stack, e
 	return st, nil
 }
 
+// edgeEnv is the bench's settings for an edge with extra on top.
+func (b *bench) edgeEnv(extra map[string]string) map[string]string {
+	env := map[string]string{"PPROF": fmt.Sprint(b.profile)}
+	maps.Copy(env, extra)
+	return env
+}
+
 // startSingle starts the single-node stack `go tool task run` starts:
 // ingest embedding NATS (JetStream), and one edge with edgeEnv on it.
 // There is no nats-server process: st.nats is nil.
@@ -314,10 +319,7 @@ func (b *bench) startSingle(group string, edgeEnv map[string]string) (*stack, er
 	}); err != nil {
 		return nil, err
 	}
-	env := map[string]string{"PPROF": fmt.Sprint(b.profile)}
-	for k, v := range edgeEnv {
-		env[k] = v
-	}
+	env := b.edgeEnv(edgeEnv)
 	e, err := startEdge(b.bin, dir, "edge-1", "nats://"+listen, benchSecret, env)
 	if err != nil {
 		st.stop()

@@ -77,6 +77,21 @@ func newRecorder(queueSize int) *recorder {
 	return r
 }
 
+// registerRecorders registers n recorders in s's hub, the i-th for user
+// fmt.Sprintf(userFormat, i), each unregistered when the test ends.
+func registerRecorders(t *testing.T, s *Server, n int, userFormat string) []*recorder {
+	t.Helper()
+	recs := make([]*recorder, n)
+	for i := range recs {
+		recs[i] = newRecorder(64)
+		if err := s.hub.Register(recs[i].Client, "", []string{fmt.Sprintf(userFormat, i)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.hub.Unregister(recs[i].Client) })
+	}
+	return recs
+}
+
 // got returns the ids of the message events written: a slow run lasts
 // past the test edge's heartbeat interval, and heartbeats are not what is
 // counted here.
@@ -125,14 +140,7 @@ func (c *captured) kinds() []rig.Kind {
 func TestNoGoroutinePerSubscription(t *testing.T) {
 	s, b := newTestEdge(t)
 	before := runtime.NumGoroutine()
-	recs := make([]*recorder, 1000)
-	for i := range recs {
-		recs[i] = newRecorder(64)
-		if err := s.hub.Register(recs[i].Client, "", []string{fmt.Sprintf("user-%d@x", i)}); err != nil {
-			t.Fatal(err)
-		}
-		defer s.hub.Unregister(recs[i].Client)
-	}
+	recs := registerRecorders(t, s, 1000, "user-%d@x")
 	if n := runtime.NumGoroutine() - before; n > 20 {
 		t.Fatalf("%d goroutines for 1000 subscriptions", n)
 	}

@@ -103,8 +103,7 @@ func (s *Server) heartbeats(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		part = part[:0]
-		s.hub.EachIn(i, func(c *client.Client) { part = append(part, c) })
+		part = s.hub.AppendIn(i, part[:0])
 		gap := heartbeatGap(period, len(part))
 		for from := 0; from < len(part); from += heartbeatChunk {
 			if from > 0 && gap > 0 {

@@ -43,14 +43,7 @@ func TestHeartbeatGap(t *testing.T) {
 func TestHeartbeatRound(t *testing.T) {
 	const interval = 1280 * time.Millisecond // 20 ms a part: chunks 2.5 ms apart at 64 clients a part
 	s, _ := newTestEdgeWith(t, func(c *config.Edge) { c.HeartbeatInterval = interval })
-	recs := make([]*recorder, 2000)
-	for i := range recs {
-		recs[i] = newRecorder(64)
-		if err := s.hub.Register(recs[i].Client, "", []string{fmt.Sprintf("hb-%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-		defer s.hub.Unregister(recs[i].Client)
-	}
+	recs := registerRecorders(t, s, 2000, "hb-%d")
 	beats := func(r *recorder) int {
 		r.tr.mu.Lock()
 		defer r.tr.mu.Unlock()

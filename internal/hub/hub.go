@@ -309,24 +309,24 @@ func (h *Hub[C]) Each(fn func(C)) {
 	}
 }
 
-// Shards is how many parts EachIn splits the clients into.
+// Shards is how many parts AppendIn splits the clients into.
 const Shards = numShards
 
-// EachIn calls fn for every client of one part (0 to Shards-1) of the
-// registry, without holding a lock while fn runs: a caller can visit every
-// client over time, a part at a time.
-func (h *Hub[C]) EachIn(shard int, fn func(C)) {
-	h.eachIn(shard%numShards, nil, fn)
+// AppendIn appends the clients of one part (0 to Shards-1) of the registry
+// to dst and returns it: a caller can visit every client over time, a part
+// at a time, without holding a lock while it does.
+func (h *Hub[C]) AppendIn(shard int, dst []C) []C {
+	ms := &h.members[shard%numShards]
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for c := range ms.m {
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 func (h *Hub[C]) eachIn(i int, buf []C, fn func(C)) []C {
-	ms := &h.members[i]
-	ms.mu.Lock()
-	buf = buf[:0]
-	for c := range ms.m {
-		buf = append(buf, c)
-	}
-	ms.mu.Unlock()
+	buf = h.AppendIn(i, buf[:0])
 	for _, c := range buf {
 		fn(c)
 	}
