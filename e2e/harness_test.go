@@ -176,10 +176,20 @@ func (p *Proc) Running() bool {
 }
 
 // Signal sends sig to the process. A program run in-process takes SIGTERM
-// and SIGINT only (its context ends).
+// and SIGINT only (its context ends). SIGSTOP returns once the process is
+// stopped: the kernel delivers it asynchronously, and a process still
+// running for a moment after the call answered what a test sent it next.
 func (p *Proc) Signal(sig syscall.Signal) {
 	if p.stop == nil {
 		_ = p.cmd.Process.Signal(sig)
+		if sig == syscall.SIGSTOP {
+			check.For(p.t, 5*time.Second, time.Millisecond, func() error {
+				if st := procState(p.cmd.Process.Pid); st != "T" {
+					return fmt.Errorf("%s not stopped after SIGSTOP: state %q", p.Name, st)
+				}
+				return nil
+			})
+		}
 		return
 	}
 	if sig != syscall.SIGTERM && sig != syscall.SIGINT {
@@ -686,3 +696,19 @@ func (l *lineReader) line() (string, error) {
 
 // Addr is the server's host:port.
 func (n *NATSServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
+
+// procState is the state letter of process pid (/proc/<pid>/stat: R, S,
+// T, ...), "" when it cannot be read.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// The command name, in parentheses, may hold spaces: the state follows
+	// the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return ""
+	}
+	return string(b[i+2])
+}
