@@ -182,8 +182,17 @@ func (k *Bucket) addOnce(ctx context.Context, kv jetstream.KeyValue, key string,
 	if err != nil {
 		return false, Entry{}, fmt.Errorf("read key %s: %w", key, err)
 	}
-	if old, err := decodeEntry(cur.Value()); err == nil && !old.Expires.Before(want.Expires) {
+	old, derr := decodeEntry(cur.Value())
+	if derr == nil && !old.Expires.Before(want.Expires) {
 		return true, old, nil
+	}
+	if derr == nil && time.Until(old.Expires) < expiryMargin {
+		// The stored entry is expiring or expired: JetStream may already
+		// have queued the marker that replaces it, a subject rollup
+		// published after the expiry, which would also remove a value
+		// written over the entry now (the Add acknowledged, the session
+		// not listed). Wait for the marker, then create on it.
+		return false, Entry{}, waitReplaced(actx, kv, key, cur.Revision())
 	}
 	// KeyValue.Update cannot set a TTL, so this publishes to the key's
 	// subject exactly as Update does (expecting the revision read), plus
@@ -194,6 +203,29 @@ func (k *Bucket) addOnce(ctx context.Context, kv jetstream.KeyValue, key string,
 		return false, Entry{}, nil
 	}
 	return err == nil, want, err
+}
+
+// expiryMargin: an entry this close to its expiry is not written over
+// (see addOnce); more than the clocks of two machines of one cluster differ.
+const expiryMargin = time.Second
+
+// waitReplaced polls until key's revision rev is gone: removed by its TTL
+// marker, or replaced by another writer.
+func waitReplaced(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	for {
+		cur, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && cur.Revision() != rev) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("wait for the expiring entry %s to be removed: %w", key, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the expiring entry %s to be removed: %w", key, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // conflict reports whether err is a failed compare-and-set: the key

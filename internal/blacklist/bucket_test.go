@@ -259,3 +259,35 @@ func TestNoBucketWithoutJetStream(t *testing.T) {
 		t.Fatal("bucket ready without JetStream")
 	}
 }
+
+// TestAddAtExpiry: a session blacklisted again just before, at and just
+// after its entry's expiry stays listed. Writing over the expiring entry
+// lost the new one to the TTL marker JetStream publishes after the expiry
+// (a subject rollup): Add acknowledged, the session not listed.
+func TestAddAtExpiry(t *testing.T) {
+	k, _ := openBucket(t)
+	ctx := context.Background()
+	for i, offset := range []time.Duration{-300 * time.Millisecond, -50 * time.Millisecond, 0, 30 * time.Millisecond} {
+		jti := fmt.Sprintf("expiring-%d", i)
+		first, err := k.Add(ctx, jti, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(first.Expires.Add(offset)))
+		again, err := k.Add(ctx, jti, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !again.Expires.After(first.Expires) {
+			t.Fatalf("%s: Add again = %+v, want later than %+v", jti, again, first)
+		}
+		// Past the time the first entry's marker lands: still listed.
+		until := time.Now().Add(2 * time.Second)
+		for time.Now().Before(until) {
+			if _, ok := lookup(t, k, jti); !ok {
+				t.Fatalf("%s (Add again %s from the first expiry): not listed", jti, offset)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
