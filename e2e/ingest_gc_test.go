@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 // Ingest raises GOGC while its live heap is small (internal/gcfloor: the
@@ -10,17 +13,12 @@ import (
 // GOGC, whose value then stands.
 func TestIngestGCFloor(t *testing.T) {
 	st := StartStack(t, nil, nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		p := Scrape(t, st.Ingest.URL+"/metrics")["go_gc_gogc_percent"]
-		if p > 100 {
-			break
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if p := Scrape(t, st.Ingest.URL+"/metrics")["go_gc_gogc_percent"]; p <= 100 {
+			return fmt.Errorf("ingest without GOGC: go_gc_gogc_percent %v, want > 100", p)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ingest without GOGC: go_gc_gogc_percent %v, want > 100", p)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	env := IngestEnv(FreePort(t), st.NATSURL)
 	env["GOGC"] = "150"

@@ -16,12 +16,9 @@ import (
 	"github.com/rig-go/rig/internal/gcfloor"
 )
 
-// gcFloor is how far above its live heap ingest lets its heap grow before
-// a collection, while GOGC is unset: ingest holds no client connections,
-// its live heap is small and every message allocates, so Go's default
-// collected every few seconds at a modest rate and each collection showed
-// in the latency tail (docs/BENCHMARKS.md, issue 17). Costs at most this
-// much memory; a live heap above it is collected as with GOGC=100.
+// gcFloor: while GOGC is unset, ingest's heap may grow this far above its
+// live heap before a collection (internal/gcfloor says why; the edge, whose
+// heap holds the clients, keeps Go's default).
 const gcFloor = 64 << 20
 
 func main() {

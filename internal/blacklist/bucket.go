@@ -212,18 +212,17 @@ const expiryMargin = time.Second
 // waitReplaced polls until key's revision rev is gone: removed by its TTL
 // marker, or replaced by another writer.
 func waitReplaced(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	pause := retry.Backoff{First: 20 * time.Millisecond, Max: 100 * time.Millisecond}
 	for {
 		cur, err := kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && cur.Revision() != rev) {
 			return nil
 		}
+		if err == nil {
+			err = pause.Wait(ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("wait for the expiring entry %s to be removed: %w", key, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for the expiring entry %s to be removed: %w", key, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

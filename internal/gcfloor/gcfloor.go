@@ -20,8 +20,8 @@ import (
 )
 
 // Percent is the GOGC that puts the heap goal at least floor bytes above
-// a live heap of live bytes, and never below base.
-func Percent(live, floor uint64, base int) int {
+// a live heap of live bytes, and never below Go's default, 100.
+func Percent(live, floor uint64) int {
 	if live == 0 {
 		live = 1
 	}
@@ -30,14 +30,11 @@ func Percent(live, floor uint64, base int) int {
 		// A tiny live heap (at start): the floor, not a 10,000x goal.
 		p = 10_000
 	}
-	if int(p) < base {
-		return base
-	}
-	return int(p)
+	return max(int(p), 100)
 }
 
 // Start sets GOGC after every collection from the live heap it left, as
-// Percent does with base 100, until the returned stop is called (which
+// Percent does, until the returned stop is called (which
 // puts GOGC back to 100). The caller decides whether to: an operator's
 // own GOGC should win, so call it only when GOGC is unset.
 func Start(floor uint64) (stop func()) {
@@ -86,7 +83,7 @@ func (t *tuner) adjust() bool {
 	if t.sample[0].Value.Kind() != metrics.KindUint64 {
 		return true
 	}
-	p := Percent(t.sample[0].Value.Uint64(), t.floor, 100)
+	p := Percent(t.sample[0].Value.Uint64(), t.floor)
 	// Only a change of more than a tenth: SetGCPercent recomputes the
 	// pacer, not worth doing for every small move of the live heap.
 	if t.last < 0 || p*10 > t.last*11 || p*10 < t.last*9 || (p == 100) != (t.last == 100) {

@@ -1,11 +1,14 @@
 package gcfloor
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"testing"
 	"time"
+
+	"github.com/rig-go/rig/internal/check"
 )
 
 func TestPercent(t *testing.T) {
@@ -20,7 +23,7 @@ func TestPercent(t *testing.T) {
 		{0, 64 * mib, 10_000},      // nothing live yet: capped
 		{1, 64 * mib, 10_000},
 	} {
-		if got := Percent(c.live, c.floor, 100); got != c.want {
+		if got := Percent(c.live, c.floor); got != c.want {
 			t.Errorf("Percent(%d, %d) = %d, want %d", c.live, c.floor, got, c.want)
 		}
 	}
@@ -41,14 +44,13 @@ func TestStartFollowsTheLiveHeap(t *testing.T) {
 	defer stop()
 	poll := func(what string, cond func(uint64) bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond(gogc()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: GOGC is %d", what, gogc())
+		check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if p := gogc(); !cond(p) {
+				runtime.GC()
+				return fmt.Errorf("%s: GOGC is %d", what, p)
 			}
-			runtime.GC()
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	poll("small live heap", func(p uint64) bool { return p > 500 })
 
