@@ -52,6 +52,14 @@ func (c *Client) directLocked() (DirectTransport, bool) {
 // ErrClosed is returned by Send after the client was closed.
 var ErrClosed = errors.New("client closed")
 
+// ErrClosing is what a transport's Write returns when its connection is
+// closing on its own (a WebSocket close frame went out: the library's for
+// an oversized message, or the reader's for a broken rule). Nothing was
+// written, so nothing is counted or receipted, and the client accepts
+// nothing more; it is not closed for it, as the connection's reader
+// closes it with the reason, which must be the one kept.
+var ErrClosing = errors.New("connection closing")
+
 // Final reports whether an event of kind k ends the connection after it is written.
 func Final(k rig.Kind) bool {
 	return k == rig.KindSessionKilled || k == rig.KindTokenExpired || k == rig.KindReconnect
@@ -189,10 +197,7 @@ func (c *Client) Deliver(ev *rig.Event) {
 	switch {
 	case err != nil || c.closed:
 		c.writing = false
-		c.mu.Unlock()
-		if err != nil {
-			c.Close(DisconnectWriteFailed)
-		}
+		c.endLocked(err)
 	case left || len(c.queue) > 0:
 		c.left = left
 		c.mu.Unlock()
@@ -457,12 +462,10 @@ func (c *Client) flush() {
 		c.keepLocked(batch)
 		if err != nil || final || c.closed {
 			c.writing = false
-			c.mu.Unlock()
-			if err != nil {
-				c.Close(DisconnectWriteFailed)
-			} else {
-				c.Close(DisconnectShutdown) // the final event's reason is already kept
+			if err == nil {
+				err = errFinalWritten
 			}
+			c.endLocked(err)
 			return
 		}
 		if len(c.queue) == 0 {
@@ -472,6 +475,29 @@ func (c *Client) flush() {
 			return
 		}
 		c.mu.Unlock()
+	}
+}
+
+// errFinalWritten tells endLocked that the write ended the session.
+var errFinalWritten = errors.New("final event written")
+
+// endLocked stops writing after a write that ended with err (or after the
+// final event, or once closed), and unlocks: a failed write closes the
+// client, the final event closes it with the reason already kept, and a
+// connection closing on its own (ErrClosing) is left to its reader.
+func (c *Client) endLocked(err error) {
+	if errors.Is(err, ErrClosing) {
+		c.final = true
+		c.queue = nil
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	switch {
+	case errors.Is(err, errFinalWritten):
+		c.Close(DisconnectShutdown) // the final event's reason is already kept
+	case err != nil:
+		c.Close(DisconnectWriteFailed)
 	}
 }
 

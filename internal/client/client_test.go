@@ -205,6 +205,45 @@ func TestWriteErrorCloses(t *testing.T) {
 	}
 }
 
+// TestClosingTransportLeavesTheReason: a transport closing on its own
+// (ErrClosing) stops the writer without closing the client, counts and
+// receipts nothing, and the reason its reader gives next is the one kept.
+func TestClosingTransportLeavesTheReason(t *testing.T) {
+	c := New(&rig.Session{}, "test", 8)
+	c.Counters = &Counters{}
+	receipted := 0
+	c.Written = func(*Client, *rig.Event) { receipted++ }
+	p := newPipe()
+	p.fail = ErrClosing
+	c.Attach(p)
+	m := msg("1")
+	m.Receipt = "r1"
+	c.Deliver(m)
+	check.For(t, 5*time.Second, time.Millisecond, wrote(p, 1))
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.writing {
+			return fmt.Errorf("still writing")
+		}
+		return nil
+	})
+	if c.Reason() != (Disconnect{}) {
+		t.Fatalf("closed for %v by a closing transport", c.Reason())
+	}
+	if err := c.Send(msg("2")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after ErrClosing: %v, want ErrClosed", err)
+	}
+	c.Close(Disconnect{1009, "too big"})
+	<-c.Done()
+	if c.Reason() != (Disconnect{1009, "too big"}) {
+		t.Fatalf("reason %v, want the reader's", c.Reason())
+	}
+	if n := c.Counters.Delivered.Load(); n != 0 || receipted != 0 {
+		t.Fatalf("%d delivered and %d receipted, but nothing was written", n, receipted)
+	}
+}
+
 func TestStartAfterCloseClosesTransport(t *testing.T) {
 	c := New(&rig.Session{}, "test", 8)
 	c.Close(DisconnectClientGone)

@@ -331,8 +331,11 @@ func (c *Conn) Discard() error {
 func (c *Conn) Write(evs []*rig.Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended.Load() || c.closing.Load() {
-		return nil // the socket is closing; the reader ends it
+	if c.ended.Load() {
+		return nil // the final event was the last; Close sends the close frame
+	}
+	if c.closing.Load() {
+		return client.ErrClosing // the reader ends it, and says why
 	}
 	deadline := time.Now().Add(c.timeout)
 	if err := c.ws.SetWriteDeadline(deadline); err != nil {
@@ -342,13 +345,13 @@ func (c *Conn) Write(evs []*rig.Event) error {
 	for _, ev := range evs {
 		if ev.Kind == rig.KindHeartbeat {
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
-				return err
+				return c.writeFailed(err)
 			}
 			continue
 		}
 		for _, frame := range c.encode(buf[:0], ev) {
 			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-				return err
+				return c.writeFailed(err)
 			}
 		}
 		if client.Final(ev.Kind) {
@@ -357,6 +360,18 @@ func (c *Conn) Write(evs []*rig.Event) error {
 		}
 	}
 	return nil
+}
+
+// writeFailed says why a write failed: the library refuses writes once it
+// sent a close frame itself (1009 for an oversized message, 1002 for a
+// protocol error, on the reader's goroutine), and then the socket is
+// closing, not broken; the reader, which saw why, closes the client.
+func (c *Conn) writeFailed(err error) error {
+	if errors.Is(err, websocket.ErrCloseSent) {
+		c.closing.Store(true)
+		return client.ErrClosing
+	}
+	return err
 }
 
 // CloseWith sends a close frame with d's code and reason (cut to 123

@@ -160,6 +160,14 @@ func TestReadLimit(t *testing.T) {
 	if !errors.Is(err, websocket.ErrReadLimit) {
 		t.Fatalf("Read of an oversized message: %v", err)
 	}
+	// The library sent its 1009 and refuses writes: the writer learns the
+	// socket is closing (and leaves the reason to the reader), not that a
+	// write failed. CI once logged "write failed" for this socket.
+	for _, ev := range []*rig.Event{{Kind: rig.KindMessage, ID: "late"}, {Kind: rig.KindHeartbeat}} {
+		if err := s.Write([]*rig.Event{ev}); !errors.Is(err, client.ErrClosing) {
+			t.Fatalf("%v written after the library's close frame: %v, want ErrClosing", ev.Kind, err)
+		}
+	}
 	go s.CloseAfterRead(err)
 	if code := wstest.CloseCode(t, cl); code != websocket.CloseMessageTooBig {
 		t.Fatalf("close code %d, want 1009", code)
